@@ -1,0 +1,121 @@
+// Opens the database behind one `Database` type: postgres.js when DATABASE_URL is set,
+// otherwise the embedded PGlite persisted in TA_DATA_DIR.
+import { PGlite } from "@electric-sql/pglite";
+import type { SQL } from "drizzle-orm";
+import { sql } from "drizzle-orm";
+import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
+import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
+import postgres from "postgres";
+import { lockDataDir } from "./data-dir-lock.ts";
+import { loadPgliteAssets } from "./pglite-assets.ts";
+import * as schema from "./schema.ts";
+
+export type Schema = typeof schema;
+export type Db = PgDatabase<PgQueryResultHKT, Schema>;
+
+export type Unlisten = () => Promise<void>;
+
+export interface Database {
+  readonly kind: "postgres" | "pglite";
+  readonly db: Db;
+  /** Runs raw SQL and returns its rows, whichever driver is underneath. */
+  rows<T extends Record<string, unknown>>(query: SQL): Promise<T[]>;
+  /** LISTEN on a channel; resolves once listening. */
+  listen(channel: string, onPayload: (payload: string) => void): Promise<Unlisten>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+function rowsOf<T>(result: unknown): T[] {
+  // postgres.js returns an Array subclass; PGlite returns { rows }.
+  return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
+}
+
+export interface PostgresOptions {
+  poolSize: number;
+  connectTimeout: number;
+  statementTimeout: number;
+}
+
+export function openPostgres(url: string, options: PostgresOptions): Database {
+  const client = postgres(url, {
+    max: options.poolSize,
+    connect_timeout: options.connectTimeout,
+    idle_timeout: 300,
+    onnotice: () => {},
+    connection: {
+      application_name: "token-authority",
+      statement_timeout: options.statementTimeout * 1000,
+      lock_timeout: options.statementTimeout * 1000,
+      idle_in_transaction_session_timeout: options.statementTimeout * 4 * 1000,
+    },
+  });
+  const db = drizzlePostgres(client, { schema }) as unknown as Db;
+  return {
+    kind: "postgres",
+    db,
+    rows: async (query) => rowsOf(await db.execute(query)),
+    async listen(channel, onPayload) {
+      const { unlisten } = await client.listen(channel, onPayload);
+      return unlisten;
+    },
+    async ping() {
+      await db.execute(sql`select 1`);
+    },
+    close: () => client.end({ timeout: 5 }),
+  };
+}
+
+export interface PgliteOptions {
+  /** Directory persisted on disk; omitted = in memory. */
+  dataDir?: string;
+  /** A tarball from dumpDataDir() to start from (tests clone one migrated database). */
+  loadDataDir?: Blob;
+}
+
+export async function openPglite(options: PgliteOptions = {}): Promise<Database & { pglite: PGlite }> {
+  const lock = options.dataDir ? lockDataDir(options.dataDir) : undefined;
+  let pglite: PGlite;
+  try {
+    pglite = await PGlite.create(options.dataDir, {
+      ...(await loadPgliteAssets()),
+      loadDataDir: options.loadDataDir,
+    });
+  } catch (error) {
+    lock?.release();
+    throw error;
+  }
+  const db = drizzlePglite(pglite, { schema }) as unknown as Db;
+  let closing: Promise<void> | undefined;
+  return {
+    kind: "pglite",
+    db,
+    pglite,
+    rows: async (query) => rowsOf(await db.execute(query)),
+    listen: (channel, onPayload) => pglite.listen(channel, onPayload),
+    async ping() {
+      await pglite.query("select 1");
+    },
+    close() {
+      closing ??= (async () => {
+        try {
+          if (!pglite.closed) await pglite.close();
+        } finally {
+          lock?.release();
+        }
+      })();
+      return closing;
+    },
+  };
+}
+
+export interface DatabaseConfig extends PostgresOptions {
+  databaseUrl: string | undefined;
+  dataDir: string;
+}
+
+export async function openDatabase(config: DatabaseConfig): Promise<Database> {
+  if (config.databaseUrl) return openPostgres(config.databaseUrl, config);
+  return openPglite({ dataDir: config.dataDir });
+}

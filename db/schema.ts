@@ -1,0 +1,169 @@
+// Drizzle tables of TokenAuthority: clients, users, authorization grants, OAuth sessions,
+// signing keys and the revocation feed. Only JTIs are stored, never tokens.
+import { sql } from "drizzle-orm";
+import {
+  bigserial,
+  index,
+  integer,
+  jsonb,
+  pgEnum,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from "drizzle-orm/pg-core";
+
+const timestamps = {
+  createdAt: timestamp("created_at", { withTimezone: true }).notNull().defaultNow(),
+};
+
+export const clientType = pgEnum("client_type", ["confidential", "public"]);
+export const sessionStatus = pgEnum("session_status", ["created", "refreshed", "revoked", "expired"]);
+export const signingKeyStatus = pgEnum("signing_key_status", ["active", "retired"]);
+
+/** RFC 7591 metadata that has no column of its own (client_uri, logo_uri, contacts, ...). */
+export type ClientMetadata = Record<string, unknown>;
+
+export const clients = pgTable("clients", {
+  id: uuid("id").primaryKey().defaultRandom(),
+  clientId: text("client_id").notNull().unique(),
+  name: text("name").notNull(),
+  type: clientType("type").notNull(),
+  /** SHA-256 of the secret (secrets are 256-bit random, so a fast hash is enough). */
+  secretHash: text("secret_hash"),
+  tokenEndpointAuthMethod: text("token_endpoint_auth_method").notNull(),
+  redirectUris: text("redirect_uris").array().notNull().default(sql`'{}'::text[]`),
+  grantTypes: text("grant_types").array().notNull(),
+  responseTypes: text("response_types").array().notNull().default(sql`'{}'::text[]`),
+  scope: text("scope").notNull().default(""),
+  /** Seconds; null means the server default. */
+  accessTokenTtl: integer("access_token_ttl"),
+  refreshTokenTtl: integer("refresh_token_ttl"),
+  /** Resource URI this client serves; lets it introspect tokens whose aud contains it. */
+  resourceServer: text("resource_server"),
+  metadata: jsonb("metadata").$type<ClientMetadata>().notNull().default({}),
+  ...timestamps,
+});
+
+export const users = pgTable("users", {
+  id: uuid("id").primaryKey().defaultRandom(),
+  username: text("username").notNull().unique(),
+  passwordHash: text("password_hash").notNull(),
+  ...timestamps,
+});
+
+export const authorizationGrants = pgTable(
+  "authorization_grants",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    /** SHA-256 of the authorization code; null for grants that never had a code. */
+    codeHash: text("code_hash").unique(),
+    clientId: text("client_id")
+      .notNull()
+      .references(() => clients.clientId, { onDelete: "cascade" }),
+    userId: uuid("user_id").references(() => users.id, { onDelete: "cascade" }),
+    codeChallenge: text("code_challenge"),
+    codeChallengeMethod: text("code_challenge_method"),
+    redirectUri: text("redirect_uri"),
+    scope: text("scope").notNull().default(""),
+    resources: text("resources").array().notNull().default(sql`'{}'::text[]`),
+    expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
+    redeemedAt: timestamp("redeemed_at", { withTimezone: true }),
+    ...timestamps,
+  },
+  (table) => [
+    index("authorization_grants_client_id_idx").on(table.clientId),
+    index("authorization_grants_user_id_idx").on(table.userId),
+    index("authorization_grants_expires_at_idx").on(table.expiresAt),
+  ],
+);
+
+export const sessions = pgTable(
+  "sessions",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    /** The authorization grant this session descends from; null for client_credentials. */
+    grantId: uuid("grant_id").references(() => authorizationGrants.id, { onDelete: "cascade" }),
+    /** The session this one was rotated from (refresh_token grant). */
+    parentId: uuid("parent_id"),
+    clientId: text("client_id")
+      .notNull()
+      .references(() => clients.clientId, { onDelete: "cascade" }),
+    subject: text("subject").notNull(),
+    scope: text("scope").notNull().default(""),
+    audience: text("audience").array().notNull().default(sql`'{}'::text[]`),
+    accessTokenJti: text("access_token_jti").notNull().unique(),
+    refreshTokenJti: text("refresh_token_jti").unique(),
+    status: sessionStatus("status").notNull().default("created"),
+    accessExpiresAt: timestamp("access_expires_at", { withTimezone: true }).notNull(),
+    refreshExpiresAt: timestamp("refresh_expires_at", { withTimezone: true }),
+    ...timestamps,
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+    revokedAt: timestamp("revoked_at", { withTimezone: true }),
+    revocationReason: text("revocation_reason"),
+  },
+  (table) => [
+    index("sessions_grant_id_idx").on(table.grantId),
+    index("sessions_client_id_live_idx").on(table.clientId).where(sql`status = 'created'`),
+    index("sessions_subject_live_idx").on(table.subject).where(sql`status = 'created'`),
+    index("sessions_expiry_idx").on(table.refreshExpiresAt, table.accessExpiresAt),
+  ],
+);
+
+export const signingKeys = pgTable(
+  "signing_keys",
+  {
+    kid: text("kid").primaryKey(),
+    alg: text("alg").notNull(),
+    publicJwk: jsonb("public_jwk").$type<JsonWebKey>().notNull(),
+    privateJwk: jsonb("private_jwk").$type<JsonWebKey>().notNull(),
+    status: signingKeyStatus("status").notNull(),
+    ...timestamps,
+    retiredAt: timestamp("retired_at", { withTimezone: true }),
+    /** A retired key is published and accepted until every token it signed has expired. */
+    verifyUntil: timestamp("verify_until", { withTimezone: true }),
+  },
+  // At most one active key, even when several instances start at once.
+  (table) => [uniqueIndex("signing_keys_one_active_idx").on(table.status).where(sql`status = 'active'`)],
+);
+
+/** Append-only feed of revoked JTIs that resource servers follow (see the revocation feed). */
+export const revocationEvents = pgTable(
+  "revocation_events",
+  {
+    cursor: bigserial("cursor", { mode: "number" }).primaryKey(),
+    jti: text("jti").notNull(),
+    tokenKind: text("token_kind").notNull(),
+    sessionId: uuid("session_id").notNull(),
+    expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
+    revokedAt: timestamp("revoked_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [index("revocation_events_expires_at_idx").on(table.expiresAt)],
+);
+
+export type Client = typeof clients.$inferSelect;
+export type User = typeof users.$inferSelect;
+export type AuthorizationGrant = typeof authorizationGrants.$inferSelect;
+export type Session = typeof sessions.$inferSelect;
+export type SigningKeyRow = typeof signingKeys.$inferSelect;
+
+/** Consent a user gave a client for a set of scopes; a repeat authorization skips the page. */
+export const consents = pgTable(
+  "consents",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    clientId: text("client_id")
+      .notNull()
+      .references(() => clients.clientId, { onDelete: "cascade" }),
+    scope: text("scope").notNull(),
+    ...timestamps,
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [uniqueIndex("consents_user_client_idx").on(table.userId, table.clientId)],
+);
+
+export type Consent = typeof consents.$inferSelect;

@@ -1,0 +1,145 @@
+// Server configuration: read once from the environment (and command-line flags) at boot,
+// validated, frozen. Every duration is in seconds; every list is comma-separated.
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
+const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error", "silent"];
+
+export interface ProtectedResource {
+  resource: string;
+  scopes: string[];
+}
+
+export interface Config {
+  readonly port: number;
+  readonly host: string;
+  readonly issuer: string;
+  /** postgres:// URL; absent means the embedded PGlite in `dataDir`. */
+  readonly databaseUrl: string | undefined;
+  readonly dbPoolSize: number;
+  readonly dbConnectTimeout: number;
+  readonly dbStatementTimeout: number;
+  readonly dataDir: string;
+  readonly accessTokenTtl: number;
+  readonly refreshTokenTtl: number;
+  readonly authorizationCodeTtl: number;
+  /** Seconds during which a retried refresh replaces its child instead of revoking the family. 0 = off. */
+  readonly refreshReuseGrace: number;
+  readonly scopes: readonly string[];
+  readonly defaultAudience: string;
+  readonly resources: readonly ProtectedResource[];
+  readonly corsOrigins: readonly string[];
+  readonly registrationToken: string | undefined;
+  readonly trustedUserHeader: string | undefined;
+  readonly clientCacheTtl: number;
+  readonly logLevel: LogLevel;
+  readonly maxBodyBytes: number;
+}
+
+type Env = Record<string, string | undefined>;
+
+function integer(env: Env, name: string, fallback: number, min = 0, max = Number.MAX_SAFE_INTEGER): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`${name} must be a whole number, got "${raw}"`);
+  const value = Number(raw.trim());
+  if (value < min || value > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function list(env: Env, name: string, fallback: readonly string[]): string[] {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === "") return [...fallback];
+  return raw.split(",").map((item) => item.trim()).filter((item) => item !== "");
+}
+
+function url(name: string, value: string, protocols: readonly string[]): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    throw new ConfigError(`${name} must be a URL, got "${value}"`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(`${name} must use ${protocols.join(" or ")}, got "${parsed.protocol}"`);
+  }
+  return value;
+}
+
+function resources(env: Env, audience: string, scopes: readonly string[]): ProtectedResource[] {
+  const raw = env.TA_RESOURCES;
+  if (raw === undefined || raw.trim() === "") return [{ resource: audience, scopes: [...scopes] }];
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new ConfigError('TA_RESOURCES must be a JSON list like [{"resource":"https://api.example","scopes":["read"]}]');
+  }
+  if (!Array.isArray(parsed)) throw new ConfigError("TA_RESOURCES must be a JSON list");
+  return parsed.map((entry, i) => {
+    const item = entry as Partial<ProtectedResource> | null;
+    if (typeof item?.resource !== "string") throw new ConfigError(`TA_RESOURCES[${i}].resource must be a string`);
+    url(`TA_RESOURCES[${i}].resource`, item.resource, ["https:", "http:"]);
+    const itemScopes = item.scopes ?? [...scopes];
+    if (!Array.isArray(itemScopes) || itemScopes.some((s) => typeof s !== "string")) {
+      throw new ConfigError(`TA_RESOURCES[${i}].scopes must be a list of strings`);
+    }
+    return { resource: item.resource, scopes: itemScopes };
+  });
+}
+
+export interface ConfigOverrides {
+  port?: number;
+  host?: string;
+}
+
+/** Reads and validates the configuration; throws ConfigError with a one-line message. */
+export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = {}): Config {
+  const port = overrides.port ?? integer(env, "PORT", 3000, 0, 65535);
+  const host = overrides.host ?? (env.HOST || "127.0.0.1");
+  const issuer = url("TA_ISSUER", env.TA_ISSUER || `http://localhost:${port}`, ["https:", "http:"]).replace(/\/$/, "");
+  const databaseUrl = env.DATABASE_URL || undefined;
+  if (databaseUrl) url("DATABASE_URL", databaseUrl, ["postgres:", "postgresql:"]);
+  const scopes = list(env, "TA_SCOPES", ["openid", "profile", "email", "offline_access", "read", "write"]);
+  for (const scope of scopes) {
+    // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
+    if (!/^[\x21\x23-\x5B\x5D-\x7E]+$/.test(scope)) throw new ConfigError(`TA_SCOPES: "${scope}" is not a valid scope token`);
+  }
+  const defaultAudience = url("TA_DEFAULT_AUDIENCE", env.TA_DEFAULT_AUDIENCE || `${issuer}/api`, ["https:", "http:"]);
+  const corsOrigins = list(env, "TA_CORS_ORIGINS", []);
+  for (const origin of corsOrigins) {
+    if (origin === "*") throw new ConfigError("TA_CORS_ORIGINS takes exact origins; '*' is not allowed");
+    if (new URL(url("TA_CORS_ORIGINS", origin, ["https:", "http:"])).origin !== origin) {
+      throw new ConfigError(`TA_CORS_ORIGINS: "${origin}" is not an origin (scheme://host[:port], no path)`);
+    }
+  }
+  const logLevel = (env.TA_LOG_LEVEL || "info") as LogLevel;
+  if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`TA_LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);
+
+  return Object.freeze({
+    port,
+    host,
+    issuer,
+    databaseUrl,
+    dbPoolSize: integer(env, "TA_DB_POOL", 10, 1, 1000),
+    dbConnectTimeout: integer(env, "TA_DB_CONNECT_TIMEOUT", 5, 1, 600),
+    dbStatementTimeout: integer(env, "TA_DB_STATEMENT_TIMEOUT", 5, 1, 3600),
+    dataDir: env.TA_DATA_DIR || "./data",
+    accessTokenTtl: integer(env, "TA_ACCESS_TOKEN_TTL", 3600, 1),
+    refreshTokenTtl: integer(env, "TA_REFRESH_TOKEN_TTL", 14 * 24 * 3600, 1),
+    authorizationCodeTtl: integer(env, "TA_AUTHORIZATION_CODE_TTL", 60, 1, 600),
+    refreshReuseGrace: integer(env, "TA_REFRESH_REUSE_GRACE", 0, 0, 300),
+    scopes: Object.freeze(scopes),
+    defaultAudience,
+    resources: Object.freeze(resources(env, defaultAudience, scopes)),
+    corsOrigins: Object.freeze(corsOrigins),
+    registrationToken: env.TA_REGISTRATION_TOKEN || undefined,
+    trustedUserHeader: env.TA_TRUSTED_USER_HEADER?.toLowerCase() || undefined,
+    clientCacheTtl: integer(env, "TA_CLIENT_CACHE_TTL", 30, 0, 3600),
+    logLevel,
+    maxBodyBytes: integer(env, "TA_MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
+  });
+}

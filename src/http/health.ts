@@ -1,0 +1,17 @@
+// GET /healthz (the process is up) and GET /readyz (the database answers).
+import { Elysia } from "elysia";
+import { jsonResponse, OAuthError } from "../errors.ts";
+import type { Services } from "../services.ts";
+
+export function healthEndpoints({ database }: Services) {
+  return new Elysia()
+    .get("/healthz", () => jsonResponse({ status: "ok" }))
+    .get("/readyz", async () => {
+      try {
+        await database.ping();
+      } catch {
+        throw OAuthError.temporarilyUnavailable("the database is not reachable");
+      }
+      return jsonResponse({ status: "ready", database: database.kind });
+    });
+}

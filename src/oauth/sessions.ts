@@ -1,0 +1,225 @@
+// OAuth sessions (TokenAuthority's state machine: created → refreshed | revoked | expired):
+// minting a session with its tokens, the lookup strategies keyed by token kind, and the
+// revocation and rotation primitives (single-round-trip SQL functions, see db/migrations).
+import { randomUUID } from "node:crypto";
+import type { SQL } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
+import type { PgColumn } from "drizzle-orm/pg-core";
+import type { Database } from "../../db/client.ts";
+import type { Client, Session } from "../../db/schema.ts";
+import { sessions } from "../../db/schema.ts";
+import type { TokenKind, TokenService } from "./tokens.ts";
+
+export type { Session };
+
+export interface SessionDefaults {
+  accessTokenTtl: number;
+  refreshTokenTtl: number;
+}
+
+export interface MintRequest {
+  client: Client;
+  subject: string;
+  scope: string;
+  audience: string[];
+  /** The authorization grant the session descends from; absent for client_credentials. */
+  grantId?: string;
+  /** RFC 6749 §4.4.3: client_credentials gets no refresh token. */
+  withRefreshToken: boolean;
+}
+
+export interface IssuedTokens {
+  sessionId: string;
+  accessToken: string;
+  refreshToken: string | undefined;
+  expiresIn: number;
+  scope: string;
+}
+
+export type RotateOutcome = "rotated" | "replaced" | "reuse" | "unknown" | "expired" | "invalid_scope";
+
+export interface RotateRequest {
+  refreshJti: string;
+  client: Client;
+  /** Requested scope; empty or absent keeps the session's scope. */
+  scope: string | undefined;
+  /** Seconds in which a retried refresh replaces its child instead of revoking the family. */
+  graceSeconds: number;
+}
+
+export type RotateResult =
+  | { outcome: "rotated" | "replaced"; tokens: IssuedTokens }
+  | { outcome: Exclude<RotateOutcome, "rotated" | "replaced">; sessionId: string | null };
+
+export type RevokeOutcome = "revoked" | "already_revoked" | "unknown" | "other_client";
+
+export interface RevokeResult {
+  outcome: RevokeOutcome;
+  sessionId: string | null;
+  revokedCount: number;
+}
+
+/**
+ * How to find (and revoke) the session of a token of one kind: by the JTI column of that
+ * kind. One entry per token kind; adding a kind means adding one entry.
+ */
+export interface SessionLookupStrategy {
+  readonly kind: TokenKind;
+  find(database: Database, jti: string): Promise<Session | undefined>;
+  /** Finds the session, checks it belongs to `clientId`, revokes its family: one round trip. */
+  revoke(database: Database, jti: string, clientId: string, reason: string): Promise<RevokeResult>;
+}
+
+function strategyFor(kind: TokenKind, column: PgColumn): SessionLookupStrategy {
+  return {
+    kind,
+    async find(database, jti) {
+      const [session] = await database.db.select().from(sessions).where(eq(column, jti)).limit(1);
+      return session;
+    },
+    async revoke(database, jti, clientId, reason) {
+      const [row] = await database.rows<{ outcome: RevokeOutcome; session_id: string | null; revoked_count: number }>(
+        sql`select outcome, session_id, revoked_count from ta_revoke_token(${kind}, ${jti}, ${clientId}, ${reason})`,
+      );
+      return { outcome: row!.outcome, sessionId: row!.session_id, revokedCount: Number(row!.revoked_count) };
+    },
+  };
+}
+
+export const sessionLookup: Readonly<Record<TokenKind, SessionLookupStrategy>> = Object.freeze({
+  access_token: strategyFor("access_token", sessions.accessTokenJti),
+  refresh_token: strategyFor("refresh_token", sessions.refreshTokenJti),
+});
+
+/**
+ * The order in which to try the strategies: the preferred kind first, then the others
+ * (RFC 7009 §2.1: if the hinted lookup fails the server MUST extend its search).
+ */
+export function lookupOrder(preferred: TokenKind): SessionLookupStrategy[] {
+  const first = sessionLookup[preferred];
+  return [first, ...Object.values(sessionLookup).filter((s) => s !== first)];
+}
+
+/** Parses a `token_type_hint`; an unrecognised value is treated as absent (RFC 7009 §2.2). */
+export function parseHint(hint: string | undefined): TokenKind | undefined {
+  return hint === "access_token" || hint === "refresh_token" ? hint : undefined;
+}
+
+const newJti = () => randomUUID();
+
+export class SessionService {
+  constructor(
+    private readonly database: Database,
+    private readonly tokens: TokenService,
+    private readonly defaults: SessionDefaults,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Creates a session row and signs its tokens. */
+  async mint(request: MintRequest): Promise<IssuedTokens> {
+    const { client, subject, scope, audience } = request;
+    const accessTtl = client.accessTokenTtl ?? this.defaults.accessTokenTtl;
+    const refreshTtl = client.refreshTokenTtl ?? this.defaults.refreshTokenTtl;
+    const iat = Math.floor(this.now() / 1000);
+    const accessJti = newJti();
+    const refreshJti = request.withRefreshToken ? newJti() : undefined;
+    const [accessToken, refreshToken] = await Promise.all([
+      this.tokens.sign("access_token", {
+        sub: subject,
+        aud: audience.length === 1 ? audience[0]! : audience,
+        exp: iat + accessTtl,
+        iat,
+        jti: accessJti,
+        client_id: client.clientId,
+        scope,
+      }),
+      refreshJti
+        ? this.tokens.sign("refresh_token", {
+            sub: subject,
+            aud: audience.length === 1 ? audience[0]! : audience,
+            exp: iat + refreshTtl,
+            iat,
+            jti: refreshJti,
+            client_id: client.clientId,
+            scope,
+          })
+        : undefined,
+    ]);
+    const [row] = await this.database.db
+      .insert(sessions)
+      .values({
+        grantId: request.grantId ?? null,
+        clientId: client.clientId,
+        subject,
+        scope,
+        audience,
+        accessTokenJti: accessJti,
+        refreshTokenJti: refreshJti ?? null,
+        accessExpiresAt: new Date((iat + accessTtl) * 1000),
+        refreshExpiresAt: refreshJti ? new Date((iat + refreshTtl) * 1000) : null,
+      })
+      .returning({ id: sessions.id });
+    return { sessionId: row!.id, accessToken, refreshToken, expiresIn: accessTtl, scope };
+  }
+
+  /**
+   * Refresh-token rotation (one round trip, see ta_rotate_session): the presented session
+   * becomes `refreshed` and a child session with new JTIs is created; reuse of a refresh token
+   * revokes its family. Exactly one of several concurrent rotations of one token succeeds.
+   */
+  async rotate(request: RotateRequest): Promise<RotateResult> {
+    const { client } = request;
+    const accessTtl = client.accessTokenTtl ?? this.defaults.accessTokenTtl;
+    const accessJti = newJti();
+    const refreshJti = newJti();
+    const [row] = await this.database.rows<{
+      outcome: RotateOutcome;
+      new_session_id: string | null;
+      subject: string | null;
+      scope: string | null;
+      audience: string[] | null;
+      access_expires_at: Date | string | null;
+      refresh_expires_at: Date | string | null;
+    }>(sql`select * from ta_rotate_session(${request.refreshJti}, ${client.clientId}, ${request.scope ?? ""},
+      ${accessJti}, ${refreshJti}, ${accessTtl}, ${request.graceSeconds})`);
+    if (!row) throw new Error("ta_rotate_session returned no row");
+    if (row.outcome !== "rotated" && row.outcome !== "replaced") {
+      return { outcome: row.outcome, sessionId: row.new_session_id };
+    }
+    const audience = row.audience ?? [];
+    const aud = audience.length === 1 ? audience[0]! : audience;
+    const iat = Math.floor(this.now() / 1000);
+    const accessExp = Math.floor(new Date(row.access_expires_at!).getTime() / 1000);
+    const refreshExp = Math.floor(new Date(row.refresh_expires_at!).getTime() / 1000);
+    const common = { sub: row.subject!, aud, iat, client_id: client.clientId, scope: row.scope! };
+    const [accessToken, refreshToken] = await Promise.all([
+      this.tokens.sign("access_token", { ...common, exp: accessExp, jti: accessJti }),
+      this.tokens.sign("refresh_token", { ...common, exp: refreshExp, jti: refreshJti }),
+    ]);
+    return {
+      outcome: row.outcome,
+      tokens: { sessionId: row.new_session_id!, accessToken, refreshToken, expiresIn: accessTtl, scope: row.scope! },
+    };
+  }
+
+  /** The live session of an access token's jti, if any (status created, not expired). */
+  async findLiveByAccessJti(jti: string): Promise<Session | undefined> {
+    const [session] = await this.database.db
+      .select()
+      .from(sessions)
+      .where(and(eq(sessions.accessTokenJti, jti), eq(sessions.status, "created"), sql`${sessions.accessExpiresAt} > now()`))
+      .limit(1);
+    return session;
+  }
+
+  /**
+   * Revokes every live session matching `where` and, with each, the live session of its
+   * authorization grant (race-safe, see ta_revoke_sessions). One transaction.
+   */
+  async revokeWhere(where: SQL, reason: string): Promise<number> {
+    const [row] = await this.database.rows<{ count: number }>(
+      sql`select ta_revoke_sessions(array(select id from ${sessions} where ${sessions.status} = 'created' and ${where}), ${reason}) as count`,
+    );
+    return Number(row?.count ?? 0);
+  }
+}

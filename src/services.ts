@@ -1,0 +1,49 @@
+// Builds the domain services from injected dependencies; shared by the HTTP app and the CLI.
+import { sql } from "drizzle-orm";
+import type { Database } from "../db/client.ts";
+import type { Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { ClientStore } from "./oauth/clients.ts";
+import { KeyStore } from "./oauth/keys.ts";
+import { RevocationService } from "./oauth/revocation.ts";
+import { SessionService } from "./oauth/sessions.ts";
+import type { TokenService } from "./oauth/tokens.ts";
+import { createTokenService } from "./oauth/tokens.ts";
+import { TokenVerifier } from "./oauth/verification.ts";
+
+export interface Deps {
+  config: Config;
+  database: Database;
+  log: Logger;
+  /** Milliseconds since the epoch; tests inject a fixed clock. */
+  now?: () => number;
+}
+
+export interface Services extends Required<Deps> {
+  keys: KeyStore;
+  clients: ClientStore;
+  tokens: TokenService;
+  sessions: SessionService;
+  revocation: RevocationService;
+  verifier: TokenVerifier;
+}
+
+/** Longest lifetime of any token this server may have signed, in seconds. */
+async function maxTokenLifetime(database: Database, config: Config): Promise<number> {
+  const [row] = await database.rows<{ longest: number | null }>(
+    sql`select max(greatest(coalesce(access_token_ttl, 0), coalesce(refresh_token_ttl, 0))) as longest from clients`,
+  );
+  return Math.max(config.accessTokenTtl, config.refreshTokenTtl, Number(row?.longest ?? 0));
+}
+
+export async function createServices(deps: Deps): Promise<Services> {
+  const { config, database, log } = deps;
+  const now = deps.now ?? Date.now;
+  const keys = await KeyStore.open(database, { maxTokenLifetime: () => maxTokenLifetime(database, config) });
+  const clients = new ClientStore(database, config.clientCacheTtl);
+  const tokens = createTokenService(keys, config.issuer, now);
+  const sessions = new SessionService(database, tokens, config, now);
+  const verifier = new TokenVerifier(database, tokens);
+  const revocation = new RevocationService(database, tokens, log);
+  return { config, database, log, now, keys, clients, tokens, sessions, revocation, verifier };
+}

@@ -1,0 +1,145 @@
+// createTestApp(): an app over a private migrated database, with logs captured in memory,
+// plus request helpers that return [response, body] and fixtures for clients and tokens.
+import { afterAll } from "bun:test";
+import type { Database } from "../../db/client.ts";
+import { authorizationGrants } from "../../db/schema.ts";
+import { createApp } from "../../src/app.ts";
+import type { Config } from "../../src/config.ts";
+import { loadConfig } from "../../src/config.ts";
+import { createLogger } from "../../src/log.ts";
+import type { Client, NewClient } from "../../src/oauth/clients.ts";
+import type { IssuedTokens } from "../../src/oauth/sessions.ts";
+import type { Services } from "../../src/services.ts";
+import { createServices } from "../../src/services.ts";
+import type { Backend } from "./db.ts";
+import { openTestDatabase } from "./db.ts";
+
+/** Every log line any test app wrote during this run (the log-leak test scans them). */
+export const allLogLines: string[] = [];
+
+export interface TestApp {
+  backend: Backend;
+  app: ReturnType<typeof createApp>;
+  services: Services;
+  database: Database;
+  config: Config;
+  logs: string[];
+  close(): Promise<void>;
+}
+
+export async function createTestApp(
+  backend: Backend,
+  env: Record<string, string> = {},
+  options: { database?: Database } = {},
+): Promise<TestApp> {
+  const config = loadConfig({ TA_ISSUER: "http://localhost", TA_LOG_LEVEL: "debug", ...env });
+  const database = options.database ?? (await openTestDatabase(backend));
+  const logs: string[] = [];
+  const log = createLogger(config.logLevel, (line) => {
+    logs.push(line);
+    allLogLines.push(line);
+  });
+  const services = await createServices({ config, database, log });
+  const app = createApp(services);
+  return {
+    backend,
+    app,
+    services,
+    database,
+    config,
+    logs,
+    close: () => database.close(),
+  };
+}
+
+/** createTestApp for a describe block: opened in the block, closed after it. */
+export function useTestApp(backend: Backend, env: Record<string, string> = {}) {
+  const ready = createTestApp(backend, env);
+  afterAll(async () => (await ready).close());
+  return () => ready;
+}
+
+export type Form = Record<string, string>;
+
+export async function request(
+  t: TestApp,
+  method: string,
+  path: string,
+  init: { form?: Form | string; headers?: Record<string, string>; body?: BodyInit } = {},
+): Promise<[Response, any]> {
+  const headers: Record<string, string> = { ...init.headers };
+  let body = init.body;
+  if (init.form !== undefined) {
+    headers["content-type"] ??= "application/x-www-form-urlencoded";
+    body = typeof init.form === "string" ? init.form : new URLSearchParams(init.form).toString();
+  }
+  const res = await t.app.handle(new Request(`http://localhost${path}`, { method, headers, body }));
+  const text = await res.text();
+  let parsed: unknown = text;
+  if (res.headers.get("content-type")?.includes("json") && text) parsed = JSON.parse(text);
+  return [res, parsed];
+}
+
+export const post = (t: TestApp, path: string, form: Form | string, headers: Record<string, string> = {}) =>
+  request(t, "POST", path, { form, headers });
+
+export function basic(clientId: string, secret: string): string {
+  const encode = (s: string) => encodeURIComponent(s);
+  return `Basic ${Buffer.from(`${encode(clientId)}:${encode(secret)}`).toString("base64")}`;
+}
+
+export interface TestClient {
+  client: Client;
+  secret: string | undefined;
+  /** Credentials as they go on a request: Basic header for confidential, client_id for public. */
+  auth: { form: Form; headers: Record<string, string> };
+}
+
+export async function createClient(t: TestApp, kind: "confidential" | "public", extra: Partial<NewClient> = {}): Promise<TestClient> {
+  const { client, secret } = await t.services.clients.create({
+    name: `${kind} test client`,
+    type: kind,
+    grantTypes: ["authorization_code", "refresh_token", ...(kind === "confidential" ? ["client_credentials"] : [])],
+    redirectUris: ["https://app.example/callback"],
+    scope: "read write",
+    ...extra,
+  });
+  const auth: TestClient["auth"] =
+    kind === "confidential"
+      ? { form: {}, headers: { authorization: basic(client.clientId, secret!) } }
+      : { form: { client_id: client.clientId }, headers: {} };
+  return { client, secret, auth };
+}
+
+/** A session from the authorization-code flow: a grant row and its first session. */
+export async function mintCodeSession(t: TestApp, c: TestClient, subject = "user-1"): Promise<IssuedTokens & { grantId: string }> {
+  const [grant] = await t.database.db
+    .insert(authorizationGrants)
+    .values({
+      clientId: c.client.clientId,
+      scope: "read",
+      expiresAt: new Date(Date.now() + 60_000),
+      redeemedAt: new Date(),
+    })
+    .returning({ id: authorizationGrants.id });
+  const issued = await t.services.sessions.mint({
+    client: c.client,
+    subject,
+    scope: "read",
+    audience: [t.config.defaultAudience],
+    grantId: grant!.id,
+    withRefreshToken: true,
+  });
+  return { ...issued, grantId: grant!.id };
+}
+
+/** A client_credentials session: an access token only. */
+export function mintClientSession(t: TestApp, c: TestClient): Promise<IssuedTokens> {
+  return t.services.sessions.mint({
+    client: c.client,
+    subject: c.client.clientId,
+    scope: "read",
+    audience: [t.config.defaultAudience],
+    withRefreshToken: false,
+  });
+}

@@ -1,0 +1,35 @@
+import { describe, expect, test } from "bun:test";
+import { backends } from "./helpers/db.ts";
+import { createClient, mintCodeSession, post, useTestApp } from "./helpers/app.ts";
+
+describe.each(backends)("smoke [%s]", (backend) => {
+  const ready = useTestApp(backend);
+  test("revokes a refresh token", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const s = await mintCodeSession(t, c);
+    expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(true);
+    const [res, body] = await post(t, "/oauth/revoke", { token: s.refreshToken!, token_type_hint: "refresh_token" }, c.auth.headers);
+    expect(res.status).toBe(200);
+    expect(body).toBe("");
+    expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(false);
+  });
+});
+
+describe.each(backends)("rotation smoke [%s]", (backend) => {
+  const ready = useTestApp(backend);
+  test("rotates once, then reuse kills the family", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const s = await mintCodeSession(t, c);
+    const verified = await t.services.tokens.verify(s.refreshToken!);
+    const first = await t.services.sessions.rotate({ refreshJti: verified.claims.jti, client: c.client, scope: undefined, graceSeconds: 0 });
+    expect(first.outcome).toBe("rotated");
+    if (first.outcome !== "rotated") throw new Error("unreachable");
+    expect((await t.services.verifier.verify(first.tokens.accessToken)).ok).toBe(true);
+    expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(false);
+    const again = await t.services.sessions.rotate({ refreshJti: verified.claims.jti, client: c.client, scope: undefined, graceSeconds: 0 });
+    expect(again.outcome).toBe("reuse");
+    expect((await t.services.verifier.verify(first.tokens.accessToken)).ok).toBe(false);
+  });
+});
