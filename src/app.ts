@@ -1,20 +1,18 @@
 // createApp: composes the endpoint plugins over injected services. No globals, so tests build
 // as many independent apps as they like.
-import { randomUUID } from "node:crypto";
 import { Elysia } from "elysia";
 import { errorPlugin } from "./errors.ts";
 import { cors } from "./http/cors.ts";
 import { healthEndpoints } from "./http/health.ts";
+import { observability } from "./http/observability.ts";
 import { revokeEndpoint } from "./http/revoke.ts";
 import type { Services } from "./services.ts";
 
 export function createApp(services: Services) {
   const { config } = services;
   return new Elysia()
+    .use(observability(services))
     .use(errorPlugin(services.log))
-    .onRequest(({ set }) => {
-      set.headers["x-request-id"] = randomUUID();
-    })
     .use(cors(["/oauth/revoke"], config.corsOrigins))
     .use(healthEndpoints(services))
     .use(revokeEndpoint(services));

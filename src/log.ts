@@ -1,5 +1,6 @@
 // Structured JSON logs: one line per event on stdout. Callers pass only identifiers and
 // outcomes — never a token, secret, password or Authorization header.
+import { AsyncLocalStorage } from "node:async_hooks";
 import type { LogLevel } from "./config.ts";
 
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
@@ -16,13 +17,19 @@ export interface Logger {
 
 export type LogSink = (line: string) => void;
 
+/**
+ * Fields of the request being handled (its request id), added to every line logged while it
+ * runs — so a domain event such as `token.revocation.completed` names the request behind it.
+ */
+export const logContext = new AsyncLocalStorage<LogFields>();
+
 const stdoutSink: LogSink = (line) => process.stdout.write(line + "\n");
 
 export function createLogger(level: LogLevel, sink: LogSink = stdoutSink, base: LogFields = {}): Logger {
   const threshold = ORDER[level];
   const write = (lvl: Exclude<LogLevel, "silent">) => (event: string, fields: LogFields = {}) => {
     if (ORDER[lvl] < threshold) return;
-    sink(JSON.stringify({ time: new Date().toISOString(), level: lvl, event, ...base, ...fields }));
+    sink(JSON.stringify({ time: new Date().toISOString(), level: lvl, event, ...logContext.getStore(), ...base, ...fields }));
   };
   return {
     debug: write("debug"),

@@ -1,9 +1,10 @@
-// Runs the app on Bun.serve: one JSON log line per request, graceful shutdown on SIGTERM and
+// Runs the app on Bun.serve, with graceful shutdown on SIGTERM and
 // SIGINT (stop accepting, let in-flight requests finish, then close the database).
 import type { Database } from "../db/client.ts";
 import { openDatabase } from "../db/client.ts";
 import { migrate } from "../db/migrate.ts";
 import { createApp } from "./app.ts";
+import { rememberPeer } from "./http/client-address.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { createServices } from "./services.ts";
@@ -35,17 +36,10 @@ export async function startServer(config: Config, log: Logger, options: { migrat
       hostname: config.host,
       maxRequestBodySize: config.maxBodyBytes,
       development: false,
-      async fetch(request) {
-        const began = performance.now();
-        const response = await app.handle(request);
-        log.info("http.request", {
-          method: request.method,
-          path: new URL(request.url).pathname.slice(0, 200),
-          status: response.status,
-          ms: Math.round((performance.now() - began) * 100) / 100,
-          request_id: response.headers.get("x-request-id"),
-        });
-        return response;
+      // The app logs each request itself (src/http/observability.ts), with its route pattern.
+      fetch(request, server) {
+        rememberPeer(request, server.requestIP(request)?.address);
+        return app.handle(request);
       },
     });
     const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.port}`;

@@ -3,6 +3,8 @@ import { sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
+import type { Metrics } from "./metrics.ts";
+import { createMetrics } from "./metrics.ts";
 import { ClientStore } from "./oauth/clients.ts";
 import { KeyStore } from "./oauth/keys.ts";
 import { RevocationService } from "./oauth/revocation.ts";
@@ -17,6 +19,8 @@ export interface Deps {
   log: Logger;
   /** Milliseconds since the epoch; tests inject a fixed clock. */
   now?: () => number;
+  /** Prometheus metrics; created (with pool figures of `database`) when not given. */
+  metrics?: Metrics;
 }
 
 export interface Services extends Required<Deps> {
@@ -39,11 +43,12 @@ async function maxTokenLifetime(database: Database, config: Config): Promise<num
 export async function createServices(deps: Deps): Promise<Services> {
   const { config, database, log } = deps;
   const now = deps.now ?? Date.now;
+  const metrics = deps.metrics ?? createMetrics({ database, poolSize: config.dbPoolSize });
   const keys = await KeyStore.open(database, { maxTokenLifetime: () => maxTokenLifetime(database, config) });
   const clients = new ClientStore(database, config.clientCacheTtl);
   const tokens = createTokenService(keys, config.issuer, now);
   const sessions = new SessionService(database, tokens, config, now);
   const verifier = new TokenVerifier(database, tokens);
-  const revocation = new RevocationService(database, tokens, log);
-  return { config, database, log, now, keys, clients, tokens, sessions, revocation, verifier };
+  const revocation = new RevocationService(database, tokens, log, metrics);
+  return { config, database, log, now, metrics, keys, clients, tokens, sessions, revocation, verifier };
 }

@@ -3,6 +3,7 @@
 import type { Database } from "../../db/client.ts";
 import { OAuthError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
 import type { RevokeOutcome } from "./sessions.ts";
 import { lookupOrder, parseHint } from "./sessions.ts";
 import type { TokenService } from "./tokens.ts";
@@ -19,6 +20,7 @@ export class RevocationService {
     private readonly database: Database,
     private readonly tokens: TokenService,
     private readonly log: Logger,
+    private readonly metrics?: Pick<Metrics, "revocations">,
   ) {}
 
   async revoke({ token, tokenTypeHint, clientId }: RevocationRequest): Promise<RevokeOutcome> {
@@ -31,6 +33,7 @@ export class RevocationService {
     } catch (error) {
       if (!(error instanceof TokenFormatError)) throw error;
       this.log.info("token.revocation.undecodable", { client_id: clientId, reason: error.message });
+      this.metrics?.revocations.inc({ outcome: "undecodable" });
       throw OAuthError.unsupportedTokenType("the token is not a token of this server");
     }
     // The hint orders the search; without one, the token's own typ does, so a correctly
@@ -48,9 +51,11 @@ export class RevocationService {
           family_revoked: result.revokedCount,
         });
       }
+      this.metrics?.revocations.inc({ outcome: result.outcome });
       return result.outcome;
     }
     this.log.info("token.revocation.completed", { client_id: clientId, outcome: "unknown", family_revoked: 0 });
+    this.metrics?.revocations.inc({ outcome: "unknown" });
     return "unknown";
   }
 }

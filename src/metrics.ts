@@ -1,0 +1,156 @@
+// Prometheus metrics (prom-client, which works inside the compiled executable): one registry
+// per app for the server's own counters, plus the process metrics (CPU, memory, event loop),
+// which belong to the process and are collected once however many apps it builds.
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { sql } from "drizzle-orm";
+import type { Database } from "../db/client.ts";
+import { VERSION } from "./version.ts";
+
+export type RevocationOutcomeLabel = "revoked" | "already_revoked" | "unknown" | "other_client" | "undecodable";
+
+export interface Metrics {
+  readonly registry: Registry;
+  readonly contentType: string;
+  /** Requests by method, route pattern (never the raw URL) and status. */
+  readonly httpRequests: Counter<"method" | "route" | "status">;
+  readonly httpDuration: Histogram<"method" | "route" | "status">;
+  readonly httpInFlight: Gauge;
+  /** Revocation requests by outcome (RFC 7009 answers 200 for all but undecodable). */
+  readonly revocations: Counter<"outcome">;
+  /** Refresh-token reuse detections (the token endpoint increments it). */
+  readonly refreshReuse: Counter;
+  readonly clientAuthFailures: Counter;
+  /** Requests refused with 429, by limit (client_id, ip, username, ...). */
+  readonly rateLimited: Counter<"limit">;
+  /** Database failures seen by request handling: unavailable (→ 503) or query (→ 500). */
+  readonly dbErrors: Counter<"kind">;
+  /** Rows deleted by pruning, by table. */
+  readonly pruned: Counter<"table">;
+  /** The Prometheus text exposition of this app's metrics and the process metrics. */
+  render(): Promise<string>;
+}
+
+let processRegistry: Registry | undefined;
+
+function processMetrics(): Registry {
+  if (!processRegistry) {
+    processRegistry = new Registry();
+    collectDefaultMetrics({ register: processRegistry });
+  }
+  return processRegistry;
+}
+
+/** Seconds: from a cached client lookup (sub-millisecond) to a statement timeout (5 s). */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+export interface MetricsOptions {
+  /** Reports pool size and connection counts when given. */
+  database?: Database;
+  poolSize?: number;
+}
+
+export function createMetrics(options: MetricsOptions = {}): Metrics {
+  const registry = new Registry();
+  const registers = [registry];
+  const { database } = options;
+
+  const build = new Gauge({
+    name: "ta_build_info",
+    help: "Version of the running server (always 1)",
+    labelNames: ["version", "bun"],
+    registers,
+  });
+  build.set({ version: VERSION, bun: Bun.version }, 1);
+
+  const dbErrors = new Counter({
+    name: "ta_db_errors_total",
+    help: "Database failures met while handling requests, by kind (unavailable = 503, query = 500)",
+    labelNames: ["kind"],
+    registers,
+  });
+
+  new Gauge({
+    name: "ta_db_pool_size",
+    help: "Connections this instance may open (PostgreSQL pool size; 1 for the embedded database)",
+    registers,
+  }).set(database?.kind === "pglite" ? 1 : (options.poolSize ?? 0));
+
+  if (database?.kind === "postgres") {
+    new Gauge({
+      name: "ta_db_connections",
+      help: "Connections of every TokenAuthority instance to this PostgreSQL database, by state (pg_stat_activity, read at scrape)",
+      labelNames: ["state"],
+      registers,
+      async collect() {
+        this.reset();
+        try {
+          const rows = await database.rows<{ state: string | null; count: number }>(sql`
+            select coalesce(state, 'unknown') as state, count(*)::int as count from pg_stat_activity
+             where datname = current_database() and application_name = current_setting('application_name')
+             group by 1`);
+          for (const row of rows) this.set({ state: row.state ?? "unknown" }, Number(row.count));
+        } catch {
+          dbErrors.inc({ kind: "unavailable" });
+        }
+      },
+    });
+  }
+
+  const metrics: Metrics = {
+    registry,
+    contentType: registry.contentType,
+    httpRequests: new Counter({
+      name: "ta_http_requests_total",
+      help: "HTTP requests by method, route pattern and status",
+      labelNames: ["method", "route", "status"],
+      registers,
+    }),
+    httpDuration: new Histogram({
+      name: "ta_http_request_duration_seconds",
+      help: "HTTP request latency by method, route pattern and status",
+      labelNames: ["method", "route", "status"],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    httpInFlight: new Gauge({ name: "ta_http_requests_in_flight", help: "HTTP requests being handled", registers }),
+    revocations: new Counter({
+      name: "ta_revocations_total",
+      help: "Revocation requests by outcome: revoked, already_revoked, unknown, other_client, undecodable",
+      labelNames: ["outcome"],
+      registers,
+    }),
+    refreshReuse: new Counter({
+      name: "ta_refresh_token_reuse_total",
+      help: "Refresh-token reuse detections (each revoked a token family)",
+      registers,
+    }),
+    clientAuthFailures: new Counter({
+      name: "ta_client_auth_failures_total",
+      help: "Failed client authentications (401 invalid_client)",
+      registers,
+    }),
+    rateLimited: new Counter({
+      name: "ta_rate_limited_total",
+      help: "Requests refused with 429 by an in-process limit",
+      labelNames: ["limit"],
+      registers,
+    }),
+    dbErrors,
+    pruned: new Counter({
+      name: "ta_pruned_rows_total",
+      help: "Rows deleted by pruning, by table",
+      labelNames: ["table"],
+      registers,
+    }),
+    async render() {
+      const [own, process] = await Promise.all([registry.metrics(), processMetrics().metrics()]);
+      return `${own}\n${process}`;
+    },
+  };
+  // Outcomes appear at 0 from the start, so a rate() over them is defined before the first event.
+  for (const outcome of ["revoked", "already_revoked", "unknown", "other_client", "undecodable"] as const) {
+    metrics.revocations.inc({ outcome }, 0);
+  }
+  for (const kind of ["unavailable", "query"]) dbErrors.inc({ kind }, 0);
+  return metrics;
+}
