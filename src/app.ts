@@ -4,6 +4,7 @@ import { Elysia } from "elysia";
 import { errorPlugin } from "./errors.ts";
 import { cors } from "./http/cors.ts";
 import { healthEndpoints } from "./http/health.ts";
+import { requestLimits } from "./http/limits.ts";
 import { observability } from "./http/observability.ts";
 import { revokeEndpoint } from "./http/revoke.ts";
 import type { Services } from "./services.ts";
@@ -13,6 +14,7 @@ export function createApp(services: Services) {
   return new Elysia()
     .use(observability(services))
     .use(errorPlugin(services.log))
+    .use(requestLimits(config))
     .use(cors(["/oauth/revoke"], config.corsOrigins))
     .use(healthEndpoints(services))
     .use(revokeEndpoint(services));

@@ -22,6 +22,8 @@ export type OAuthErrorCode =
   | "not_found"
   | "method_not_allowed"
   | "payload_too_large"
+  | "uri_too_long"
+  | "header_fields_too_large"
   | "too_many_requests"
   | "temporarily_unavailable"
   | "server_error";
@@ -44,6 +46,8 @@ const STATUS: Record<OAuthErrorCode, number> = {
   not_found: 404,
   method_not_allowed: 405,
   payload_too_large: 413,
+  uri_too_long: 414,
+  header_fields_too_large: 431,
   too_many_requests: 429,
   temporarily_unavailable: 503,
   server_error: 500,

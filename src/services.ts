@@ -5,6 +5,7 @@ import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import { createMetrics } from "./metrics.ts";
+import { ClientAuthGuard } from "./oauth/client-auth.ts";
 import { ClientStore } from "./oauth/clients.ts";
 import { KeyStore } from "./oauth/keys.ts";
 import { RevocationService } from "./oauth/revocation.ts";
@@ -26,6 +27,8 @@ export interface Deps {
 export interface Services extends Required<Deps> {
   keys: KeyStore;
   clients: ClientStore;
+  /** Per-instance throttling of failed client authentication (shared by every endpoint). */
+  clientAuthGuard: ClientAuthGuard;
   tokens: TokenService;
   sessions: SessionService;
   revocation: RevocationService;
@@ -46,9 +49,10 @@ export async function createServices(deps: Deps): Promise<Services> {
   const metrics = deps.metrics ?? createMetrics({ database, poolSize: config.dbPoolSize });
   const keys = await KeyStore.open(database, { maxTokenLifetime: () => maxTokenLifetime(database, config) });
   const clients = new ClientStore(database, config.clientCacheTtl);
+  const clientAuthGuard = new ClientAuthGuard(config, now);
   const tokens = createTokenService(keys, config.issuer, now);
   const sessions = new SessionService(database, tokens, config, now);
   const verifier = new TokenVerifier(database, tokens);
   const revocation = new RevocationService(database, tokens, log, metrics);
-  return { config, database, log, now, metrics, keys, clients, tokens, sessions, revocation, verifier };
+  return { config, database, log, now, metrics, keys, clients, clientAuthGuard, tokens, sessions, revocation, verifier };
 }

@@ -1,18 +1,47 @@
 // The client-authentication plugin shared by every endpoint that needs it: an Elysia
-// `resolve` that yields the authenticated client or throws invalid_client.
+// `resolve` that yields the authenticated client or throws invalid_client — or, after too many
+// failures for the presented client id or from the source address, 429 with Retry-After
+// (RFC 6585 §4) before the credentials are even checked.
 import { Elysia } from "elysia";
+import type { Config } from "../config.ts";
+import { OAuthError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { Metrics } from "../metrics.ts";
+import type { ClientAuthGuard } from "../oauth/client-auth.ts";
+import { authenticateClient, presentedClientId } from "../oauth/client-auth.ts";
 import type { ClientStore } from "../oauth/clients.ts";
-import { authenticateClient } from "../oauth/client-auth.ts";
+import { clientAddress } from "./client-address.ts";
 
-export function clientAuth(clients: ClientStore) {
-  return new Elysia().resolve({ as: "scoped" }, async ({ headers, body }) => {
+export interface ClientAuthDeps {
+  clients: ClientStore;
+  clientAuthGuard: ClientAuthGuard;
+  metrics: Pick<Metrics, "clientAuthFailures" | "rateLimited">;
+  config: Pick<Config, "trustedProxies">;
+  log: Logger;
+}
+
+export function clientAuth({ clients, clientAuthGuard, metrics, config, log }: ClientAuthDeps) {
+  return new Elysia().resolve({ as: "scoped" }, async ({ headers, body, request }) => {
     const form = (body ?? {}) as { client_id?: string; client_secret?: string };
-    return {
-      authenticated: await authenticateClient(clients, {
-        authorization: headers.authorization,
-        clientId: form.client_id,
-        clientSecret: form.client_secret,
-      }),
-    };
+    const credentials = { authorization: headers.authorization, clientId: form.client_id, clientSecret: form.client_secret };
+    const clientId = presentedClientId(credentials);
+    const address = clientAddress(request, config.trustedProxies);
+    const refusal = clientAuthGuard.refusal(clientId, address);
+    if (refusal) {
+      metrics.rateLimited.inc({ limit: refusal.by });
+      log.warn("security.client_auth.throttled", { client_id: clientId ?? null, limit: refusal.by });
+      throw OAuthError.tooManyRequests(refusal.retryAfter);
+    }
+    try {
+      const authenticated = await authenticateClient(clients, credentials);
+      clientAuthGuard.succeeded(authenticated.client.clientId);
+      return { authenticated };
+    } catch (error) {
+      if (error instanceof OAuthError && error.code === "invalid_client") {
+        clientAuthGuard.failed(clientId, address);
+        metrics.clientAuthFailures.inc();
+      }
+      throw error;
+    }
   });
 }

@@ -3,22 +3,28 @@
 // "Request and response parameters MUST NOT be included more than once").
 import { t } from "elysia";
 import { OAuthError } from "../errors.ts";
+import { readBody } from "./limits.ts";
 
 export const FORM_CONTENT_TYPE = "application/x-www-form-urlencoded";
+/** No OAuth form needs more; a body of thousands of empty parameters is refused early. */
+export const MAX_FORM_PARAMETERS = 64;
 
 /** Elysia `parse` hook for form endpoints. */
 export async function parseForm({ request, contentType }: { request: Request; contentType: string }) {
   if (contentType !== FORM_CONTENT_TYPE) {
     throw OAuthError.invalidRequest(`the body must be ${FORM_CONTENT_TYPE}`);
   }
+  const bytes = await readBody(request);
   let text: string;
   try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(await request.arrayBuffer());
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
   } catch {
     throw OAuthError.invalidRequest("the body is not valid UTF-8");
   }
   const fields: Record<string, string> = {};
+  let count = 0;
   for (const [name, value] of new URLSearchParams(text)) {
+    if (++count > MAX_FORM_PARAMETERS) throw OAuthError.invalidRequest(`at most ${MAX_FORM_PARAMETERS} parameters`);
     if (Object.hasOwn(fields, name)) throw OAuthError.invalidRequest(`parameter ${JSON.stringify(name.slice(0, 40))} is repeated`);
     fields[name] = value;
   }

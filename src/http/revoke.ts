@@ -14,11 +14,12 @@ export const revokeBody = t.Object({
   ...clientCredentialFields,
 });
 
-export function revokeEndpoint({ clients, revocation }: Services) {
+export function revokeEndpoint(services: Services) {
+  const { revocation } = services;
   return new Elysia()
     .use(onlyMethods("/oauth/revoke", ["POST"]))
     .guard({ parse: parseForm, body: revokeBody }, (app) =>
-      app.use(clientAuth(clients)).post("/oauth/revoke", async ({ body, authenticated }) => {
+      app.use(clientAuth(services)).post("/oauth/revoke", async ({ body, authenticated }) => {
         await revocation.revoke({
           token: body.token,
           tokenTypeHint: body.token_type_hint,

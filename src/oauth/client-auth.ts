@@ -1,6 +1,7 @@
 // Client authentication (RFC 6749 §2.3): client_secret_basic, client_secret_post, and public
 // clients identified by client_id alone (RFC 6749 §2.3.1, §3.2.1).
 import { OAuthError } from "../errors.ts";
+import { FailureThrottle } from "../throttle.ts";
 import type { Client, ClientStore } from "./clients.ts";
 import { secretMatches } from "./clients.ts";
 
@@ -62,4 +63,56 @@ export async function authenticateClient(store: ClientStore, credentials: Client
   }
   if (!client || client.type !== "public") throw OAuthError.invalidClient("client authentication failed");
   return { client, method: "none" };
+}
+
+/** The client id a request claims (Basic credentials first, then the form), unverified. */
+export function presentedClientId({ authorization, clientId }: ClientCredentials): string | undefined {
+  if (authorization !== undefined && /^Basic\b/i.test(authorization)) {
+    try {
+      return parseBasic(authorization)?.id.slice(0, 256) || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  return clientId?.slice(0, 256);
+}
+
+export interface ClientAuthLimits {
+  authFailureLimit: number;
+  authFailureIpLimit: number;
+  authFailureWindow: number;
+}
+
+export type ThrottledBy = "client_id" | "ip";
+
+/**
+ * Throttles guessing of client credentials: failures are counted per presented client id and
+ * per source address (in process). A success resets its client id's count, not its address's.
+ */
+export class ClientAuthGuard {
+  private readonly byClient: FailureThrottle;
+  private readonly byAddress: FailureThrottle;
+
+  constructor(limits: ClientAuthLimits, now?: () => number) {
+    this.byClient = new FailureThrottle({ limit: limits.authFailureLimit, windowSeconds: limits.authFailureWindow, now });
+    this.byAddress = new FailureThrottle({ limit: limits.authFailureIpLimit, windowSeconds: limits.authFailureWindow, now });
+  }
+
+  /** Which limit refuses this attempt and for how many seconds, if any. */
+  refusal(clientId: string | undefined, address: string): { by: ThrottledBy; retryAfter: number } | undefined {
+    const byClient = clientId === undefined ? 0 : this.byClient.retryAfter(clientId);
+    if (byClient > 0) return { by: "client_id", retryAfter: byClient };
+    const byAddress = this.byAddress.retryAfter(address);
+    if (byAddress > 0) return { by: "ip", retryAfter: byAddress };
+    return undefined;
+  }
+
+  failed(clientId: string | undefined, address: string): void {
+    if (clientId !== undefined) this.byClient.fail(clientId);
+    this.byAddress.fail(address);
+  }
+
+  succeeded(clientId: string): void {
+    this.byClient.reset(clientId);
+  }
 }
