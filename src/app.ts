@@ -6,6 +6,7 @@ import { cors } from "./http/cors.ts";
 import { healthEndpoints } from "./http/health.ts";
 import { requestLimits } from "./http/limits.ts";
 import { observability } from "./http/observability.ts";
+import { openapiEndpoints } from "./http/openapi.ts";
 import { revokeEndpoint } from "./http/revoke.ts";
 import type { Services } from "./services.ts";
 
@@ -17,7 +18,8 @@ export function createApp(services: Services) {
     .use(requestLimits(config))
     .use(cors(["/oauth/revoke"], config.corsOrigins))
     .use(healthEndpoints(services))
-    .use(revokeEndpoint(services));
+    .use(revokeEndpoint(services))
+    .use(openapiEndpoints(services));
 }
 
 export type App = ReturnType<typeof createApp>;

@@ -5,7 +5,7 @@ import type { Services } from "../services.ts";
 
 export function healthEndpoints({ database }: Services) {
   return new Elysia()
-    .get("/healthz", () => jsonResponse({ status: "ok" }))
+    .get("/healthz", () => jsonResponse({ status: "ok" }), { detail: { summary: "The process is up", tags: ["operations"] } })
     .get("/readyz", async () => {
       try {
         await database.ping();
@@ -13,5 +13,5 @@ export function healthEndpoints({ database }: Services) {
         throw OAuthError.temporarilyUnavailable("the database is not reachable");
       }
       return jsonResponse({ status: "ready", database: database.kind });
-    });
+    }, { detail: { summary: "The database answers (503 otherwise)", tags: ["operations"] } });
 }

@@ -4,7 +4,11 @@ import { OAuthError } from "../errors.ts";
 
 export function onlyMethods(path: string, allowed: readonly string[]) {
   const allow = allowed.join(", ");
-  return new Elysia().all(path, () => {
-    throw new OAuthError("method_not_allowed", `use ${allow}`, { Allow: allow });
-  });
+  return new Elysia().all(
+    path,
+    () => {
+      throw new OAuthError("method_not_allowed", `use ${allow}`, { Allow: allow });
+    },
+    { detail: { hide: true } },
+  );
 }

@@ -27,6 +27,6 @@ export function revokeEndpoint(services: Services) {
         });
         // RFC 7009 §2.2: 200 whether the token was revoked, already invalid, or unknown.
         return new Response(null, { status: 200, headers: { "Cache-Control": "no-store", Pragma: "no-cache" } });
-      }),
+      }, { detail: { summary: "Revoke an access or refresh token and its session family (RFC 7009)", tags: ["oauth"] } }),
     );
 }
