@@ -7,6 +7,7 @@ import { UsageError } from "./cli/command.ts";
 import { keysRotate } from "./cli/keys.ts";
 import { migrateCommand } from "./cli/migrate.ts";
 import { serveCommand } from "./cli/serve.ts";
+import { sessionsPrune } from "./cli/prune.ts";
 import { sessionsRevoke } from "./cli/sessions.ts";
 import { usersCreate } from "./cli/users.ts";
 import { describeError } from "./log.ts";
@@ -30,6 +31,7 @@ export const commands: readonly Command[] = [
   usersCreate,
   keysRotate,
   sessionsRevoke,
+  sessionsPrune,
   versionCommand,
 ];
 

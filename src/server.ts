@@ -7,6 +7,7 @@ import { createApp } from "./app.ts";
 import { rememberPeer } from "./http/client-address.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
+import { startPruning } from "./oauth/pruning.ts";
 import { createServices } from "./services.ts";
 import { VERSION } from "./version.ts";
 
@@ -31,10 +32,12 @@ export async function startServer(config: Config, log: Logger, options: { migrat
     }
     const services = await createServices({ config, database, log });
     const app = createApp(services);
+    const pruning = config.pruneInterval > 0 ? startPruning(services, config.pruneInterval) : undefined;
     const server = Bun.serve({
       port: config.port,
       hostname: config.host,
-      maxRequestBodySize: config.maxBodyBytes,
+      // Above the app's own limit, so the app answers 413 JSON first (src/http/limits.ts).
+      maxRequestBodySize: config.maxBodyBytes * 2,
       development: false,
       // The app logs each request itself (src/http/observability.ts), with its route pattern.
       fetch(request, server) {
@@ -60,6 +63,7 @@ export async function startServer(config: Config, log: Logger, options: { migrat
           const drained = server.stop(false);
           const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 10_000).unref());
           if ((await Promise.race([drained, timeout])) === "timeout") await server.stop(true);
+          await pruning?.stop();
           await database.close();
           log.info("server.stopped", {});
         })();

@@ -1,0 +1,187 @@
+// Pruning: expired sessions, authorization codes and revocation-feed entries go, in batches;
+// everything that can still matter (live sessions, reuse detection, live grants) stays.
+import { describe, expect, test } from "bun:test";
+import { randomUUID } from "node:crypto";
+import { eq, sql } from "drizzle-orm";
+import { authorizationGrants, revocationEvents, sessions } from "../db/schema.ts";
+import { prune, startPruning } from "../src/oauth/pruning.ts";
+import { createClient, mintCodeSession, useTestApp } from "./helpers/app.ts";
+import type { TestApp, TestClient } from "./helpers/app.ts";
+import { backends } from "./helpers/db.ts";
+
+const HOUR = 3600_000;
+const ago = (ms: number) => new Date(Date.now() - ms);
+const ahead = (ms: number) => new Date(Date.now() + ms);
+
+async function insertSession(t: TestApp, c: TestClient, access: Date, refresh: Date | null, grantId: string | null = null) {
+  const [row] = await t.database.db
+    .insert(sessions)
+    .values({
+      clientId: c.client.clientId,
+      subject: "user-p",
+      grantId,
+      accessTokenJti: randomUUID(),
+      refreshTokenJti: refresh ? randomUUID() : null,
+      accessExpiresAt: access,
+      refreshExpiresAt: refresh,
+    })
+    .returning({ id: sessions.id });
+  return row!.id;
+}
+
+async function insertGrant(t: TestApp, c: TestClient, expires: Date) {
+  const [row] = await t.database.db
+    .insert(authorizationGrants)
+    .values({ clientId: c.client.clientId, codeHash: randomUUID(), expiresAt: expires })
+    .returning({ id: authorizationGrants.id });
+  return row!.id;
+}
+
+const exists = async (t: TestApp, table: typeof sessions | typeof authorizationGrants, id: string) =>
+  (await t.database.db.select({ id: table.id }).from(table).where(eq(table.id, id))).length === 1;
+
+describe.each(backends)("pruning [%s]", (backend) => {
+  const ready = useTestApp(backend);
+
+  test("deletes sessions past both expiries and keeps every session with a token still valid", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const gone = [
+      await insertSession(t, c, ago(2 * HOUR), ago(HOUR)),
+      await insertSession(t, c, ago(2 * HOUR), null),
+    ];
+    const kept = [
+      await insertSession(t, c, ago(2 * HOUR), ahead(HOUR)), // refresh token still valid
+      await insertSession(t, c, ahead(HOUR), null), // live client_credentials session
+      await insertSession(t, c, ago(60_000), null), // expired within the margin
+    ];
+    const counts = await prune(t.database);
+    expect(counts.sessions).toBeGreaterThanOrEqual(2);
+    for (const id of gone) expect(await exists(t, sessions, id)).toBe(false);
+    for (const id of kept) expect(await exists(t, sessions, id)).toBe(true);
+  });
+
+  test("deletes expired codes without sessions, and grants whose sessions are all gone; keeps grants of live sessions", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const unredeemed = await insertGrant(t, c, ago(HOUR));
+    const deadFamily = await insertGrant(t, c, ago(HOUR));
+    await insertSession(t, c, ago(2 * HOUR), ago(HOUR), deadFamily);
+    const liveFamily = await insertGrant(t, c, ago(HOUR));
+    const liveSession = await insertSession(t, c, ahead(HOUR), ahead(HOUR), liveFamily);
+    const fresh = await insertGrant(t, c, ahead(60_000));
+    const counts = await prune(t.database);
+    expect(counts.authorizationCodes).toBeGreaterThanOrEqual(2);
+    expect(await exists(t, authorizationGrants, unredeemed)).toBe(false);
+    expect(await exists(t, authorizationGrants, deadFamily)).toBe(false);
+    expect(await exists(t, authorizationGrants, liveFamily)).toBe(true);
+    expect(await exists(t, sessions, liveSession)).toBe(true);
+    expect(await exists(t, authorizationGrants, fresh)).toBe(true);
+  });
+
+  test("a rotated session survives pruning, so reuse of its refresh token is still detected", async () => {
+    const t = await ready();
+    const c = await createClient(t, "public");
+    const s = await mintCodeSession(t, c);
+    const { claims } = await t.services.tokens.verify(s.refreshToken!);
+    const first = await t.services.sessions.rotate({ refreshJti: claims.jti, client: c.client, scope: undefined, graceSeconds: 0 });
+    if (first.outcome !== "rotated") throw new Error(`rotation failed: ${first.outcome}`);
+    // The rotated-away session's access token has expired long ago; its refresh token has not.
+    await t.database.db.update(sessions).set({ accessExpiresAt: ago(2 * HOUR) }).where(eq(sessions.id, s.sessionId));
+    await prune(t.database);
+    expect(await exists(t, sessions, s.sessionId)).toBe(true);
+    const replay = await t.services.sessions.rotate({ refreshJti: claims.jti, client: c.client, scope: undefined, graceSeconds: 0 });
+    expect(replay.outcome).toBe("reuse");
+    expect((await t.services.verifier.verify(first.tokens.accessToken)).ok).toBe(false);
+  });
+
+  test("deletes revocation-feed entries of expired tokens only", async () => {
+    const t = await ready();
+    const sessionId = randomUUID();
+    const [old] = await t.database.db
+      .insert(revocationEvents)
+      .values({ jti: randomUUID(), tokenKind: "access_token", sessionId, expiresAt: ago(HOUR) })
+      .returning({ cursor: revocationEvents.cursor });
+    const [live] = await t.database.db
+      .insert(revocationEvents)
+      .values({ jti: randomUUID(), tokenKind: "access_token", sessionId, expiresAt: ahead(HOUR) })
+      .returning({ cursor: revocationEvents.cursor });
+    const counts = await prune(t.database);
+    expect(counts.revocationEvents).toBeGreaterThanOrEqual(1);
+    const cursors = (await t.database.db.select({ cursor: revocationEvents.cursor }).from(revocationEvents)).map((r) => r.cursor);
+    expect(cursors).not.toContain(old!.cursor);
+    expect(cursors).toContain(live!.cursor);
+  });
+
+  test("works through many rows in small batches", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    await prune(t.database);
+    const rows = Array.from({ length: 25 }, () => ({
+      clientId: c.client.clientId,
+      subject: "bulk",
+      accessTokenJti: randomUUID(),
+      accessExpiresAt: ago(2 * HOUR),
+    }));
+    await t.database.db.insert(sessions).values(rows);
+    const statements: string[] = [];
+    const original = t.database.rows;
+    t.database.rows = (query) => {
+      statements.push("batch");
+      return original(query);
+    };
+    try {
+      const counts = await prune(t.database, { batchSize: 10 });
+      expect(counts.sessions).toBe(25);
+    } finally {
+      t.database.rows = original;
+    }
+    expect(statements.length).toBe(3 + 1 + 1); // 10 + 10 + 5 sessions, then one pass each for codes and events
+    const [left] = await t.database.rows<{ n: number }>(sql`select count(*)::int as n from sessions where subject = 'bulk'`);
+    expect(Number(left!.n)).toBe(0);
+  });
+
+  test("the periodic job prunes, counts in metrics and logs maintenance.prune.completed", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const id = await insertSession(t, c, ago(2 * HOUR), null);
+    const job = startPruning(t.services, 3600);
+    try {
+      const counts = await job.runOnce();
+      expect(counts?.sessions).toBeGreaterThanOrEqual(1);
+    } finally {
+      await job.stop();
+    }
+    expect(await exists(t, sessions, id)).toBe(false);
+    expect(t.logs.some((line) => JSON.parse(line).event === "maintenance.prune.completed")).toBe(true);
+    expect(await t.services.metrics.pruned.get()).toMatchObject({ values: expect.arrayContaining([expect.objectContaining({ labels: { table: "sessions" } })]) });
+  });
+});
+
+describe("sessions prune command", () => {
+  test("prunes the configured database and prints the counts as JSON", async () => {
+    const { mkdtempSync, rmSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const { main } = await import("../src/main.ts");
+    const dir = mkdtempSync(join(tmpdir(), "ta-prune-"));
+    const out: string[] = [];
+    try {
+      const io = { env: { TA_DATA_DIR: dir, TA_LOG_LEVEL: "error" }, stdout: (s: string) => out.push(s), readStdin: async () => "" };
+      expect(await main(["sessions", "prune", "--batch-size", "50"], io)).toBe(0);
+      expect(JSON.parse(out.at(-1)!)).toEqual({ sessions: 0, authorization_codes: 0, revocation_events: 0 });
+      expect(await main(["sessions", "prune", "--batch-size", "zero"], io)).toBe(2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("TA_PRUNE_INTERVAL", () => {
+  test("is off by default and read in seconds", async () => {
+    const { loadConfig, ConfigError } = await import("../src/config.ts");
+    expect(loadConfig({}).pruneInterval).toBe(0);
+    expect(loadConfig({ TA_PRUNE_INTERVAL: "600" }).pruneInterval).toBe(600);
+    expect(() => loadConfig({ TA_PRUNE_INTERVAL: "-1" })).toThrow(ConfigError);
+  });
+});
