@@ -9,6 +9,7 @@ import { migrateCommand } from "./cli/migrate.ts";
 import { serveCommand } from "./cli/serve.ts";
 import { sessionsPrune } from "./cli/prune.ts";
 import { sessionsRevoke } from "./cli/sessions.ts";
+import { exportCommand, importCommand } from "./cli/transfer.ts";
 import { usersCreate } from "./cli/users.ts";
 import { describeError } from "./log.ts";
 import { VERSION } from "./version.ts";
@@ -32,6 +33,8 @@ export const commands: readonly Command[] = [
   keysRotate,
   sessionsRevoke,
   sessionsPrune,
+  exportCommand,
+  importCommand,
   versionCommand,
 ];
 

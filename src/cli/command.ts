@@ -6,6 +6,7 @@ import { openDatabase } from "../../db/client.ts";
 import { migrate } from "../../db/migrate.ts";
 import type { Config } from "../config.ts";
 import { loadConfig } from "../config.ts";
+import type { Logger } from "../log.ts";
 import { createLogger } from "../log.ts";
 import type { Services } from "../services.ts";
 import { createServices } from "../services.ts";
@@ -46,10 +47,10 @@ export function positiveInteger(name: string, value: string | undefined): number
   return Number(value);
 }
 
-/** Opens the configured database, migrates it, and builds the services; closes it after `fn`. */
-export async function withServices<T>(
+/** Opens the configured database and migrates it, without building services (which would create a signing key); closes it after `fn`. */
+export async function withDatabase<T>(
   env: Record<string, string | undefined>,
-  fn: (services: Services, database: Database, config: Config) => Promise<T>,
+  fn: (database: Database, config: Config, log: Logger) => Promise<T>,
 ): Promise<T> {
   const config = loadConfig(env);
   // Commands print their result on stdout; logs would mix into it.
@@ -63,9 +64,16 @@ export async function withServices<T>(
   });
   try {
     await migrate(database);
-    const services = await createServices({ config, database, log });
-    return await fn(services, database, config);
+    return await fn(database, config, log);
   } finally {
     await database.close();
   }
+}
+
+/** Opens the configured database, migrates it, and builds the services; closes it after `fn`. */
+export function withServices<T>(
+  env: Record<string, string | undefined>,
+  fn: (services: Services, database: Database, config: Config) => Promise<T>,
+): Promise<T> {
+  return withDatabase(env, async (database, config, log) => fn(await createServices({ config, database, log }), database, config));
 }
