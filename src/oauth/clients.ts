@@ -84,6 +84,8 @@ export class ClientStore {
   }
 
   async find(clientId: string): Promise<Client | undefined> {
+    // PostgreSQL text cannot hold NUL: such an id names no client (and would fail the query).
+    if (clientId.includes("\0")) return undefined;
     const now = Date.now();
     const cached = this.cache.get(clientId);
     if (cached && cached.until > now) return cached.client;

@@ -17,6 +17,9 @@ import { openTestDatabase } from "./db.ts";
 /** Every log line any test app wrote during this run (the log-leak test scans them). */
 export const allLogLines: string[] = [];
 
+/** Every client secret (and test password) issued during this run: none may appear in a log. */
+export const issuedSecrets = new Set<string>();
+
 export interface TestApp {
   backend: Backend;
   app: ReturnType<typeof createApp>;
@@ -40,6 +43,12 @@ export async function createTestApp(
     allLogLines.push(line);
   });
   const services = await createServices({ config, database, log });
+  const create = services.clients.create.bind(services.clients);
+  services.clients.create = async (input) => {
+    const created = await create(input);
+    if (created.secret) issuedSecrets.add(created.secret);
+    return created;
+  };
   const app = createApp(services);
   return {
     backend,
