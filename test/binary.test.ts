@@ -84,7 +84,7 @@ describe("executable on embedded PGlite", () => {
     await server.stop();
     const requests = server.lines.map((l) => JSON.parse(l)).filter((l) => l.event === "http.request");
     expect(requests).toHaveLength(1);
-    expect(requests[0]).toMatchObject({ method: "POST", path: "/oauth/revoke", status: 401 });
+    expect(requests[0]).toMatchObject({ method: "POST", route: "/oauth/revoke", status: 401 });
     const all = server.lines.join("\n");
     expect(all).not.toContain("eyJhbGciOiJFUzI1NiJ9");
     expect(all).not.toContain("c2VjcmV0");

@@ -2,11 +2,14 @@
 // bytes, invalid UTF-8, 1 MiB values, repeated parameters, wrong content types): never a 500,
 // never a stack trace, never a change of state. Seeded, so a failure can be replayed:
 // FUZZ_SEED=123 bun test test/fuzz.test.ts. Add an endpoint by adding an entry to ENDPOINTS.
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { sql } from "drizzle-orm";
 import { basic, createClient, mintClientSession, mintCodeSession, useTestApp } from "./helpers/app.ts";
 import type { TestApp } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
+
+// Databases opened inside tests and CLI runs take seconds on a loaded 2-core machine.
+setDefaultTimeout(60_000);
 
 interface FormEndpoint {
   path: string;

@@ -1,6 +1,6 @@
 // Pruning: expired sessions, authorization codes and revocation-feed entries go, in batches;
 // everything that can still matter (live sessions, reuse detection, live grants) stays.
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { randomUUID } from "node:crypto";
 import { eq, sql } from "drizzle-orm";
 import { authorizationGrants, revocationEvents, sessions } from "../db/schema.ts";
@@ -8,6 +8,9 @@ import { prune, startPruning } from "../src/oauth/pruning.ts";
 import { createClient, mintCodeSession, useTestApp } from "./helpers/app.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
+
+// Databases opened inside tests and CLI runs take seconds on a loaded 2-core machine.
+setDefaultTimeout(60_000);
 
 const HOUR = 3600_000;
 const ago = (ms: number) => new Date(Date.now() - ms);

@@ -1,12 +1,11 @@
-// Preloaded by bunfig.toml: a default test timeout that fits a loaded 2-core machine (bunfig's
-// `timeout` key is not read by bun test); after the whole run, the scan of every log line it
-// produced for leaked credentials; and dropping the per-run PostgreSQL template database.
-import { afterAll, setDefaultTimeout } from "bun:test";
+// Preloaded by bunfig.toml: after the whole run, the scan of every log line it produced for
+// leaked credentials, and dropping the per-run PostgreSQL template database.
+// (bunfig's `timeout` is not read by bun test, and setDefaultTimeout here would reach only the
+// first file: slow set-up goes in hooks with their own timeout, see useTestApp.)
+import { afterAll } from "bun:test";
 import { allLogLines, issuedSecrets } from "./helpers/app.ts";
 import { dropTemplate } from "./helpers/db.ts";
 import { findLeaks } from "./helpers/log-scan.ts";
-
-setDefaultTimeout(30_000);
 
 afterAll(async () => {
   await dropTemplate();

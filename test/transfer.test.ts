@@ -1,6 +1,6 @@
 // Export/import: data written on the embedded PGlite is readable on PostgreSQL (and on another
 // PGlite) after the move — tokens minted before still verify, revoked ones stay revoked.
-import { afterAll, describe, expect, test } from "bun:test";
+import { afterAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
 import { consents, revocationEvents, users } from "../db/schema.ts";
@@ -11,6 +11,9 @@ import type { Services } from "../src/services.ts";
 import { createClient, createTestApp, mintClientSession, mintCodeSession, post } from "./helpers/app.ts";
 import type { TestApp } from "./helpers/app.ts";
 import { backends, openTestDatabase } from "./helpers/db.ts";
+
+// Databases opened inside tests and CLI runs take seconds on a loaded 2-core machine.
+setDefaultTimeout(60_000);
 
 async function tableCounts(database: Database): Promise<Record<string, number>> {
   const counts: Record<string, number> = {};

@@ -1,6 +1,6 @@
 // createTestApp(): an app over a private migrated database, with logs captured in memory,
 // plus request helpers that return [response, body] and fixtures for clients and tokens.
-import { afterAll } from "bun:test";
+import { afterAll, beforeAll } from "bun:test";
 import type { Database } from "../../db/client.ts";
 import { authorizationGrants } from "../../db/schema.ts";
 import { createApp } from "../../src/app.ts";
@@ -64,6 +64,11 @@ export async function createTestApp(
 /** createTestApp for a describe block: opened in the block, closed after it. */
 export function useTestApp(backend: Backend, env: Record<string, string> = {}) {
   const ready = createTestApp(backend, env);
+  // Opening a database can take seconds on a loaded machine: wait here, not in the first test
+  // (whose 5 s default timeout bunfig cannot raise).
+  beforeAll(async () => {
+    await ready;
+  }, 60_000);
   afterAll(async () => (await ready).close());
   return () => ready;
 }
