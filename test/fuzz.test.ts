@@ -94,7 +94,7 @@ function value(r: Random, f: Fixture): string {
     case 10: return f.victimId;
     case 11: return "../../etc/passwd%00";
     case 12: return String.fromCharCode(...Array.from({ length: 40 }, () => r.int(0x3000)));
-    default: return Math.random().toString(36).slice(2);
+    default: return r.next().toString(36).slice(2);
   }
 }
 
