@@ -6,6 +6,7 @@ import { errorPlugin } from "./errors.ts";
 import { cors } from "./http/cors.ts";
 import { healthEndpoints } from "./http/health.ts";
 import { revokeEndpoint } from "./http/revoke.ts";
+import { tokenEndpoint } from "./http/token.ts";
 import type { Services } from "./services.ts";
 
 export function createApp(services: Services) {
@@ -17,7 +18,8 @@ export function createApp(services: Services) {
     })
     .use(cors(["/oauth/revoke"], config.corsOrigins))
     .use(healthEndpoints(services))
-    .use(revokeEndpoint(services));
+    .use(revokeEndpoint(services))
+    .use(tokenEndpoint(services));
 }
 
 export type App = ReturnType<typeof createApp>;

@@ -1,8 +1,9 @@
 // Authorization codes (RFC 6749 §4.1, OAuth 2.1 §4.1): issued by the authorization endpoint
 // as a grant row holding only the SHA-256 of the code, redeemed once at the token endpoint.
-import { createHash, randomBytes } from "node:crypto";
-import { sql } from "drizzle-orm";
-import type { Database } from "../../db/client.ts";
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { and, eq, isNull, sql } from "drizzle-orm";
+import type { Database, Db } from "../../db/client.ts";
+import type { AuthorizationGrant } from "../../db/schema.ts";
 import { authorizationGrants } from "../../db/schema.ts";
 
 export interface NewAuthorizationCode {
@@ -51,4 +52,49 @@ export async function issueAuthorizationCode(database: Database, input: NewAutho
     })
     .returning({ id: authorizationGrants.id, expiresAt: authorizationGrants.expiresAt });
   return { code, grantId: row!.id, expiresAt: row!.expiresAt };
+}
+
+export interface FoundGrant {
+  grant: AuthorizationGrant;
+  /** Judged by the database clock, like every other expiry. */
+  expired: boolean;
+}
+
+/** The grant of a code, redeemed or not. */
+export async function findGrantByCode(database: Database, code: string): Promise<FoundGrant | undefined> {
+  const [row] = await database.db
+    .select({ grant: authorizationGrants, expired: sql<boolean>`${authorizationGrants.expiresAt} <= now()` })
+    .from(authorizationGrants)
+    .where(eq(authorizationGrants.codeHash, hashAuthorizationCode(code)))
+    .limit(1);
+  return row;
+}
+
+/**
+ * Redeems a grant's code with a compare-and-set (`redeemed_at IS NULL`) and, in the same
+ * transaction, runs `issue` (which creates the session). A concurrent redemption blocks on
+ * the row lock until this one commits, then loses — and revoking the grant's sessions
+ * afterwards sees and kills what the winner issued. Returns `{ redeemed: false }` on losing.
+ */
+export async function redeemAuthorizationGrant<T>(
+  database: Database,
+  grantId: string,
+  issue: (tx: Db) => Promise<T>,
+): Promise<{ redeemed: true; value: T } | { redeemed: false }> {
+  return database.db.transaction(async (tx) => {
+    const won = await tx
+      .update(authorizationGrants)
+      .set({ redeemedAt: sql`now()` })
+      .where(and(eq(authorizationGrants.id, grantId), isNull(authorizationGrants.redeemedAt)))
+      .returning({ id: authorizationGrants.id });
+    if (won.length === 0) return { redeemed: false as const };
+    return { redeemed: true as const, value: await issue(tx) };
+  });
+}
+
+/** RFC 7636 §4.6 with S256: BASE64URL(SHA256(ASCII(code_verifier))) == code_challenge. */
+export function pkceMatches(codeChallenge: string, codeVerifier: string): boolean {
+  const computed = createHash("sha256").update(codeVerifier, "ascii").digest();
+  const expected = Buffer.from(codeChallenge, "base64url");
+  return expected.length === computed.length && timingSafeEqual(expected, computed);
 }
