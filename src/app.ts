@@ -5,6 +5,7 @@ import { Elysia } from "elysia";
 import { errorPlugin } from "./errors.ts";
 import { cors } from "./http/cors.ts";
 import { healthEndpoints } from "./http/health.ts";
+import { registrationEndpoint } from "./http/register.ts";
 import { revokeEndpoint } from "./http/revoke.ts";
 import { tokenEndpoint } from "./http/token.ts";
 import type { Services } from "./services.ts";
@@ -19,7 +20,8 @@ export function createApp(services: Services) {
     .use(cors(["/oauth/revoke"], config.corsOrigins))
     .use(healthEndpoints(services))
     .use(revokeEndpoint(services))
-    .use(tokenEndpoint(services));
+    .use(tokenEndpoint(services))
+    .use(registrationEndpoint(services));
 }
 
 export type App = ReturnType<typeof createApp>;
