@@ -4,6 +4,7 @@ import { randomUUID } from "node:crypto";
 import { Elysia } from "elysia";
 import { errorPlugin } from "./errors.ts";
 import { cors } from "./http/cors.ts";
+import { discoveryEndpoints } from "./http/discovery.ts";
 import { healthEndpoints } from "./http/health.ts";
 import { registrationEndpoint } from "./http/register.ts";
 import { revokeEndpoint } from "./http/revoke.ts";
@@ -21,7 +22,8 @@ export function createApp(services: Services) {
     .use(healthEndpoints(services))
     .use(revokeEndpoint(services))
     .use(tokenEndpoint(services))
-    .use(registrationEndpoint(services));
+    .use(registrationEndpoint(services))
+    .use(discoveryEndpoints(services));
 }
 
 export type App = ReturnType<typeof createApp>;
