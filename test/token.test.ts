@@ -1,6 +1,7 @@
 // POST /oauth/token: the endpoint itself and the authorization_code grant, on every backend.
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { eq, sql } from "drizzle-orm";
+import type { PgUpdateSetSource } from "drizzle-orm/pg-core";
 import { authorizationGrants, sessions } from "../db/schema.ts";
 import { createClient, post, request, useTestApp } from "./helpers/app.ts";
 import type { TestApp } from "./helpers/app.ts";
@@ -8,6 +9,10 @@ import { backends } from "./helpers/db.ts";
 import { issueCode, redeem, refresh, tokenRequest, warmPool } from "./helpers/grants.ts";
 
 setDefaultTimeout(30_000);
+
+/** Changes a stored grant, as a different authorization request would have made it. */
+const alterGrant = (t: TestApp, grantId: string, values: PgUpdateSetSource<typeof authorizationGrants>) =>
+  t.database.db.update(authorizationGrants).set(values).where(eq(authorizationGrants.id, grantId));
 
 const liveSessionsOf = async (t: TestApp, grantId: string) =>
   (await t.database.db.select().from(sessions).where(eq(sessions.grantId, grantId))).filter((s) => s.status === "created");
@@ -170,10 +175,7 @@ describe.each(backends)("authorization_code grant [%s]", (backend) => {
     const t = await ready();
     const c = await createClient(t, "confidential");
     const code = await issueCode(t, c);
-    await t.database.db
-      .update(authorizationGrants)
-      .set({ expiresAt: sql`now() - interval '1 second'` })
-      .where(eq(authorizationGrants.id, code.grantId));
+    await alterGrant(t, code.grantId, { expiresAt: sql`now() - interval '1 second'` });
     const [res, body] = await redeem(t, c, code);
     expect(res.status).toBe(400);
     expect(body).toEqual({ error: "invalid_grant", error_description: "authorization code expired" });
@@ -219,10 +221,7 @@ describe.each(backends)("authorization_code grant [%s]", (backend) => {
     const t = await ready();
     const c = await createClient(t, "public");
     const code = await issueCode(t, c);
-    await t.database.db
-      .update(authorizationGrants)
-      .set({ codeChallenge: null, codeChallengeMethod: null })
-      .where(eq(authorizationGrants.id, code.grantId));
+    await alterGrant(t, code.grantId, { codeChallenge: null, codeChallengeMethod: null });
     const [res, body] = await tokenRequest(t, c, { grant_type: "authorization_code", code: code.code, redirect_uri: code.redirectUri });
     expect(res.status).toBe(400);
     expect(body).toEqual({ error: "invalid_grant", error_description: "PKCE is required for public clients" });
@@ -232,10 +231,7 @@ describe.each(backends)("authorization_code grant [%s]", (backend) => {
     const t = await ready();
     const c = await createClient(t, "confidential");
     const code = await issueCode(t, c);
-    await t.database.db
-      .update(authorizationGrants)
-      .set({ codeChallenge: null, codeChallengeMethod: null })
-      .where(eq(authorizationGrants.id, code.grantId));
+    await alterGrant(t, code.grantId, { codeChallenge: null, codeChallengeMethod: null });
     const [res, body] = await redeem(t, c, code);
     expect(res.status).toBe(400);
     expect(body.error).toBe("invalid_grant");
@@ -245,10 +241,7 @@ describe.each(backends)("authorization_code grant [%s]", (backend) => {
     const t = await ready();
     const c = await createClient(t, "public");
     const code = await issueCode(t, c);
-    await t.database.db
-      .update(authorizationGrants)
-      .set({ codeChallenge: code.verifier, codeChallengeMethod: "plain" })
-      .where(eq(authorizationGrants.id, code.grantId));
+    await alterGrant(t, code.grantId, { codeChallenge: code.verifier, codeChallengeMethod: "plain" });
     const [res, body] = await redeem(t, c, code);
     expect(res.status).toBe(400);
     expect(body).toEqual({ error: "invalid_grant", error_description: "unsupported code_challenge_method" });
