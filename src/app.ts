@@ -4,8 +4,11 @@ import { randomUUID } from "node:crypto";
 import { Elysia } from "elysia";
 import { errorPlugin } from "./errors.ts";
 import { cors } from "./http/cors.ts";
+import { discoveryEndpoints } from "./http/discovery.ts";
 import { healthEndpoints } from "./http/health.ts";
+import { registrationEndpoint } from "./http/register.ts";
 import { revokeEndpoint } from "./http/revoke.ts";
+import { tokenEndpoint } from "./http/token.ts";
 import type { Services } from "./services.ts";
 
 export function createApp(services: Services) {
@@ -15,9 +18,12 @@ export function createApp(services: Services) {
     .onRequest(({ set }) => {
       set.headers["x-request-id"] = randomUUID();
     })
-    .use(cors(["/oauth/revoke"], config.corsOrigins))
+    .use(cors(["/oauth/revoke", "/oauth/token"], config.corsOrigins))
     .use(healthEndpoints(services))
-    .use(revokeEndpoint(services));
+    .use(revokeEndpoint(services))
+    .use(tokenEndpoint(services))
+    .use(registrationEndpoint(services))
+    .use(discoveryEndpoints(services));
 }
 
 export type App = ReturnType<typeof createApp>;

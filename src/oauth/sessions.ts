@@ -5,7 +5,7 @@ import { randomUUID } from "node:crypto";
 import type { SQL } from "drizzle-orm";
 import { and, eq, sql } from "drizzle-orm";
 import type { PgColumn } from "drizzle-orm/pg-core";
-import type { Database } from "../../db/client.ts";
+import type { Database, Db } from "../../db/client.ts";
 import type { Client, Session } from "../../db/schema.ts";
 import { sessions } from "../../db/schema.ts";
 import type { TokenKind, TokenService } from "./tokens.ts";
@@ -115,8 +115,8 @@ export class SessionService {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Creates a session row and signs its tokens. */
-  async mint(request: MintRequest): Promise<IssuedTokens> {
+  /** Creates a session row and signs its tokens; `db` may be a transaction to insert within. */
+  async mint(request: MintRequest, db: Db = this.database.db): Promise<IssuedTokens> {
     const { client, subject, scope, audience } = request;
     const accessTtl = client.accessTokenTtl ?? this.defaults.accessTokenTtl;
     const refreshTtl = client.refreshTokenTtl ?? this.defaults.refreshTokenTtl;
@@ -145,7 +145,7 @@ export class SessionService {
           })
         : undefined,
     ]);
-    const [row] = await this.database.db
+    const [row] = await db
       .insert(sessions)
       .values({
         grantId: request.grantId ?? null,
