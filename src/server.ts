@@ -66,6 +66,7 @@ export async function startServer(config: Config, log: Logger, options: { migrat
           const drained = server.stop(false);
           const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 10_000).unref());
           if ((await Promise.race([drained, timeout])) === "timeout") await server.stop(true);
+          await services.notifier.flush();
           await database.close();
           log.info("server.stopped", {});
         })();

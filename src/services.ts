@@ -6,6 +6,7 @@ import type { Logger } from "./log.ts";
 import { ClientStore } from "./oauth/clients.ts";
 import { KeyStore } from "./oauth/keys.ts";
 import { RevocationService } from "./oauth/revocation.ts";
+import { RevocationNotifier } from "./oauth/revocation-notifier.ts";
 import { SessionService } from "./oauth/sessions.ts";
 import type { TokenService } from "./oauth/tokens.ts";
 import { createTokenService } from "./oauth/tokens.ts";
@@ -25,6 +26,7 @@ export interface Services extends Required<Deps> {
   tokens: TokenService;
   sessions: SessionService;
   revocation: RevocationService;
+  notifier: RevocationNotifier;
   verifier: TokenVerifier;
 }
 
@@ -42,8 +44,9 @@ export async function createServices(deps: Deps): Promise<Services> {
   const keys = await KeyStore.open(database, { maxTokenLifetime: () => maxTokenLifetime(database, config) });
   const clients = new ClientStore(database, config.clientCacheTtl);
   const tokens = createTokenService(keys, config.issuer, now);
-  const sessions = new SessionService(database, tokens, config, now);
+  const notifier = new RevocationNotifier(database, log);
+  const sessions = new SessionService(database, tokens, config, now, notifier);
   const verifier = new TokenVerifier(database, tokens);
-  const revocation = new RevocationService(database, tokens, log);
-  return { config, database, log, now, keys, clients, tokens, sessions, revocation, verifier };
+  const revocation = new RevocationService(database, tokens, log, notifier);
+  return { config, database, log, now, keys, clients, tokens, sessions, revocation, verifier, notifier };
 }

@@ -64,7 +64,10 @@ export async function withServices<T>(
   try {
     await migrate(database);
     const services = await createServices({ config, database, log });
-    return await fn(services, database, config);
+    const result = await fn(services, database, config);
+    // Wake other instances' revocation feeds before the connection closes.
+    await services.notifier.flush();
+    return result;
   } finally {
     await database.close();
   }
