@@ -3,8 +3,12 @@
 import { randomUUID } from "node:crypto";
 import { Elysia } from "elysia";
 import { errorPlugin } from "./errors.ts";
+import { accountEndpoints } from "./http/account.ts";
+import { assetEndpoints } from "./http/assets.ts";
+import { authorizeEndpoints } from "./http/authorize.ts";
 import { cors } from "./http/cors.ts";
 import { healthEndpoints } from "./http/health.ts";
+import { loginEndpoints } from "./http/login.ts";
 import { revokeEndpoint } from "./http/revoke.ts";
 import type { Services } from "./services.ts";
 
@@ -17,7 +21,11 @@ export function createApp(services: Services) {
     })
     .use(cors(["/oauth/revoke"], config.corsOrigins))
     .use(healthEndpoints(services))
-    .use(revokeEndpoint(services));
+    .use(revokeEndpoint(services))
+    .use(authorizeEndpoints(services))
+    .use(loginEndpoints(services))
+    .use(accountEndpoints(services))
+    .use(assetEndpoints());
 }
 
 export type App = ReturnType<typeof createApp>;
