@@ -53,7 +53,7 @@ button.danger { color: var(--danger); border-color: currentColor; }
 button.link { border: 0; padding: 0; min-height: 0; background: none; color: var(--primary); text-decoration: underline; font-weight: 400; }
 :focus-visible { outline: 3px solid var(--focus); outline-offset: 2px; }
 form.login button[type=submit] { width: 100%; margin-top: 1.5rem; }
-.actions { display: flex; gap: .75rem; margin-top: 1.5rem; }
+.actions { display: flex; gap: .75rem; margin: 1.5rem 0 1.25rem; }
 .actions button { flex: 1; }
 @media (max-width: 22rem) { .actions { flex-direction: column; } }
 .alert { padding: .75rem 1rem; border-radius: 8px; background: var(--alert-bg); color: var(--alert-text); }
