@@ -242,6 +242,22 @@ describe("login throttling per IP", () => {
   });
 });
 
+describe("login throttling per IP behind a proxy", () => {
+  const ready = useTestApp("pglite", { TA_CLIENT_IP_HEADER: "X-Forwarded-For" });
+  test("takes the client IP from the last X-Forwarded-For entry when configured", async () => {
+    const t = await ready();
+    const agent = new Agent(t);
+    const form = await loginForm(agent);
+    // The client may prepend anything; only the entry the proxy appended counts.
+    const from = (ip: string) => ({ "x-forwarded-for": `${Math.random()}, ${ip}` });
+    for (let i = 0; i < LOGIN_FAILURE_LIMIT; i++) {
+      expect((await agent.post("/oauth/login", { ...form, username: `p-${i}`, password: "x" }, from("198.51.100.7"))).res.status).toBe(401);
+    }
+    expect((await agent.post("/oauth/login", { ...form, username: "p-new", password: "x" }, from("198.51.100.7"))).res.status).toBe(429);
+    expect((await agent.post("/oauth/login", { ...form, username: "p-new", password: "x" }, from("198.51.100.8"))).res.status).toBe(401);
+  });
+});
+
 describe("LoginThrottle", () => {
   test("unlocks after the lock and doubles the next lock", () => {
     let now = 1_000_000;

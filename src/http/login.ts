@@ -1,6 +1,7 @@
 // GET/POST /oauth/login and POST /oauth/logout for built-in accounts: a CSRF-protected form,
 // a signed HttpOnly session cookie, one generic failure message (no user enumeration), and
 // throttling of consecutive failures per username and per client IP.
+import type { Server } from "bun";
 import { Elysia } from "elysia";
 import { AuthorizationErrorRedirect, validateAuthorizationRequest } from "../oauth/authorization.ts";
 import { LOGIN_FAILURE_LIMIT, LoginThrottle } from "../oauth/login-throttle.ts";
@@ -38,6 +39,26 @@ export function loginEndpoints(services: Services) {
   const { config, clients, log } = services;
   const browser = new Browser(services);
   const throttle = new LoginThrottle(services.now);
+  let warnedNoIp = false;
+
+  /**
+   * The client's IP: from the proxy's header when configured (for X-Forwarded-For the last
+   * entry, the one the nearest proxy appended), otherwise the socket's peer.
+   */
+  function clientIp(request: Request, server: Server<unknown> | null): string | undefined {
+    let ip: string | undefined;
+    if (config.clientIpHeader) {
+      const value = request.headers.get(config.clientIpHeader) ?? "";
+      ip = (config.clientIpHeader === "x-forwarded-for" ? value.split(",").at(-1)! : value).trim().slice(0, 64) || undefined;
+    } else {
+      ip = server?.requestIP(request)?.address;
+    }
+    if (!ip && !warnedNoIp) {
+      warnedNoIp = true;
+      log.warn("security.login.ip_unknown", { reason: "no client IP: failed sign-ins are throttled per username only" });
+    }
+    return ip;
+  }
 
   async function returnContext(returnTo: string): Promise<ReturnContext> {
     const url = new URL(returnTo, browser.origin);
@@ -83,7 +104,7 @@ export function loginEndpoints(services: Services) {
         if (username === "" || password === "" || password.length > 1024) {
           return renderLogin(request, returnTo, 400, username, INVALID_CREDENTIALS);
         }
-        const ip = server?.requestIP(request)?.address;
+        const ip = clientIp(request, server);
         const keys = [`user:${username.toLowerCase()}`, ...(ip ? [`ip:${ip}`] : [])];
         const retryAfter = throttle.retryAfter(keys);
         if (retryAfter > 0) {
