@@ -130,6 +130,17 @@ describe.each(backends)("consent [%s]", (backend) => {
     expect(await t.database.db.select().from(consents).where(eq(consents.userId, userId))).toEqual([]);
   });
 
+  test("a consent post without a decision issues nothing", async () => {
+    const t = await ready();
+    const c = await createClient(t, "public");
+    const { agent, userId } = await signedIn(t);
+    const consent = await agent.get(authorizeUrl(c));
+    const done = await agent.post("/oauth/consent", hiddenFields(consent.text, "/oauth/consent"));
+    expect(done.res.status).toBe(400);
+    expect(done.location).toBeNull();
+    expect(await t.database.db.select().from(authorizationGrants).where(eq(authorizationGrants.userId, userId))).toEqual([]);
+  });
+
   test("validates the consent form again: a scope added to it is refused", async () => {
     const t = await ready();
     const c = await createClient(t, "public");

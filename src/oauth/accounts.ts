@@ -51,7 +51,9 @@ export class Accounts {
 
   /** The user a trusted upstream header names, created on first sight (it has no password). */
   async fromTrustedHeader(username: string): Promise<User | undefined> {
-    if (!isValidUsername(username)) return undefined;
+    const existing = await this.findByUsername(username);
+    if (existing || !isValidUsername(username)) return existing;
+    // Two first requests at once: one insert wins, both then read the same row.
     await this.database.db.insert(users).values({ username, passwordHash: NO_PASSWORD }).onConflictDoNothing();
     return this.findByUsername(username);
   }
