@@ -3,10 +3,14 @@
 import { randomUUID } from "node:crypto";
 import { Elysia } from "elysia";
 import { errorPlugin } from "./errors.ts";
+import { accountEndpoints } from "./http/account.ts";
+import { assetEndpoints } from "./http/assets.ts";
+import { authorizeEndpoints } from "./http/authorize.ts";
 import { cors } from "./http/cors.ts";
 import { discoveryEndpoints } from "./http/discovery.ts";
 import { healthEndpoints } from "./http/health.ts";
 import { registrationEndpoint } from "./http/register.ts";
+import { loginEndpoints } from "./http/login.ts";
 import { revokeEndpoint } from "./http/revoke.ts";
 import { tokenEndpoint } from "./http/token.ts";
 import type { Services } from "./services.ts";
@@ -23,7 +27,11 @@ export function createApp(services: Services) {
     .use(revokeEndpoint(services))
     .use(tokenEndpoint(services))
     .use(registrationEndpoint(services))
-    .use(discoveryEndpoints(services));
+    .use(discoveryEndpoints(services))
+    .use(authorizeEndpoints(services))
+    .use(loginEndpoints(services))
+    .use(accountEndpoints(services))
+    .use(assetEndpoints());
 }
 
 export type App = ReturnType<typeof createApp>;

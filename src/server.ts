@@ -48,6 +48,8 @@ export async function startServer(config: Config, log: Logger, options: { migrat
         return response;
       },
     });
+    // Elysia's context.server (client IPs for login throttling) reads the app's server.
+    (app as { server: unknown }).server = server;
     const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.port}`;
     log.info("server.started", {
       version: VERSION,

@@ -10,7 +10,8 @@ export interface NewAuthorizationCode {
   clientId: string;
   /** users.id of the user who approved; becomes the `sub` of the tokens. */
   userId: string;
-  redirectUri: string;
+  /** The redirect_uri of the authorization request as sent; null when the client omitted it. */
+  redirectUri: string | null;
   /** Space-separated scopes the user approved. */
   scope: string;
   /** RFC 8707 resource indicators the code may be redeemed for; empty = the default audience. */
@@ -85,7 +86,14 @@ export async function redeemAuthorizationGrant<T>(
     const won = await tx
       .update(authorizationGrants)
       .set({ redeemedAt: sql`now()` })
-      .where(and(eq(authorizationGrants.id, grantId), isNull(authorizationGrants.redeemedAt)))
+      .where(
+        and(
+          eq(authorizationGrants.id, grantId),
+          isNull(authorizationGrants.redeemedAt),
+          // An account page withdrawing access expires unredeemed codes; losing to it is losing.
+          sql`${authorizationGrants.expiresAt} > now()`,
+        ),
+      )
       .returning({ id: authorizationGrants.id });
     if (won.length === 0) return { redeemed: false as const };
     return { redeemed: true as const, value: await issue(tx) };

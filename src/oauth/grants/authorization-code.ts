@@ -36,7 +36,9 @@ export const authorizationCodeGrant = defineGrant({
     // RFC 6749 §4.1.3: ensure the code was issued to the authenticated client.
     if (grant.clientId !== client.clientId) throw OAuthError.invalidGrant("authorization code was issued to another client");
     // RFC 6749 §4.1.3: redirect_uri, if it was in the authorization request, MUST be identical.
-    if ((params.redirect_uri ?? impliedRedirectUri(client)) !== grant.redirectUri) {
+    // A grant without one (the client relied on its only registered URI) accepts that URI or none.
+    const presented = params.redirect_uri ?? impliedRedirectUri(client);
+    if (grant.redirectUri === null ? presented !== impliedRedirectUri(client) : presented !== grant.redirectUri) {
       throw OAuthError.invalidGrant("redirect_uri does not match the authorization request");
     }
     verifyPkce(grant, client, params.code_verifier);
