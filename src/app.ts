@@ -2,12 +2,19 @@
 // as many independent apps as they like.
 import { Elysia } from "elysia";
 import { errorPlugin } from "./errors.ts";
+import { accountEndpoints } from "./http/account.ts";
+import { assetEndpoints } from "./http/assets.ts";
+import { authorizeEndpoints } from "./http/authorize.ts";
 import { cors } from "./http/cors.ts";
+import { discoveryEndpoints } from "./http/discovery.ts";
 import { healthEndpoints } from "./http/health.ts";
 import { requestLimits } from "./http/limits.ts";
+import { loginEndpoints } from "./http/login.ts";
 import { observability } from "./http/observability.ts";
 import { openapiEndpoints } from "./http/openapi.ts";
+import { registrationEndpoint } from "./http/register.ts";
 import { revokeEndpoint } from "./http/revoke.ts";
+import { tokenEndpoint } from "./http/token.ts";
 import type { Services } from "./services.ts";
 
 export function createApp(services: Services) {
@@ -16,9 +23,16 @@ export function createApp(services: Services) {
     .use(observability(services))
     .use(errorPlugin(services.log))
     .use(requestLimits(config))
-    .use(cors(["/oauth/revoke"], config.corsOrigins))
+    .use(cors(["/oauth/revoke", "/oauth/token"], config.corsOrigins))
     .use(healthEndpoints(services))
     .use(revokeEndpoint(services))
+    .use(tokenEndpoint(services))
+    .use(registrationEndpoint(services))
+    .use(discoveryEndpoints(services))
+    .use(authorizeEndpoints(services))
+    .use(loginEndpoints(services))
+    .use(accountEndpoints(services))
+    .use(assetEndpoints())
     .use(openapiEndpoints(services));
 }
 

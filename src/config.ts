@@ -34,13 +34,13 @@ export interface Config {
   readonly corsOrigins: readonly string[];
   readonly registrationToken: string | undefined;
   readonly trustedUserHeader: string | undefined;
+  /** Header a reverse proxy sets with the client's IP (login throttling per IP); absent = the socket's peer. */
+  readonly clientIpHeader: string | undefined;
   readonly clientCacheTtl: number;
   readonly logLevel: LogLevel;
   readonly maxBodyBytes: number;
   /** Seconds between two runs of the pruning job; 0 = no periodic pruning. */
   readonly pruneInterval: number;
-  /** Proxies in front of the server whose X-Forwarded-For entries are trusted (0 = none). */
-  readonly trustedProxies: number;
   /** Failed client authentications per client id, then per IP, before 429 (per instance). */
   readonly authFailureLimit: number;
   readonly authFailureIpLimit: number;
@@ -147,11 +147,11 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     corsOrigins: Object.freeze(corsOrigins),
     registrationToken: env.TA_REGISTRATION_TOKEN || undefined,
     trustedUserHeader: env.TA_TRUSTED_USER_HEADER?.toLowerCase() || undefined,
+    clientIpHeader: env.TA_CLIENT_IP_HEADER?.toLowerCase() || undefined,
     clientCacheTtl: integer(env, "TA_CLIENT_CACHE_TTL", 30, 0, 3600),
     logLevel,
     maxBodyBytes: integer(env, "TA_MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
     pruneInterval: integer(env, "TA_PRUNE_INTERVAL", 0, 0, 7 * 24 * 3600),
-    trustedProxies: integer(env, "TA_TRUSTED_PROXIES", 0, 0, 10),
     authFailureLimit: integer(env, "TA_AUTH_FAILURE_LIMIT", 10, 1, 1_000_000),
     authFailureIpLimit: integer(env, "TA_AUTH_FAILURE_IP_LIMIT", 100, 1, 1_000_000),
     authFailureWindow: integer(env, "TA_AUTH_FAILURE_WINDOW", 300, 1, 24 * 3600),

@@ -4,7 +4,6 @@ import type { Database } from "../db/client.ts";
 import { openDatabase } from "../db/client.ts";
 import { migrate } from "../db/migrate.ts";
 import { createApp } from "./app.ts";
-import { rememberPeer } from "./http/client-address.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { startPruning } from "./oauth/pruning.ts";
@@ -40,11 +39,10 @@ export async function startServer(config: Config, log: Logger, options: { migrat
       maxRequestBodySize: config.maxBodyBytes * 2,
       development: false,
       // The app logs each request itself (src/http/observability.ts), with its route pattern.
-      fetch(request, server) {
-        rememberPeer(request, server.requestIP(request)?.address);
-        return app.handle(request);
-      },
+      fetch: (request) => app.handle(request),
     });
+    // Elysia's context.server (client IPs for login throttling) reads the app's server.
+    (app as { server: unknown }).server = server;
     const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.port}`;
     log.info("server.started", {
       version: VERSION,
@@ -64,6 +62,7 @@ export async function startServer(config: Config, log: Logger, options: { migrat
           const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 10_000).unref());
           if ((await Promise.race([drained, timeout])) === "timeout") await server.stop(true);
           await pruning?.stop();
+          await services.notifier.flush();
           await database.close();
           log.info("server.stopped", {});
         })();

@@ -9,6 +9,7 @@ import { ClientAuthGuard } from "./oauth/client-auth.ts";
 import { ClientStore } from "./oauth/clients.ts";
 import { KeyStore } from "./oauth/keys.ts";
 import { RevocationService } from "./oauth/revocation.ts";
+import { RevocationNotifier } from "./oauth/revocation-notifier.ts";
 import { SessionService } from "./oauth/sessions.ts";
 import type { TokenService } from "./oauth/tokens.ts";
 import { createTokenService } from "./oauth/tokens.ts";
@@ -32,6 +33,7 @@ export interface Services extends Required<Deps> {
   tokens: TokenService;
   sessions: SessionService;
   revocation: RevocationService;
+  notifier: RevocationNotifier;
   verifier: TokenVerifier;
 }
 
@@ -51,8 +53,9 @@ export async function createServices(deps: Deps): Promise<Services> {
   const clients = new ClientStore(database, config.clientCacheTtl);
   const clientAuthGuard = new ClientAuthGuard(config, now);
   const tokens = createTokenService(keys, config.issuer, now);
-  const sessions = new SessionService(database, tokens, config, now);
+  const notifier = new RevocationNotifier(database, log);
+  const sessions = new SessionService(database, tokens, config, now, notifier);
   const verifier = new TokenVerifier(database, tokens);
-  const revocation = new RevocationService(database, tokens, log, metrics);
-  return { config, database, log, now, metrics, keys, clients, clientAuthGuard, tokens, sessions, revocation, verifier };
+  const revocation = new RevocationService(database, tokens, log, notifier, metrics);
+  return { config, database, log, now, metrics, keys, clients, clientAuthGuard, tokens, sessions, revocation, verifier, notifier };
 }

@@ -22,7 +22,10 @@ async function clientAuthenticates(url: string, clientId: string, secret: string
 }
 
 describe("executable on embedded PGlite", () => {
-  const { dir } = emptyDirWithBinary();
+  let dir = "";
+  beforeAll(() => {
+    dir = emptyDirWithBinary().dir;
+  });
 
   test("version and --help need no database", async () => {
     const version = await runCli(dir, ["version"]);

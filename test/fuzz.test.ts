@@ -22,6 +22,12 @@ interface FormEndpoint {
   wellFormed(r: Random, f: Fixture): Array<[string, string]>;
   /** Statuses the run must have produced, proof that it got past the outer checks. */
   reaches: readonly number[];
+  /**
+   * Whether live tokens may be sent intact. Safe for revocation (the fuzzer never has their
+   * owner's credentials); not for the token endpoint, where another client presenting a live
+   * refresh token is reuse and rightly revokes the family.
+   */
+  liveTokens: boolean;
 }
 
 /** Other form endpoints (/oauth/token, /oauth/introspect, ...) join by adding an entry here. */
@@ -34,6 +40,19 @@ const ENDPOINTS: readonly FormEndpoint[] = [
       ...(r.int(2) === 0 ? [["token_type_hint", r.pick(["access_token", "refresh_token", "other"])] as [string, string]] : []),
     ],
     reaches: [200, 400, 401, 405, 413],
+    liveTokens: true,
+  },
+  {
+    path: "/oauth/token",
+    fields: ["grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope", "resource", "client_id", "client_secret"],
+    wellFormed: (r, f) =>
+      r.pick([
+        () => [["grant_type", "refresh_token"], ["refresh_token", r.pick(f.tokens)], ...(r.int(2) ? [["scope", "read"] as [string, string]] : [])],
+        () => [["grant_type", "authorization_code"], ["code", r.pick(["", "x", "a".repeat(43)])], ["redirect_uri", "https://app.example/callback"], ["code_verifier", "v".repeat(43)]],
+        () => [["grant_type", r.pick(["password", "implicit", "urn:ietf:params:oauth:grant-type:device_code", "REFRESH_TOKEN"])]],
+      ] as Array<() => Array<[string, string]>>)(),
+    reaches: [400, 401, 405, 413],
+    liveTokens: false,
   },
 ];
 
@@ -199,8 +218,9 @@ describe.each(backends)(`fuzzing form endpoints [%s] (seed ${SEED})`, (backend) 
     const other = await createClient(t, "confidential");
     const publicClient = await createClient(t, "public");
     const sessions = [await mintCodeSession(t, victim), await mintCodeSession(t, victim), await mintClientSession(t, victim)];
+    const live = sessions.flatMap((s) => [s.accessToken, s.refreshToken].filter((x): x is string => x !== undefined));
     const fixture: Fixture = {
-      tokens: sessions.flatMap((s) => [s.accessToken, s.refreshToken].filter((x): x is string => x !== undefined)),
+      tokens: endpoint.liveTokens ? live : live.map((token) => mutate(prng(SEED + 1), token)),
       otherAuth: [other.auth, publicClient.auth],
       victimId: victim.client.clientId,
     };
@@ -233,7 +253,7 @@ describe.each(backends)(`fuzzing form endpoints [%s] (seed ${SEED})`, (backend) 
       );
     }
     expect(await stateOf(t)).toBe(before);
-    for (const token of fixture.tokens.slice(0, 2)) expect((await t.services.verifier.verify(token)).ok).toBe(true);
+    for (const token of live) expect((await t.services.verifier.verify(token)).ok).toBe(true);
     const errors = t.logs.slice(logsBefore).filter((line) => JSON.parse(line).level === "error");
     expect(errors).toEqual([]);
     // The fuzzer must reach the endpoint's own logic, not only the outer limits.

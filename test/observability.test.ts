@@ -111,15 +111,24 @@ describe.each(backends)("observability [%s]", (backend) => {
     expect(await count("undecodable")).toBe(before.undecodable! + 1);
   });
 
-  test("exposes build info, the refresh-reuse counter and process metrics", async () => {
+  test("exposes build info, pool size and process metrics", async () => {
     const t = await ready();
     const [res, text] = await request(t, "GET", "/metrics");
     expect(res.headers.get("content-type")).toStartWith("text/plain; version=0.0.4");
     expect(text).toMatch(/^ta_build_info\{version="\d+\.\d+\.\d+[^"]*",bun="[^"]+"\} 1$/m);
     expect(text).toMatch(/^process_resident_memory_bytes \d+/m);
     expect(text).toMatch(/^ta_db_pool_size \d+$/m);
+  });
+
+  test("counts a refresh-token reuse detected at the token endpoint", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const s = await mintCodeSession(t, c);
     const before = await sample(t, "ta_refresh_token_reuse_total");
-    t.services.metrics.refreshReuse.inc();
+    const refresh = () => post(t, "/oauth/token", { grant_type: "refresh_token", refresh_token: s.refreshToken! }, c.auth.headers);
+    expect((await refresh())[0].status).toBe(200);
+    expect(await sample(t, "ta_refresh_token_reuse_total")).toBe(before);
+    expect((await refresh())[0].status).toBe(400);
     expect(await sample(t, "ta_refresh_token_reuse_total")).toBe(before + 1);
   });
 

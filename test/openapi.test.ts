@@ -1,6 +1,7 @@
 // The OpenAPI description matches the routes and the TypeBox schemas they validate with.
 import { describe, expect, test } from "bun:test";
 import { revokeBody } from "../src/http/revoke.ts";
+import { tokenBody } from "../src/http/token.ts";
 import { request, useTestApp } from "./helpers/app.ts";
 
 describe("OpenAPI", () => {
@@ -15,6 +16,13 @@ describe("OpenAPI", () => {
     expect(Object.keys(body.content)).toEqual(["application/x-www-form-urlencoded"]);
     expect(body.content["application/x-www-form-urlencoded"].schema).toEqual(JSON.parse(JSON.stringify(revokeBody)));
     expect(body.content["application/x-www-form-urlencoded"].schema.required).toEqual(["token"]);
+  });
+
+  test("documents the token body as exactly the tokenBody schema, form-encoded", async () => {
+    const t = await ready();
+    const [, doc] = await request(t, "GET", "/openapi");
+    const content = doc.paths["/oauth/token"].post.requestBody.content;
+    expect(content).toEqual({ "application/x-www-form-urlencoded": { schema: JSON.parse(JSON.stringify(tokenBody)) } });
   });
 
   test("lists every route of the app once, without the 405 catch-alls and its own pages", async () => {

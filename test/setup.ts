@@ -1,11 +1,13 @@
-// Preloaded by bunfig.toml: after the whole run, the scan of every log line it produced for
-// leaked credentials, and dropping the per-run PostgreSQL template database.
-// (bunfig's `timeout` is not read by bun test, and setDefaultTimeout here would reach only the
-// first file: slow set-up goes in hooks with their own timeout, see useTestApp.)
-import { afterAll } from "bun:test";
+// Preloaded by bunfig.toml: a default timeout (Bun ignores bunfig's [test] timeout; and from
+// here it reaches only the first test file, so useTestApp opens databases in a hook with its
+// own timeout), after the whole run the scan of every log line it produced for leaked
+// credentials, and dropping the per-run PostgreSQL template at the end.
+import { afterAll, setDefaultTimeout } from "bun:test";
 import { allLogLines, issuedSecrets } from "./helpers/app.ts";
 import { dropTemplate } from "./helpers/db.ts";
 import { findLeaks } from "./helpers/log-scan.ts";
+
+setDefaultTimeout(30_000);
 
 afterAll(async () => {
   await dropTemplate();

@@ -75,5 +75,11 @@ export function withServices<T>(
   env: Record<string, string | undefined>,
   fn: (services: Services, database: Database, config: Config) => Promise<T>,
 ): Promise<T> {
-  return withDatabase(env, async (database, config, log) => fn(await createServices({ config, database, log }), database, config));
+  return withDatabase(env, async (database, config, log) => {
+    const services = await createServices({ config, database, log });
+    const result = await fn(services, database, config);
+    // Wake other instances' revocation feeds before the connection closes.
+    await services.notifier.flush();
+    return result;
+  });
 }

@@ -10,22 +10,22 @@ import type { Metrics } from "../metrics.ts";
 import type { ClientAuthGuard } from "../oauth/client-auth.ts";
 import { authenticateClient, presentedClientId } from "../oauth/client-auth.ts";
 import type { ClientStore } from "../oauth/clients.ts";
-import { clientAddress } from "./client-address.ts";
+import { clientIp } from "./client-ip.ts";
 
 export interface ClientAuthDeps {
   clients: ClientStore;
   clientAuthGuard: ClientAuthGuard;
   metrics: Pick<Metrics, "clientAuthFailures" | "rateLimited">;
-  config: Pick<Config, "trustedProxies">;
+  config: Pick<Config, "clientIpHeader">;
   log: Logger;
 }
 
 export function clientAuth({ clients, clientAuthGuard, metrics, config, log }: ClientAuthDeps) {
-  return new Elysia().resolve({ as: "scoped" }, async ({ headers, body, request }) => {
+  return new Elysia().resolve({ as: "scoped" }, async ({ headers, body, request, server }) => {
     const form = (body ?? {}) as { client_id?: string; client_secret?: string };
     const credentials = { authorization: headers.authorization, clientId: form.client_id, clientSecret: form.client_secret };
     const clientId = presentedClientId(credentials);
-    const address = clientAddress(request, config.trustedProxies);
+    const address = clientIp(request, server, config.clientIpHeader);
     const refusal = clientAuthGuard.refusal(clientId, address);
     if (refusal) {
       metrics.rateLimited.inc({ limit: refusal.by });

@@ -1,11 +1,15 @@
 // The OpenAPI 3.1 description of every endpoint, generated from the routes and the TypeBox
 // schemas they really validate with (@elysiajs/openapi's generator), served as JSON at
-// GET /openapi, and a plain HTML rendering at GET /openapi/ui (no script, no CDN).
+// GET /openapi, and a plain HTML rendering at GET /openapi/ui (the pages' layout: no script,
+// no CDN, the pages' security headers).
 import { toOpenAPISchema } from "@elysiajs/openapi";
 import { Elysia } from "elysia";
 import { VERSION } from "../version.ts";
 import { FORM_CONTENT_TYPE, parseForm } from "./form.ts";
-import { escapeHtml, htmlResponse } from "./security-headers.ts";
+import { pageResponse } from "./browser.ts";
+import type { Html } from "./pages/html.ts";
+import { html } from "./pages/html.ts";
+import { layout } from "./pages/views.ts";
 
 type JsonSchema = {
   type?: string;
@@ -105,35 +109,26 @@ function describeSchema(schema: JsonSchema): string {
 }
 
 /** Renders the document as a plain page: one section per operation, its body fields in a table. */
-export function renderOpenApiPage(document: OpenApiDocument): string {
-  const sections: string[] = [];
-  for (const [path, operations] of Object.entries(document.paths)) {
-    for (const [method, operation] of Object.entries(operations)) {
-      let fields = "";
-      for (const [type, { schema }] of Object.entries(operation.requestBody?.content ?? {})) {
-        const rows = Object.entries(schema.properties ?? {}).map(
+export function renderOpenApiPage(document: OpenApiDocument): Html {
+  const sections = Object.entries(document.paths).flatMap(([path, operations]) =>
+    Object.entries(operations).map(([method, operation]) => {
+      const bodies = Object.entries(operation.requestBody?.content ?? {}).map(
+        ([type, { schema }]) => html`<p>Body: <code>${type}</code></p>
+<table><tr><th>field</th><th></th><th>schema</th></tr>${Object.entries(schema.properties ?? {}).map(
           ([name, field]) =>
-            `<tr><td><code>${escapeHtml(name)}</code></td><td>${schema.required?.includes(name) ? "required" : "optional"}</td><td>${escapeHtml(describeSchema(field))}</td></tr>`,
-        );
-        fields += `<p>Body: <code>${escapeHtml(type)}</code></p><table><tr><th>field</th><th></th><th>schema</th></tr>${rows.join("")}</table>`;
-      }
-      sections.push(
-        `<section><h2><code>${escapeHtml(method.toUpperCase())} ${escapeHtml(path)}</code></h2>` +
-          (operation.summary ? `<p>${escapeHtml(operation.summary)}</p>` : "") +
-          (operation.description ? `<p>${escapeHtml(operation.description)}</p>` : "") +
-          fields +
-          `</section>`,
+            html`<tr><td><code>${name}</code></td><td>${schema.required?.includes(name) ? "required" : "optional"}</td><td>${describeSchema(field)}</td></tr>`,
+        )}</table>`,
       );
-    }
-  }
-  return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(document.info.title)} API</title>
-<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}section{margin-bottom:2rem}</style>
-</head><body>
-<h1>${escapeHtml(document.info.title)} ${escapeHtml(document.info.version)}</h1>
-<p>${escapeHtml(document.info.description ?? "")} The machine-readable description is at <a href="../openapi"><code>/openapi</code></a>.</p>
-${sections.join("\n")}
-</body></html>`;
+      return html`<section><h2><code>${method.toUpperCase()} ${path}</code></h2>${operation.summary ? html`<p>${operation.summary}</p>` : ""}${operation.description ? html`<p>${operation.description}</p>` : ""}${bodies}</section>`;
+    }),
+  );
+  return layout(
+    `${document.info.title} API`,
+    html`<h1>${document.info.title} ${document.info.version}</h1>
+<p>${document.info.description ?? ""} The machine-readable description is at <a href="/openapi"><code>/openapi</code></a>.</p>
+${sections}`,
+    { wide: true },
+  );
 }
 
 export function openapiEndpoints({ config }: { config: { issuer: string } }) {
@@ -143,12 +138,12 @@ export function openapiEndpoints({ config }: { config: { issuer: string } }) {
     // getGlobalRoutes is protected; @elysiajs/openapi's own plugin reads it the same way.
     const routes = (plugin as unknown as { getGlobalRoutes(): RouteInfo[] }).getGlobalRoutes();
     if (cached?.routes !== routes.length) {
-      const generated = toOpenAPISchema(plugin as never, undefined, undefined, undefined, "3.1.0");
+      const generated = toOpenAPISchema(plugin as never, { staticFile: false }, undefined, undefined, "3.1.0");
       cached = { routes: routes.length, document: buildOpenApiDocument(routes, generated, config.issuer) };
     }
     return cached.document;
   }
   return plugin
     .get("/openapi", () => Response.json(document()), { detail: { hide: true } })
-    .get("/openapi/ui", () => htmlResponse(renderOpenApiPage(document())), { detail: { hide: true } });
+    .get("/openapi/ui", () => pageResponse(renderOpenApiPage(document())), { detail: { hide: true } });
 }

@@ -87,7 +87,8 @@ export type ThrottledBy = "client_id" | "ip";
 
 /**
  * Throttles guessing of client credentials: failures are counted per presented client id and
- * per source address (in process). A success resets its client id's count, not its address's.
+ * per source address when it is known (in process). A success resets its client id's count,
+ * not its address's.
  */
 export class ClientAuthGuard {
   private readonly byClient: FailureThrottle;
@@ -99,17 +100,17 @@ export class ClientAuthGuard {
   }
 
   /** Which limit refuses this attempt and for how many seconds, if any. */
-  refusal(clientId: string | undefined, address: string): { by: ThrottledBy; retryAfter: number } | undefined {
+  refusal(clientId: string | undefined, address: string | undefined): { by: ThrottledBy; retryAfter: number } | undefined {
     const byClient = clientId === undefined ? 0 : this.byClient.retryAfter(clientId);
     if (byClient > 0) return { by: "client_id", retryAfter: byClient };
-    const byAddress = this.byAddress.retryAfter(address);
+    const byAddress = address === undefined ? 0 : this.byAddress.retryAfter(address);
     if (byAddress > 0) return { by: "ip", retryAfter: byAddress };
     return undefined;
   }
 
-  failed(clientId: string | undefined, address: string): void {
+  failed(clientId: string | undefined, address: string | undefined): void {
     if (clientId !== undefined) this.byClient.fail(clientId);
-    this.byAddress.fail(address);
+    if (address !== undefined) this.byAddress.fail(address);
   }
 
   succeeded(clientId: string): void {
