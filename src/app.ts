@@ -5,6 +5,7 @@ import { Elysia } from "elysia";
 import { errorPlugin } from "./errors.ts";
 import { cors } from "./http/cors.ts";
 import { healthEndpoints } from "./http/health.ts";
+import { introspectEndpoint } from "./http/introspect.ts";
 import { revokeEndpoint } from "./http/revoke.ts";
 import type { Services } from "./services.ts";
 
@@ -17,7 +18,8 @@ export function createApp(services: Services) {
     })
     .use(cors(["/oauth/revoke"], config.corsOrigins))
     .use(healthEndpoints(services))
-    .use(revokeEndpoint(services));
+    .use(revokeEndpoint(services))
+    .use(introspectEndpoint(services));
 }
 
 export type App = ReturnType<typeof createApp>;

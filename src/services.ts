@@ -4,6 +4,7 @@ import type { Database } from "../db/client.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { ClientStore } from "./oauth/clients.ts";
+import { IntrospectionService } from "./oauth/introspection.ts";
 import { KeyStore } from "./oauth/keys.ts";
 import { RevocationService } from "./oauth/revocation.ts";
 import { SessionService } from "./oauth/sessions.ts";
@@ -26,6 +27,7 @@ export interface Services extends Required<Deps> {
   sessions: SessionService;
   revocation: RevocationService;
   verifier: TokenVerifier;
+  introspection: IntrospectionService;
 }
 
 /** Longest lifetime of any token this server may have signed, in seconds. */
@@ -45,5 +47,6 @@ export async function createServices(deps: Deps): Promise<Services> {
   const sessions = new SessionService(database, tokens, config, now);
   const verifier = new TokenVerifier(database, tokens);
   const revocation = new RevocationService(database, tokens, log);
-  return { config, database, log, now, keys, clients, tokens, sessions, revocation, verifier };
+  const introspection = new IntrospectionService(database, tokens, log, now);
+  return { config, database, log, now, keys, clients, tokens, sessions, revocation, verifier, introspection };
 }
