@@ -6,6 +6,7 @@ import { errorPlugin } from "./errors.ts";
 import { cors } from "./http/cors.ts";
 import { healthEndpoints } from "./http/health.ts";
 import { introspectEndpoint } from "./http/introspect.ts";
+import { revocationsEndpoint } from "./http/revocations.ts";
 import { revokeEndpoint } from "./http/revoke.ts";
 import type { Services } from "./services.ts";
 
@@ -19,7 +20,8 @@ export function createApp(services: Services) {
     .use(cors(["/oauth/revoke"], config.corsOrigins))
     .use(healthEndpoints(services))
     .use(revokeEndpoint(services))
-    .use(introspectEndpoint(services));
+    .use(introspectEndpoint(services))
+    .use(revocationsEndpoint(services));
 }
 
 export type App = ReturnType<typeof createApp>;

@@ -7,6 +7,7 @@ import { ClientStore } from "./oauth/clients.ts";
 import { IntrospectionService } from "./oauth/introspection.ts";
 import { KeyStore } from "./oauth/keys.ts";
 import { RevocationService } from "./oauth/revocation.ts";
+import { RevocationFeed } from "./oauth/revocation-feed.ts";
 import { SessionService } from "./oauth/sessions.ts";
 import type { TokenService } from "./oauth/tokens.ts";
 import { createTokenService } from "./oauth/tokens.ts";
@@ -28,6 +29,8 @@ export interface Services extends Required<Deps> {
   revocation: RevocationService;
   verifier: TokenVerifier;
   introspection: IntrospectionService;
+  /** The revocation feed: one LISTEN per process, shared by every subscriber. */
+  feed: RevocationFeed;
 }
 
 /** Longest lifetime of any token this server may have signed, in seconds. */
@@ -48,5 +51,6 @@ export async function createServices(deps: Deps): Promise<Services> {
   const verifier = new TokenVerifier(database, tokens);
   const revocation = new RevocationService(database, tokens, log);
   const introspection = new IntrospectionService(database, tokens, log, now);
-  return { config, database, log, now, keys, clients, tokens, sessions, revocation, verifier, introspection };
+  const feed = new RevocationFeed(database, log);
+  return { config, database, log, now, keys, clients, tokens, sessions, revocation, verifier, introspection, feed };
 }

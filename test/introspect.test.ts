@@ -236,5 +236,5 @@ describe.each(backends)("introspection without a database [%s]", (backend) => {
     const { res, body } = await introspect(t, c, { token: s.accessToken });
     expect(res.status).toBe(503);
     expect(body).toEqual({ error: "temporarily_unavailable", error_description: expect.any(String) });
-  });
+  }, 30_000);
 });
