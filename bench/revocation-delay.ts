@@ -72,7 +72,7 @@ const { database, label, drop } = await openBenchDatabase();
 await migrate(database);
 const config = loadConfig({ TA_ISSUER: "http://localhost:3000", TA_LOG_LEVEL: "warn" });
 const services = await createServices({ config, database, log: createLogger("warn") });
-const server = serve({ app: createApp(services), services });
+const server = serve({ app: createApp(services) });
 
 const owner = await services.clients.create({ name: "bench owner", type: "confidential" });
 const resource = await services.clients.create({ name: "bench api", type: "confidential", resourceServer: config.defaultAudience });

@@ -3,11 +3,18 @@
 import { randomUUID } from "node:crypto";
 import { Elysia } from "elysia";
 import { errorPlugin } from "./errors.ts";
+import { accountEndpoints } from "./http/account.ts";
+import { assetEndpoints } from "./http/assets.ts";
+import { authorizeEndpoints } from "./http/authorize.ts";
 import { cors } from "./http/cors.ts";
+import { discoveryEndpoints } from "./http/discovery.ts";
 import { healthEndpoints } from "./http/health.ts";
 import { introspectEndpoint } from "./http/introspect.ts";
+import { registrationEndpoint } from "./http/register.ts";
+import { loginEndpoints } from "./http/login.ts";
 import { revocationsEndpoint } from "./http/revocations.ts";
 import { revokeEndpoint } from "./http/revoke.ts";
+import { tokenEndpoint } from "./http/token.ts";
 import type { Services } from "./services.ts";
 
 export function createApp(services: Services) {
@@ -17,9 +24,16 @@ export function createApp(services: Services) {
     .onRequest(({ set }) => {
       set.headers["x-request-id"] = randomUUID();
     })
-    .use(cors(["/oauth/revoke"], config.corsOrigins))
+    .use(cors(["/oauth/revoke", "/oauth/token"], config.corsOrigins))
     .use(healthEndpoints(services))
     .use(revokeEndpoint(services))
+    .use(tokenEndpoint(services))
+    .use(registrationEndpoint(services))
+    .use(discoveryEndpoints(services))
+    .use(authorizeEndpoints(services))
+    .use(loginEndpoints(services))
+    .use(accountEndpoints(services))
+    .use(assetEndpoints())
     .use(introspectEndpoint(services))
     .use(revocationsEndpoint(services));
 }

@@ -34,6 +34,8 @@ export interface Config {
   readonly corsOrigins: readonly string[];
   readonly registrationToken: string | undefined;
   readonly trustedUserHeader: string | undefined;
+  /** Header a reverse proxy sets with the client's IP (login throttling per IP); absent = the socket's peer. */
+  readonly clientIpHeader: string | undefined;
   readonly clientCacheTtl: number;
   readonly logLevel: LogLevel;
   readonly maxBodyBytes: number;
@@ -138,6 +140,7 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     corsOrigins: Object.freeze(corsOrigins),
     registrationToken: env.TA_REGISTRATION_TOKEN || undefined,
     trustedUserHeader: env.TA_TRUSTED_USER_HEADER?.toLowerCase() || undefined,
+    clientIpHeader: env.TA_CLIENT_IP_HEADER?.toLowerCase() || undefined,
     clientCacheTtl: integer(env, "TA_CLIENT_CACHE_TTL", 30, 0, 3600),
     logLevel,
     maxBodyBytes: integer(env, "TA_MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),

@@ -129,11 +129,16 @@ const UNAVAILABLE_CODES = new Set([
   "40P01", // deadlock_detected: retryable
 ]);
 
+/** SQLSTATE classes 08 (connection), 53 (resources), 57 (operator intervention), 58 (system). */
+const UNAVAILABLE_CLASSES = /^(08|53|57|58)[0-9A-Z]{3}$/;
+
 /** True for an error that means "the database could not do it right now" (→ 503). */
 export function isDatabaseUnavailable(error: unknown): boolean {
   for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === "string" && UNAVAILABLE_CODES.has(code)) return true;
+    const { code, severity } = e as { code?: unknown; severity?: unknown };
+    if (typeof code === "string" && (UNAVAILABLE_CODES.has(code) || UNAVAILABLE_CLASSES.test(code))) return true;
+    // A FATAL error ends the connection (e.g. "database does not allow connections").
+    if (severity === "FATAL" || severity === "PANIC") return true;
     if (e instanceof Error && /PGlite is closed|database is closing|connection.*(closed|terminated)/i.test(e.message)) return true;
   }
   return false;

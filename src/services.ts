@@ -8,6 +8,7 @@ import { IntrospectionService } from "./oauth/introspection.ts";
 import { KeyStore } from "./oauth/keys.ts";
 import { RevocationService } from "./oauth/revocation.ts";
 import { RevocationFeed } from "./oauth/revocation-feed.ts";
+import { RevocationNotifier } from "./oauth/revocation-notifier.ts";
 import { SessionService } from "./oauth/sessions.ts";
 import type { TokenService } from "./oauth/tokens.ts";
 import { createTokenService } from "./oauth/tokens.ts";
@@ -27,6 +28,7 @@ export interface Services extends Required<Deps> {
   tokens: TokenService;
   sessions: SessionService;
   revocation: RevocationService;
+  notifier: RevocationNotifier;
   verifier: TokenVerifier;
   introspection: IntrospectionService;
   /** The revocation feed: one LISTEN per process, shared by every subscriber. */
@@ -47,10 +49,11 @@ export async function createServices(deps: Deps): Promise<Services> {
   const keys = await KeyStore.open(database, { maxTokenLifetime: () => maxTokenLifetime(database, config) });
   const clients = new ClientStore(database, config.clientCacheTtl);
   const tokens = createTokenService(keys, config.issuer, now);
-  const sessions = new SessionService(database, tokens, config, now);
+  const notifier = new RevocationNotifier(database, log);
+  const sessions = new SessionService(database, tokens, config, now, notifier);
   const verifier = new TokenVerifier(database, tokens);
-  const revocation = new RevocationService(database, tokens, log);
+  const revocation = new RevocationService(database, tokens, log, notifier);
   const introspection = new IntrospectionService(database, tokens, log, now);
-  const feed = new RevocationFeed(database, log);
-  return { config, database, log, now, keys, clients, tokens, sessions, revocation, verifier, introspection, feed };
+  const feed = new RevocationFeed(database, log, notifier);
+  return { config, database, log, now, keys, clients, tokens, sessions, revocation, verifier, notifier, introspection, feed };
 }

@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { sql } from "drizzle-orm";
 import { backends } from "./helpers/db.ts";
 import { createClient, mintCodeSession, post, useTestApp } from "./helpers/app.ts";
 
@@ -31,5 +32,28 @@ describe.each(backends)("rotation smoke [%s]", (backend) => {
     const again = await t.services.sessions.rotate({ refreshJti: verified.claims.jti, client: c.client, scope: undefined, graceSeconds: 0 });
     expect(again.outcome).toBe("reuse");
     expect((await t.services.verifier.verify(first.tokens.accessToken)).ok).toBe(false);
+  });
+});
+
+describe.each(backends)("revocation notifications [%s]", (backend) => {
+  const ready = useTestApp(backend);
+  test("a committed revocation is announced once on ta_revocations, after the commit", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const payloads: string[] = [];
+    const unlisten = await t.database.listen("ta_revocations", (payload) => payloads.push(payload));
+    let local = 0;
+    const off = t.services.notifier.onCommitted(() => local++);
+    const sessions = await Promise.all([mintCodeSession(t, c), mintCodeSession(t, c), mintCodeSession(t, c)]);
+    await Promise.all(sessions.map((s) => post(t, "/oauth/revoke", { token: s.accessToken }, c.auth.headers)));
+    for (let i = 0; i < 100 && payloads.length === 0; i++) await Bun.sleep(10);
+    off();
+    await unlisten();
+    expect(local).toBe(3);
+    // Coalesced: three revocations at once cost fewer NOTIFYs than revocations.
+    expect(payloads.length).toBeGreaterThanOrEqual(1);
+    expect(payloads.length).toBeLessThan(3);
+    const [events] = await t.database.rows<{ n: number }>(sql`select count(*)::int as n from revocation_events`);
+    expect(events!.n).toBe(6); // access + refresh jti of each revoked session
   });
 });

@@ -2,6 +2,7 @@
 import m0 from "./0000_init.sql" with { type: "text" };
 import m1 from "./0001_revocation_functions.sql" with { type: "text" };
 import m2 from "./0002_consents.sql" with { type: "text" };
+import m3 from "./0003_revocation_without_notify.sql" with { type: "text" };
 
 export interface EmbeddedMigration {
   tag: string;
@@ -14,4 +15,5 @@ export const migrations: readonly EmbeddedMigration[] = [
   { tag: "0000_init", when: 1795262874634, breakpoints: true, sql: m0 },
   { tag: "0001_revocation_functions", when: 1795262950361, breakpoints: true, sql: m1 },
   { tag: "0002_consents", when: 1795263149324, breakpoints: true, sql: m2 },
+  { tag: "0003_revocation_without_notify", when: 1795264113958, breakpoints: true, sql: m3 },
 ];

@@ -1,7 +1,7 @@
 // The revocation feed: the entries of revocation_events after a cursor (JSON pages), and a
-// per-process hub that follows the table for live (SSE) subscribers. The hub is woken by one
-// LISTEN ta_revocations per process (ta_revoke_sessions notifies after every revocation, so
-// instances sharing a PostgreSQL hear each other) and by a safety poll.
+// per-process hub that follows the table for live (SSE) subscribers. The hub is woken at once
+// by this instance's revocations (RevocationNotifier), by one LISTEN ta_revocations per
+// process for the other instances sharing the PostgreSQL, and by a safety poll.
 //
 // Cursors come from a sequence taken inside the revoking transaction, so a transaction still
 // in flight can leave a hole below a cursor that is already visible; the hole fills when it
@@ -18,9 +18,10 @@ import type { Database, Unlisten } from "../../db/client.ts";
 import { revocationEvents } from "../../db/schema.ts";
 import { errorForLog } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import type { RevocationNotifier } from "./revocation-notifier.ts";
+import { REVOCATION_CHANNEL } from "./revocation-notifier.ts";
 import type { TokenKind } from "./tokens.ts";
 
-export const REVOCATION_CHANNEL = "ta_revocations";
 export const SETTLE_SECONDS = 60;
 export const MAX_PAGE = 1000;
 
@@ -111,6 +112,7 @@ export class RevocationFeed {
   readonly options: FeedOptions;
   private readonly subscribers = new Set<Subscriber>();
   private unlisten: Unlisten | undefined;
+  private unsubscribeLocal: (() => void) | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
   private starting: Promise<void> | undefined;
   /** Every cursor up to here is known (and was delivered to the subscribers then present). */
@@ -124,6 +126,7 @@ export class RevocationFeed {
   constructor(
     private readonly database: Database,
     private readonly log: Logger,
+    private readonly notifier?: RevocationNotifier,
     options: Partial<FeedOptions> = {},
   ) {
     this.options = { pollMs: 1000, heartbeatMs: 5000, ...options };
@@ -210,6 +213,8 @@ export class RevocationFeed {
     for (const subscriber of [...this.subscribers]) subscriber.sink?.close();
     this.subscribers.clear();
     this.idle();
+    this.unsubscribeLocal?.();
+    this.unsubscribeLocal = undefined;
     const unlisten = this.unlisten;
     this.unlisten = undefined;
     await unlisten?.().catch(() => {});
@@ -217,6 +222,7 @@ export class RevocationFeed {
 
   private start(): Promise<void> {
     this.starting ??= (async () => {
+      this.unsubscribeLocal ??= this.notifier?.onCommitted(() => this.wake());
       this.unlisten ??= await this.database.listen(REVOCATION_CHANNEL, () => this.wake());
       // Every hole below the newest entry written before the settle window has settled.
       const [row] = await this.database.db

@@ -5,6 +5,7 @@ import { OAuthError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { RevokeOutcome } from "./sessions.ts";
 import { lookupOrder, parseHint } from "./sessions.ts";
+import type { RevocationNotifier } from "./revocation-notifier.ts";
 import type { TokenService } from "./tokens.ts";
 import { TokenFormatError } from "./tokens.ts";
 
@@ -19,6 +20,7 @@ export class RevocationService {
     private readonly database: Database,
     private readonly tokens: TokenService,
     private readonly log: Logger,
+    private readonly notifier?: RevocationNotifier,
   ) {}
 
   async revoke({ token, tokenTypeHint, clientId }: RevocationRequest): Promise<RevokeOutcome> {
@@ -41,6 +43,7 @@ export class RevocationService {
       if (result.outcome === "other_client") {
         this.log.warn("security.revocation.client_mismatch", { client_id: clientId, session_id: result.sessionId });
       } else {
+        if (result.outcome === "revoked") this.notifier?.committed();
         this.log.info("token.revocation.completed", {
           client_id: clientId,
           session_id: result.sessionId,

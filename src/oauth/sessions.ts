@@ -5,9 +5,10 @@ import { randomUUID } from "node:crypto";
 import type { SQL } from "drizzle-orm";
 import { and, eq, sql } from "drizzle-orm";
 import type { PgColumn } from "drizzle-orm/pg-core";
-import type { Database } from "../../db/client.ts";
+import type { Database, Db } from "../../db/client.ts";
 import type { Client, Session } from "../../db/schema.ts";
 import { sessions } from "../../db/schema.ts";
+import type { RevocationNotifier } from "./revocation-notifier.ts";
 import type { TokenKind, TokenService } from "./tokens.ts";
 
 export type { Session };
@@ -113,10 +114,11 @@ export class SessionService {
     private readonly tokens: TokenService,
     private readonly defaults: SessionDefaults,
     private readonly now: () => number = Date.now,
+    private readonly notifier?: RevocationNotifier,
   ) {}
 
-  /** Creates a session row and signs its tokens. */
-  async mint(request: MintRequest): Promise<IssuedTokens> {
+  /** Creates a session row and signs its tokens; `db` may be a transaction to insert within. */
+  async mint(request: MintRequest, db: Db = this.database.db): Promise<IssuedTokens> {
     const { client, subject, scope, audience } = request;
     const accessTtl = client.accessTokenTtl ?? this.defaults.accessTokenTtl;
     const refreshTtl = client.refreshTokenTtl ?? this.defaults.refreshTokenTtl;
@@ -145,7 +147,7 @@ export class SessionService {
           })
         : undefined,
     ]);
-    const [row] = await this.database.db
+    const [row] = await db
       .insert(sessions)
       .values({
         grantId: request.grantId ?? null,
@@ -183,6 +185,8 @@ export class SessionService {
     }>(sql`select * from ta_rotate_session(${request.refreshJti}, ${client.clientId}, ${request.scope ?? ""},
       ${accessJti}, ${refreshJti}, ${accessTtl}, ${request.graceSeconds})`);
     if (!row) throw new Error("ta_rotate_session returned no row");
+    // Rotation retires the old access token, reuse revokes the family: both reach the feed.
+    if (row.outcome === "rotated" || row.outcome === "replaced" || row.outcome === "reuse") this.notifier?.committed();
     if (row.outcome !== "rotated" && row.outcome !== "replaced") {
       return { outcome: row.outcome, sessionId: row.new_session_id };
     }
@@ -220,6 +224,8 @@ export class SessionService {
     const [row] = await this.database.rows<{ count: number }>(
       sql`select ta_revoke_sessions(array(select id from ${sessions} where ${sessions.status} = 'created' and ${where}), ${reason}) as count`,
     );
-    return Number(row?.count ?? 0);
+    const count = Number(row?.count ?? 0);
+    if (count > 0) this.notifier?.committed();
+    return count;
   }
 }

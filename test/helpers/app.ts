@@ -1,6 +1,6 @@
 // createTestApp(): an app over a private migrated database, with logs captured in memory,
 // plus request helpers that return [response, body] and fixtures for clients and tokens.
-import { afterAll, beforeAll } from "bun:test";
+import { afterAll } from "bun:test";
 import type { Database } from "../../db/client.ts";
 import { authorizationGrants } from "../../db/schema.ts";
 import { createApp } from "../../src/app.ts";
@@ -55,8 +55,6 @@ export async function createTestApp(
 /** createTestApp for a describe block: opened in the block, closed after it. */
 export function useTestApp(backend: Backend, env: Record<string, string> = {}) {
   const ready = createTestApp(backend, env);
-  // Opening a database can outlast bun's 5 s test timeout (bunfig.toml has no timeout key).
-  beforeAll(() => ready, 60_000);
   afterAll(async () => (await ready).close());
   return () => ready;
 }

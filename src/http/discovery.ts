@@ -1,0 +1,85 @@
+// Discovery documents: authorization server metadata (RFC 8414), the JWKS of the signing keys
+// (RFC 7517), and protected resource metadata (RFC 9728). Every URL derives from the issuer.
+import { Elysia } from "elysia";
+import type { Config, ProtectedResource } from "../config.ts";
+import { OAuthError } from "../errors.ts";
+import { SUPPORTED_GRANT_TYPES } from "../oauth/grants/index.ts";
+import { RESPONSE_TYPES, TOKEN_ENDPOINT_AUTH_METHODS } from "../oauth/registration.ts";
+import type { Services } from "../services.ts";
+import { onlyMethods } from "./method-not-allowed.ts";
+
+/** Public, credential-free documents: cacheable, readable from any origin. */
+function publicJson(body: unknown): Response {
+  return new Response(JSON.stringify(body), {
+    headers: {
+      "Content-Type": "application/json; charset=utf-8",
+      "Cache-Control": "public, max-age=300",
+      "Access-Control-Allow-Origin": "*",
+    },
+  });
+}
+
+/** RFC 8414 §2 metadata, consistent with what the endpoints of this server accept. */
+export function authorizationServerMetadata(config: Config) {
+  const { issuer } = config;
+  return {
+    issuer,
+    authorization_endpoint: `${issuer}/oauth/authorize`,
+    token_endpoint: `${issuer}/oauth/token`,
+    registration_endpoint: `${issuer}/oauth/register`,
+    revocation_endpoint: `${issuer}/oauth/revoke`,
+    introspection_endpoint: `${issuer}/oauth/introspect`,
+    jwks_uri: `${issuer}/.well-known/jwks.json`,
+    scopes_supported: config.scopes,
+    response_types_supported: RESPONSE_TYPES,
+    response_modes_supported: ["query"],
+    grant_types_supported: SUPPORTED_GRANT_TYPES,
+    code_challenge_methods_supported: ["S256"],
+    token_endpoint_auth_methods_supported: TOKEN_ENDPOINT_AUTH_METHODS,
+    // Public clients revoke their own tokens with client_id alone.
+    revocation_endpoint_auth_methods_supported: TOKEN_ENDPOINT_AUTH_METHODS,
+    // Introspection is for confidential clients (resource servers) only.
+    introspection_endpoint_auth_methods_supported: TOKEN_ENDPOINT_AUTH_METHODS.filter((m) => m !== "none"),
+    // RFC 9207: authorization responses carry `iss`.
+    authorization_response_iss_parameter_supported: true,
+  };
+}
+
+/** RFC 9728 §2 metadata of one protected resource whose tokens this server issues. */
+export function protectedResourceMetadata(config: Config, resource: ProtectedResource) {
+  return {
+    resource: resource.resource,
+    authorization_servers: [config.issuer],
+    scopes_supported: resource.scopes,
+    bearer_methods_supported: ["header"],
+  };
+}
+
+/** RFC 9728 §3.1: the metadata of https://host/path lives at /.well-known/oauth-protected-resource/path. */
+function resourceAtPath(config: Config, suffix: string): ProtectedResource | undefined {
+  if (suffix === "") {
+    return config.resources.find((r) => r.resource === config.defaultAudience) ?? config.resources[0];
+  }
+  return config.resources.find((r) => new URL(r.resource).pathname.replace(/\/$/, "") === `/${suffix.replace(/\/$/, "")}`);
+}
+
+const AS_PATH = "/.well-known/oauth-authorization-server";
+const JWKS_PATH = "/.well-known/jwks.json";
+const PR_PATH = "/.well-known/oauth-protected-resource";
+
+export function discoveryEndpoints({ config, keys }: Services) {
+  const metadata = authorizationServerMetadata(config);
+  const protectedResource = (suffix: string) => {
+    const resource = resourceAtPath(config, suffix);
+    if (!resource) throw new OAuthError("not_found", "no such protected resource");
+    return publicJson(protectedResourceMetadata(config, resource));
+  };
+  return new Elysia()
+    .use(onlyMethods(AS_PATH, ["GET"]))
+    .use(onlyMethods(JWKS_PATH, ["GET"]))
+    .use(onlyMethods(PR_PATH, ["GET"]))
+    .get(AS_PATH, () => publicJson(metadata))
+    .get(JWKS_PATH, () => publicJson(keys.jwks()))
+    .get(PR_PATH, () => protectedResource(""))
+    .get(`${PR_PATH}/*`, ({ params }) => protectedResource(params["*"]));
+}

@@ -1,0 +1,29 @@
+// POST /oauth/register — dynamic client registration (RFC 7591). JSON in, 201 with the
+// registered metadata out.
+import { Elysia } from "elysia";
+import { jsonResponse, OAuthError } from "../errors.ts";
+import { checkInitialAccessToken, registerClient, registrationResponse } from "../oauth/registration.ts";
+import type { Services } from "../services.ts";
+import { onlyMethods } from "./method-not-allowed.ts";
+
+/** RFC 7591 §3: the body is a JSON object; read only after the caller is authorized. */
+async function readJson(request: Request): Promise<unknown> {
+  const type = request.headers.get("content-type")?.split(";")[0]!.trim().toLowerCase();
+  if (type !== "application/json") throw OAuthError.invalidRequest("the body must be application/json");
+  try {
+    return JSON.parse(await request.text());
+  } catch {
+    throw OAuthError.invalidClientMetadata("the body is not valid JSON");
+  }
+}
+
+export function registrationEndpoint({ clients, config, log }: Services) {
+  return new Elysia()
+    .use(onlyMethods("/oauth/register", ["POST"]))
+    .post("/oauth/register", async ({ request }) => {
+      checkInitialAccessToken(config.registrationToken, request.headers.get("authorization"));
+      const registered = await registerClient(clients, config, await readJson(request));
+      log.info("client.registered", { client_id: registered.client.clientId, type: registered.client.type });
+      return jsonResponse(registrationResponse(registered), 201);
+    });
+}

@@ -1,0 +1,60 @@
+// The people who sign in: built-in accounts (username + Bun.password hash) and users named by
+// a trusted upstream header. The answer to a failed sign-in never says which part was wrong.
+import { eq } from "drizzle-orm";
+import type { Database } from "../../db/client.ts";
+import type { User } from "../../db/schema.ts";
+import { users } from "../../db/schema.ts";
+
+export type { User };
+
+export const MAX_USERNAME_LENGTH = 256;
+/** Stored for users created from the trusted header: no password ever matches it. */
+const NO_PASSWORD = "!";
+
+export function isValidUsername(username: string): boolean {
+  // Printable, no surrounding spaces, bounded.
+  return username.length > 0 && username.length <= MAX_USERNAME_LENGTH && username === username.trim() &&
+    !/[\u0000-\u001f\u007f]/.test(username);
+}
+
+export class Accounts {
+  private dummyHash: Promise<string> | undefined;
+
+  constructor(private readonly database: Database) {}
+
+  async findById(id: string): Promise<User | undefined> {
+    if (!/^[0-9a-f-]{36}$/i.test(id)) return undefined;
+    const [user] = await this.database.db.select().from(users).where(eq(users.id, id)).limit(1);
+    return user;
+  }
+
+  async findByUsername(username: string): Promise<User | undefined> {
+    if (!isValidUsername(username)) return undefined;
+    const [user] = await this.database.db.select().from(users).where(eq(users.username, username)).limit(1);
+    return user;
+  }
+
+  /** The user whose password this is, or undefined; costs one hash check either way. */
+  async authenticate(username: string, password: string): Promise<User | undefined> {
+    const user = await this.findByUsername(username);
+    // An unknown user still costs a hash verification, so timing does not reveal who exists.
+    this.dummyHash ??= Bun.password.hash("not a password of anyone");
+    const hash = user && user.passwordHash !== NO_PASSWORD ? user.passwordHash : await this.dummyHash;
+    let ok = false;
+    try {
+      ok = await Bun.password.verify(password, hash);
+    } catch {
+      ok = false; // an unreadable hash matches nothing
+    }
+    return ok && user && user.passwordHash !== NO_PASSWORD ? user : undefined;
+  }
+
+  /** The user a trusted upstream header names, created on first sight (it has no password). */
+  async fromTrustedHeader(username: string): Promise<User | undefined> {
+    const existing = await this.findByUsername(username);
+    if (existing || !isValidUsername(username)) return existing;
+    // Two first requests at once: one insert wins, both then read the same row.
+    await this.database.db.insert(users).values({ username, passwordHash: NO_PASSWORD }).onConflictDoNothing();
+    return this.findByUsername(username);
+  }
+}

@@ -1,0 +1,349 @@
+// The authorization request (OAuth 2.1 §4.1.1): who is asking (client, redirect URI) and what
+// for (scope, resources, PKCE challenge); the authorization response (§4.1.2, with `iss` per
+// RFC 9207); and consent remembered per user and client.
+import { and, eq, sql } from "drizzle-orm";
+import type { Database } from "../../db/client.ts";
+import { authorizationGrants, consents } from "../../db/schema.ts";
+import type { Config } from "../config.ts";
+import { OAuthError } from "../errors.ts";
+import { issueAuthorizationCode } from "./authorization-codes.ts";
+import type { Client, ClientStore } from "./clients.ts";
+import type { SessionService } from "./sessions.ts";
+
+/** No parameter of an authorization request is longer (state included). */
+export const MAX_PARAMETER_LENGTH = 2048;
+
+/**
+ * The request cannot be answered at the client's redirect URI (unknown client, bad redirect
+ * URI): it is shown to the user and never redirected (OAuth 2.1 §4.1.2.1).
+ */
+export class UntrustedAuthorizationRequest extends Error {
+  override name = "UntrustedAuthorizationRequest";
+}
+
+/** An error the client hears about at its (verified) redirect URI. */
+export class AuthorizationErrorRedirect extends Error {
+  override name = "AuthorizationErrorRedirect";
+  constructor(
+    readonly error: OAuthError,
+    readonly redirectUri: string,
+    readonly state: string | undefined,
+  ) {
+    super(error.message);
+  }
+}
+
+export interface ResolvedRedirect {
+  client: Client;
+  /** Where responses go: the redirect_uri as sent, or the only registered one. */
+  redirectUri: string;
+  /** The redirect_uri parameter as sent (stored with the code for the token request). */
+  redirectUriParam: string | undefined;
+}
+
+export interface AuthorizationRequest extends ResolvedRedirect {
+  state: string | undefined;
+  scopes: string[];
+  resources: string[];
+  codeChallenge: string;
+  codeChallengeMethod: "S256";
+}
+
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "[::1]"]);
+
+function parseUrl(value: string): URL | undefined {
+  try {
+    return new URL(value);
+  } catch {
+    return undefined;
+  }
+}
+
+function isLoopback(url: URL): boolean {
+  return url.protocol === "http:" && LOOPBACK_HOSTS.has(url.hostname);
+}
+
+/**
+ * Redirect URI matching: exact string comparison (OAuth 2.1 §2.3.1), except that a loopback
+ * IP redirect URI matches on any port (RFC 8252 §7.3: "The authorization server MUST allow
+ * any port to be specified at the time of the request for loopback IP redirect URIs").
+ */
+export function redirectUriMatches(registered: string, presented: string): boolean {
+  if (registered === presented) return true;
+  const a = parseUrl(registered);
+  const b = parseUrl(presented);
+  if (!a || !b || !isLoopback(a) || !isLoopback(b)) return false;
+  return a.hostname === b.hostname && a.pathname === b.pathname && a.search === b.search && !a.hash && !b.hash &&
+    !b.username && !b.password;
+}
+
+function single(params: URLSearchParams, name: string): string | undefined {
+  const values = params.getAll(name);
+  if (values.length > 1) throw OAuthError.invalidRequest(`parameter ${name} is repeated`);
+  const value = values[0];
+  if (value !== undefined && value.length > MAX_PARAMETER_LENGTH) throw OAuthError.invalidRequest(`parameter ${name} is too long`);
+  return value === "" ? undefined : value;
+}
+
+/** Finds the client and the redirect URI; any failure here is untrustworthy. */
+export async function resolveRedirect(clients: ClientStore, params: URLSearchParams): Promise<ResolvedRedirect> {
+  let clientId: string | undefined;
+  let redirectUriParam: string | undefined;
+  try {
+    clientId = single(params, "client_id");
+    redirectUriParam = single(params, "redirect_uri");
+  } catch (error) {
+    throw new UntrustedAuthorizationRequest((error as OAuthError).description);
+  }
+  if (!clientId) throw new UntrustedAuthorizationRequest("client_id is missing");
+  const client = await clients.find(clientId);
+  if (!client) throw new UntrustedAuthorizationRequest("unknown client_id");
+  if (redirectUriParam === undefined) {
+    // OAuth 2.1 §4.1.1: redirect_uri is optional only when the client has a single one.
+    if (client.redirectUris.length !== 1) {
+      throw new UntrustedAuthorizationRequest(
+        client.redirectUris.length === 0
+          ? "the client has no registered redirect URI"
+          : "redirect_uri is required: the client has several registered redirect URIs",
+      );
+    }
+    return { client, redirectUri: client.redirectUris[0]!, redirectUriParam: undefined };
+  }
+  if (!client.redirectUris.some((registered) => redirectUriMatches(registered, redirectUriParam))) {
+    throw new UntrustedAuthorizationRequest("redirect_uri is not registered for this client");
+  }
+  return { client, redirectUri: redirectUriParam, redirectUriParam };
+}
+
+/** The scopes a client may request: its registered ones that the server knows. */
+export function allowedScopes(client: Client, config: Config): string[] {
+  const registered = client.scope.split(" ").filter((s) => s !== "");
+  return registered.length ? registered.filter((s) => config.scopes.includes(s)) : [...config.scopes];
+}
+
+function requestedScopes(raw: string | undefined, client: Client, config: Config): string[] {
+  const allowed = allowedScopes(client, config);
+  // RFC 6749 §3.3: without a scope, use a pre-defined default (the client's scopes).
+  const requested = raw === undefined ? allowed : raw.split(" ").filter((s) => s !== "");
+  if (requested.length === 0) throw OAuthError.invalidScope("no scope requested and the client has none registered");
+  const unknown = requested.filter((s) => !allowed.includes(s));
+  if (unknown.length) throw OAuthError.invalidScope(`scope not allowed for this client: ${unknown.join(" ").slice(0, 100)}`);
+  return [...new Set(requested)];
+}
+
+function requestedResources(params: URLSearchParams, config: Config): string[] {
+  const resources = params.getAll("resource");
+  for (const resource of resources) {
+    const url = parseUrl(resource);
+    // RFC 8707 §2: "The value of the resource parameter MUST be an absolute URI ... MUST NOT
+    // include a fragment component."
+    if (!url || url.hash || resource.includes("#")) throw OAuthError.invalidTarget("resource must be an absolute URI without a fragment");
+    if (!config.resources.some((r) => r.resource === resource)) throw OAuthError.invalidTarget("unknown resource");
+  }
+  return [...new Set(resources)];
+}
+
+/** The state to echo: present once, non-empty and within bounds (otherwise it cannot be echoed). */
+function stateOf(params: URLSearchParams): string | undefined {
+  const values = params.getAll("state");
+  return values.length === 1 && values[0] !== "" && values[0]!.length <= MAX_PARAMETER_LENGTH ? values[0] : undefined;
+}
+
+/** RFC 7636 §4.2: code-challenge = 43*128unreserved; S256 yields exactly 43 base64url characters. */
+const S256_CHALLENGE = /^[A-Za-z0-9_-]{43}$/;
+
+/**
+ * Validates an authorization request (query of GET /oauth/authorize, or the fields of the
+ * consent form, which carries the same parameters). Throws UntrustedAuthorizationRequest or
+ * AuthorizationErrorRedirect.
+ */
+export async function validateAuthorizationRequest(
+  clients: ClientStore,
+  config: Config,
+  params: URLSearchParams,
+): Promise<AuthorizationRequest> {
+  const resolved = await resolveRedirect(clients, params);
+  const { client } = resolved;
+  const state = stateOf(params);
+  try {
+    for (const name of ["response_type", "scope", "state", "code_challenge", "code_challenge_method"]) single(params, name);
+    const responseType = single(params, "response_type");
+    if (!responseType) throw OAuthError.invalidRequest("response_type is missing");
+    if (responseType !== "code") throw new OAuthError("unsupported_response_type", "only response_type=code is supported");
+    if (!client.grantTypes.includes("authorization_code") || !client.responseTypes.includes("code")) {
+      throw OAuthError.unauthorizedClient("the client is not registered for the authorization code grant");
+    }
+    // OAuth 2.1 §4.1.1: PKCE for every client; this server accepts only S256 (RFC 9700 §2.1.1).
+    const codeChallenge = single(params, "code_challenge");
+    if (!codeChallenge) throw OAuthError.invalidRequest("code_challenge is required (PKCE)");
+    const method = single(params, "code_challenge_method");
+    if (method !== "S256") throw OAuthError.invalidRequest("code_challenge_method must be S256");
+    if (!S256_CHALLENGE.test(codeChallenge)) throw OAuthError.invalidRequest("code_challenge must be 43 base64url characters");
+    const scopes = requestedScopes(single(params, "scope"), client, config);
+    const resources = requestedResources(params, config);
+    return { ...resolved, state, scopes, resources, codeChallenge, codeChallengeMethod: "S256" };
+  } catch (error) {
+    if (error instanceof OAuthError) throw new AuthorizationErrorRedirect(error, resolved.redirectUri, state);
+    throw error;
+  }
+}
+
+/**
+ * The URL of an authorization response: the redirect URI with its query kept (OAuth 2.1
+ * §4.1.2) plus the response parameters and `iss` (RFC 9207 §2: the issuer identifier "MUST"
+ * be included when the server supports it).
+ */
+export function responseUrl(redirectUri: string, issuer: string, fields: Record<string, string | undefined>): string {
+  const url = new URL(redirectUri);
+  for (const [name, value] of Object.entries(fields)) if (value !== undefined) url.searchParams.append(name, value);
+  url.searchParams.append("iss", issuer);
+  return url.toString();
+}
+
+export function errorResponseUrl(error: AuthorizationErrorRedirect, issuer: string): string {
+  return responseUrl(error.redirectUri, issuer, {
+    error: error.error.code,
+    error_description: error.error.description,
+    state: error.state,
+  });
+}
+
+/** Approve: issues a one-time code and returns where to send the browser. */
+export async function approve(
+  database: Database,
+  config: Config,
+  request: AuthorizationRequest,
+  userId: string,
+): Promise<string> {
+  const { code } = await issueAuthorizationCode(database, {
+    clientId: request.client.clientId,
+    userId,
+    redirectUri: request.redirectUriParam ?? null,
+    scope: request.scopes.join(" "),
+    resources: request.resources,
+    codeChallenge: request.codeChallenge,
+    codeChallengeMethod: request.codeChallengeMethod,
+    ttlSeconds: config.authorizationCodeTtl,
+  });
+  return responseUrl(request.redirectUri, config.issuer, { code, state: request.state });
+}
+
+/** Deny: RFC 6749 §4.1.2.1 access_denied. */
+export function denyUrl(config: Config, request: AuthorizationRequest): string {
+  return errorResponseUrl(
+    new AuthorizationErrorRedirect(
+      new OAuthError("access_denied", "the user denied the request"),
+      request.redirectUri,
+      request.state,
+    ),
+    config.issuer,
+  );
+}
+
+export interface AuthorizedClient {
+  clientId: string;
+  name: string;
+  clientUri: string | undefined;
+  scopes: string[];
+  /** When consent was last given; null for a client with live sessions but no consent. */
+  authorizedAt: Date | null;
+  liveSessions: number;
+}
+
+/** Remembered consent: a repeat authorization for covered scopes skips the consent page. */
+export class ConsentStore {
+  constructor(
+    private readonly database: Database,
+    private readonly sessions: SessionService,
+  ) {}
+
+  async covers(userId: string, clientId: string, scopes: readonly string[]): Promise<boolean> {
+    const [row] = await this.database.db
+      .select({ scope: consents.scope })
+      .from(consents)
+      .where(and(eq(consents.userId, userId), eq(consents.clientId, clientId)))
+      .limit(1);
+    if (!row) return false;
+    const granted = new Set(row.scope.split(" "));
+    return scopes.every((s) => granted.has(s));
+  }
+
+  /** Adds the scopes to what the user has granted the client (one upsert). */
+  async remember(userId: string, clientId: string, scopes: readonly string[]): Promise<void> {
+    const scope = scopes.join(" ");
+    await this.database.db
+      .insert(consents)
+      .values({ userId, clientId, scope })
+      .onConflictDoUpdate({
+        target: [consents.userId, consents.clientId],
+        set: {
+          scope: sql`array_to_string(array(select distinct s from unnest(string_to_array(${consents.scope} || ' ' || ${scope}, ' ')) s where s <> '' order by s), ' ')`,
+          updatedAt: sql`now()`,
+        },
+      });
+  }
+
+  /** The clients a user has authorized (consent given, or sessions still live). */
+  async list(userId: string): Promise<AuthorizedClient[]> {
+    const rows = await this.database.rows<{
+      client_id: string;
+      name: string;
+      client_uri: string | null;
+      scope: string | null;
+      authorized_at: Date | string | null;
+      live: number | string;
+    }>(sql`
+      select c.client_id, c.name, c.metadata->>'client_uri' as client_uri, co.scope,
+             co.updated_at as authorized_at,
+             (select count(*) from sessions s
+               where s.client_id = c.client_id and s.subject = ${userId} and s.status = 'created') as live
+        from clients c
+        left join consents co on co.client_id = c.client_id and co.user_id = ${userId}
+       where co.id is not null
+          or exists (select 1 from sessions s
+                      where s.client_id = c.client_id and s.subject = ${userId} and s.status = 'created')
+       order by co.updated_at desc nulls last, c.name`);
+    return rows.map((row) => ({
+      clientId: row.client_id,
+      name: row.name,
+      clientUri: row.client_uri ?? undefined,
+      scopes: row.scope ? row.scope.split(" ").filter((s) => s !== "") : [],
+      authorizedAt: row.authorized_at === null ? null : new Date(row.authorized_at),
+      liveSessions: Number(row.live),
+    }));
+  }
+
+  /**
+   * Withdraws a user's authorization of a client: forgets the consent, kills the codes not yet
+   * redeemed, and revokes every live session of the user for that client (race-safe, through
+   * the sessions service). Returns the number of sessions revoked.
+   */
+  async withdraw(userId: string, clientId: string): Promise<number> {
+    await this.database.db.delete(consents).where(and(eq(consents.userId, userId), eq(consents.clientId, clientId)));
+    await this.database.db
+      .update(authorizationGrants)
+      .set({ expiresAt: sql`now()` })
+      .where(
+        and(
+          eq(authorizationGrants.userId, userId),
+          eq(authorizationGrants.clientId, clientId),
+          sql`${authorizationGrants.redeemedAt} is null and ${authorizationGrants.expiresAt} > now()`,
+        ),
+      );
+    return this.sessions.revokeWhere(sql`client_id = ${clientId} and subject = ${userId}`, "revoked_by_user");
+  }
+}
+
+/** What each scope lets a client do, as shown on the consent page. */
+export const SCOPE_DESCRIPTIONS: Readonly<Record<string, string>> = Object.freeze({
+  openid: "Confirm who you are (your account identifier)",
+  profile: "See your basic profile (your username)",
+  email: "See your email address",
+  offline_access: "Keep access while you are not using it",
+  read: "Read your data",
+  write: "Create, change and delete your data",
+});
+
+export function describeScope(scope: string): string {
+  return SCOPE_DESCRIPTIONS[scope] ?? `Use the "${scope}" permission`;
+}

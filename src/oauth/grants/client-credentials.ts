@@ -1,0 +1,27 @@
+// grant_type=client_credentials (RFC 6749 §4.4): a confidential client acting on its own
+// behalf gets an access token only; its session is revocable like any other.
+import { t } from "elysia";
+import { OAuthError } from "../../errors.ts";
+import { narrowAudience } from "../resources.ts";
+import { narrowScope } from "../scopes.ts";
+import { defineGrant } from "./grant.ts";
+import { resourceParam, scopeParam } from "./params.ts";
+
+export const clientCredentialsGrant = defineGrant({
+  name: "client_credentials",
+  params: t.Object({ scope: scopeParam, resource: resourceParam }),
+  async handle(params, { services, client }) {
+    const { config } = services;
+    // RFC 6749 §4.4: "The client credentials grant type MUST only be used by confidential clients."
+    if (client.type !== "confidential") throw OAuthError.unauthorizedClient("client_credentials requires a confidential client");
+    const scope = narrowScope(params.scope, client.scope, config.scopes);
+    const audience = params.resource === undefined ? [config.defaultAudience] : narrowAudience(params.resource, audiencesOf(config));
+    // RFC 6749 §4.4.3: "A refresh token SHOULD NOT be included."
+    return services.sessions.mint({ client, subject: client.clientId, scope, audience, withRefreshToken: false });
+  },
+});
+
+/** Every resource the server issues tokens for: the configured resources and the default audience. */
+function audiencesOf(config: { defaultAudience: string; resources: readonly { resource: string }[] }): string[] {
+  return [...new Set([config.defaultAudience, ...config.resources.map((r) => r.resource)])];
+}

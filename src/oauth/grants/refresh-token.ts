@@ -1,0 +1,58 @@
+// grant_type=refresh_token (RFC 6749 §6) with rotation (RFC 9700 §4.14.2): the presented
+// session becomes `refreshed` and a child session with new JTIs is issued; presenting a
+// refresh token that was already used (or revoked, or belongs to another client) is reuse and
+// revokes the family. The work is one SQL function, see SessionService.rotate.
+import { t } from "elysia";
+import { OAuthError } from "../../errors.ts";
+import { knownScope } from "../scopes.ts";
+import { MAX_TOKEN_LENGTH, TokenFormatError } from "../tokens.ts";
+import { defineGrant } from "./grant.ts";
+import { scopeParam } from "./params.ts";
+
+export const refreshTokenGrant = defineGrant({
+  name: "refresh_token",
+  params: t.Object({ refresh_token: t.String({ minLength: 1, maxLength: MAX_TOKEN_LENGTH }), scope: scopeParam }),
+  async handle(params, { services, client }) {
+    const { config, log, sessions, tokens } = services;
+    let verified;
+    try {
+      verified = await tokens.verify(params.refresh_token);
+    } catch (error) {
+      if (error instanceof TokenFormatError) throw OAuthError.invalidGrant("invalid refresh token");
+      throw error;
+    }
+    if (verified.kind !== "refresh_token") throw OAuthError.invalidGrant("not a refresh token");
+    if (verified.expired) throw OAuthError.invalidGrant("refresh token expired");
+    // RFC 6749 §6: the scope may be narrowed, never widened (checked against the session in SQL).
+    const scope = params.scope === undefined ? undefined : knownScope(params.scope, config.scopes);
+    const result = await sessions.rotate({
+      refreshJti: verified.claims.jti,
+      client,
+      scope,
+      graceSeconds: config.refreshReuseGrace,
+    });
+    switch (result.outcome) {
+      case "rotated":
+      case "replaced":
+        log.info("token.refresh.rotated", {
+          client_id: client.clientId,
+          session_id: result.tokens.sessionId,
+          outcome: result.outcome,
+        });
+        return result.tokens;
+      case "reuse":
+        log.warn("security.token.theft_detected", {
+          client_id: client.clientId,
+          token_client_id: verified.claims.client_id,
+          session_id: result.sessionId,
+        });
+        throw OAuthError.invalidGrant("refresh token already used or revoked");
+      case "invalid_scope":
+        throw OAuthError.invalidScope("the requested scope exceeds the granted scope");
+      case "expired":
+        throw OAuthError.invalidGrant("refresh token expired");
+      case "unknown":
+        throw OAuthError.invalidGrant("invalid refresh token");
+    }
+  },
+});

@@ -1,0 +1,192 @@
+// Dynamic client registration (RFC 7591): validates client metadata, creates the client, and
+// describes it in the registration response (RFC 7591 §3.2.1).
+import { createHash, timingSafeEqual } from "node:crypto";
+import { TypeCompiler } from "@sinclair/typebox/compiler";
+import { t } from "elysia";
+import type { Config } from "../config.ts";
+import { OAuthError } from "../errors.ts";
+import type { Client, ClientStore, TokenEndpointAuthMethod } from "./clients.ts";
+import { SUPPORTED_GRANT_TYPES } from "./grants/index.ts";
+import { parseScope } from "./scopes.ts";
+
+export const TOKEN_ENDPOINT_AUTH_METHODS: readonly TokenEndpointAuthMethod[] = ["client_secret_basic", "client_secret_post", "none"];
+export const RESPONSE_TYPES: readonly string[] = ["code"];
+
+const uri = t.String({ minLength: 1, maxLength: 2048 });
+const list = (item: ReturnType<typeof t.String>, maxItems = 20) => t.Array(item, { maxItems });
+
+/** The metadata this server understands; anything else is ignored (RFC 7591 §2). */
+const metadataSchema = t.Object({
+  redirect_uris: t.Optional(list(uri)),
+  token_endpoint_auth_method: t.Optional(t.String({ maxLength: 64 })),
+  grant_types: t.Optional(list(t.String({ maxLength: 64 }))),
+  response_types: t.Optional(list(t.String({ maxLength: 64 }))),
+  client_name: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+  client_uri: t.Optional(uri),
+  logo_uri: t.Optional(uri),
+  tos_uri: t.Optional(uri),
+  policy_uri: t.Optional(uri),
+  contacts: t.Optional(list(t.String({ minLength: 1, maxLength: 254 }), 10)),
+  scope: t.Optional(t.String({ maxLength: 1024 })),
+  software_id: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+  software_version: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+});
+const checkMetadata = TypeCompiler.Compile(metadataSchema);
+
+/** Optional human-facing metadata kept in clients.metadata and echoed back. */
+const EXTRA_FIELDS = ["client_uri", "logo_uri", "tos_uri", "policy_uri", "contacts", "software_id", "software_version"] as const;
+const URI_FIELDS = ["client_uri", "logo_uri", "tos_uri", "policy_uri"] as const;
+
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "[::1]", "localhost"]);
+
+const invalid = (description: string) => OAuthError.invalidClientMetadata(description);
+const unique = <T>(items: readonly T[]) => [...new Set(items)];
+
+function parseUrl(value: string): URL | undefined {
+  try {
+    return new URL(value);
+  } catch {
+    return undefined;
+  }
+}
+
+/** https, or http on a loopback host (RFC 8252 §7.3); never a fragment (RFC 6749 §3.1.2). */
+function checkRedirectUri(value: string): void {
+  const url = parseUrl(value);
+  if (!url) throw OAuthError.invalidRedirectUri("redirect_uris must be absolute URIs");
+  // RFC 6749 §3.1.2: "The endpoint URI MUST NOT include a fragment component."
+  if (value.includes("#")) throw OAuthError.invalidRedirectUri("redirect_uris must not contain a fragment");
+  if (url.protocol === "https:") return;
+  if (url.protocol === "http:" && LOOPBACK_HOSTS.has(url.hostname)) return;
+  throw OAuthError.invalidRedirectUri("redirect_uris must use https, or http on a loopback address");
+}
+
+/** Client metadata validated and completed with defaults, ready to store. */
+export interface RegisteredMetadata {
+  redirect_uris: string[];
+  token_endpoint_auth_method: TokenEndpointAuthMethod;
+  grant_types: string[];
+  response_types: string[];
+  scope: string;
+  client_name?: string;
+  client_uri?: string;
+  logo_uri?: string;
+  tos_uri?: string;
+  policy_uri?: string;
+  contacts?: string[];
+  software_id?: string;
+  software_version?: string;
+}
+
+/** Validates RFC 7591 metadata: invalid_client_metadata / invalid_redirect_uri on any fault. */
+export function validateMetadata(input: unknown, config: Pick<Config, "scopes">): RegisteredMetadata {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) throw invalid("the body must be a JSON object");
+  if (!checkMetadata.Check(input)) {
+    const field = checkMetadata.Errors(input).First()?.path.replace(/^\//, "").split("/")[0];
+    throw invalid(`invalid value for ${field || "a field"}`);
+  }
+  const method = (input.token_endpoint_auth_method ?? "client_secret_basic") as TokenEndpointAuthMethod;
+  if (!TOKEN_ENDPOINT_AUTH_METHODS.includes(method)) {
+    throw invalid(`token_endpoint_auth_method must be one of ${TOKEN_ENDPOINT_AUTH_METHODS.join(", ")}`);
+  }
+  // RFC 7591 §2: grant_types defaults to authorization_code.
+  const grantTypes = unique(input.grant_types ?? ["authorization_code"]);
+  if (grantTypes.length === 0) throw invalid("grant_types must not be empty");
+  for (const grant of grantTypes) {
+    if (!SUPPORTED_GRANT_TYPES.includes(grant)) throw invalid(`grant type "${grant.slice(0, 64)}" is not supported`);
+  }
+  const usesCode = grantTypes.includes("authorization_code");
+  const responseTypes = unique(input.response_types ?? (usesCode ? ["code"] : []));
+  for (const type of responseTypes) {
+    if (!RESPONSE_TYPES.includes(type)) throw invalid(`response type "${type.slice(0, 64)}" is not supported`);
+  }
+  // RFC 7591 §2.1: the code response type goes with the authorization_code grant, both ways.
+  if (usesCode !== responseTypes.includes("code")) {
+    throw invalid('grant_types "authorization_code" and response_types "code" must be registered together');
+  }
+  if (grantTypes.includes("client_credentials") && method === "none") {
+    throw invalid("client_credentials requires a confidential client (token_endpoint_auth_method other than none)");
+  }
+  const redirectUris = unique(input.redirect_uris ?? []);
+  redirectUris.forEach(checkRedirectUri);
+  if (usesCode && redirectUris.length === 0) {
+    throw OAuthError.invalidRedirectUri("redirect_uris is required for the authorization_code grant");
+  }
+  for (const field of URI_FIELDS) {
+    const value = input[field];
+    const url = value === undefined ? undefined : parseUrl(value);
+    if (value !== undefined && (!url || (url.protocol !== "https:" && url.protocol !== "http:"))) {
+      throw invalid(`${field} must be an http or https URL`);
+    }
+  }
+  // RFC 7591 §2: omitted scope → a default set; here, every scope the server offers.
+  const scopes = input.scope === undefined ? [...config.scopes] : parseScope(input.scope);
+  for (const scope of scopes) {
+    if (!config.scopes.includes(scope)) throw invalid(`scope "${scope.slice(0, 64)}" is not supported`);
+  }
+
+  const metadata: RegisteredMetadata = {
+    redirect_uris: redirectUris,
+    token_endpoint_auth_method: method,
+    grant_types: grantTypes,
+    response_types: responseTypes,
+    scope: scopes.join(" "),
+  };
+  if (input.client_name !== undefined) metadata.client_name = input.client_name;
+  for (const field of EXTRA_FIELDS) {
+    if (input[field] !== undefined) Object.assign(metadata, { [field]: input[field] });
+  }
+  return metadata;
+}
+
+export interface RegistrationResult {
+  client: Client;
+  secret: string | undefined;
+  metadata: RegisteredMetadata;
+}
+
+/** Validates the metadata and creates the client (confidential unless the method is `none`). */
+export async function registerClient(clients: ClientStore, config: Pick<Config, "scopes">, input: unknown): Promise<RegistrationResult> {
+  const metadata = validateMetadata(input, config);
+  const extras = Object.fromEntries(EXTRA_FIELDS.filter((f) => metadata[f] !== undefined).map((f) => [f, metadata[f]]));
+  const { client, secret } = await clients.create({
+    name: metadata.client_name ?? "",
+    type: metadata.token_endpoint_auth_method === "none" ? "public" : "confidential",
+    tokenEndpointAuthMethod: metadata.token_endpoint_auth_method,
+    redirectUris: metadata.redirect_uris,
+    grantTypes: metadata.grant_types,
+    responseTypes: metadata.response_types,
+    scope: metadata.scope,
+    metadata: extras,
+  });
+  return { client, secret, metadata };
+}
+
+/** RFC 7591 §3.2.1: the registered metadata plus the client's identifier and credentials. */
+export function registrationResponse({ client, secret, metadata }: RegistrationResult): Record<string, unknown> {
+  return {
+    client_id: client.clientId,
+    client_id_issued_at: Math.floor(client.createdAt.getTime() / 1000),
+    // 0: the secret does not expire (RFC 7591 §3.2.1).
+    ...(secret ? { client_secret: secret, client_secret_expires_at: 0 } : {}),
+    ...metadata,
+  };
+}
+
+/**
+ * When TA_REGISTRATION_TOKEN is set, registration requires `Authorization: Bearer <it>`
+ * (RFC 7591 §3: an initial access token); compared in constant time.
+ */
+export function checkInitialAccessToken(expected: string | undefined, authorization: string | null): void {
+  if (expected === undefined) return;
+  const presented = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? "")?.[1];
+  if (presented === undefined) {
+    throw new OAuthError("invalid_token", "an initial access token is required", { "WWW-Authenticate": 'Bearer realm="token-authority"' });
+  }
+  const digest = (value: string) => createHash("sha256").update(value).digest();
+  if (!timingSafeEqual(digest(presented), digest(expected))) {
+    throw new OAuthError("invalid_token", "the initial access token is not valid", {
+      "WWW-Authenticate": 'Bearer realm="token-authority", error="invalid_token"',
+    });
+  }
+}

@@ -1,0 +1,48 @@
+// Announces committed revocations on the `ta_revocations` channel (LISTEN/NOTIFY), coalesced:
+// at most one NOTIFY per `delayMs`, sent after the revoking transactions committed and never
+// awaited by the request that revoked. A NOTIFY inside the revoking transaction would
+// serialize every commit on PostgreSQL's notification-queue lock.
+import { sql } from "drizzle-orm";
+import type { Database } from "../../db/client.ts";
+import type { Logger } from "../log.ts";
+import { errorForLog } from "../errors.ts";
+
+export const REVOCATION_CHANNEL = "ta_revocations";
+
+export class RevocationNotifier {
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private readonly localListeners = new Set<() => void>();
+
+  constructor(
+    private readonly database: Database,
+    private readonly log: Logger,
+    private readonly delayMs = 2,
+  ) {}
+
+  /** Call after a transaction that revoked something has committed. */
+  committed(): void {
+    for (const listener of this.localListeners) listener();
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.database.rows(sql`select pg_notify(${REVOCATION_CHANNEL}, '')`).catch((error) => {
+        // Listeners also poll: a lost notification delays other instances, loses nothing.
+        this.log.warn("revocation.notify_failed", { error: errorForLog(error) });
+      });
+    }, this.delayMs);
+  }
+
+  /** In-process subscribers (this instance's feed) are told at once, without a round trip. */
+  onCommitted(listener: () => void): () => void {
+    this.localListeners.add(listener);
+    return () => this.localListeners.delete(listener);
+  }
+
+  /** Sends a pending notification now (before the database closes). */
+  async flush(): Promise<void> {
+    if (!this.timer) return;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.database.rows(sql`select pg_notify(${REVOCATION_CHANNEL}, '')`).catch(() => {});
+  }
+}

@@ -1,0 +1,82 @@
+// Runs the app on Bun.serve: one JSON log line per request, graceful shutdown on SIGTERM and
+// SIGINT (stop accepting, let in-flight requests finish, then close the database).
+import type { Database } from "../db/client.ts";
+import { openDatabase } from "../db/client.ts";
+import { migrate } from "../db/migrate.ts";
+import { createApp } from "./app.ts";
+import type { Config } from "./config.ts";
+import type { Logger } from "./log.ts";
+import { createServices } from "./services.ts";
+import { VERSION } from "./version.ts";
+
+export interface RunningServer {
+  url: string;
+  stop(): Promise<void>;
+}
+
+export async function startServer(config: Config, log: Logger, options: { migrate: boolean }): Promise<RunningServer> {
+  const startedAt = performance.now();
+  const database: Database = await openDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.dataDir,
+    poolSize: config.dbPoolSize,
+    connectTimeout: config.dbConnectTimeout,
+    statementTimeout: config.dbStatementTimeout,
+  });
+  try {
+    if (options.migrate) {
+      const { applied } = await migrate(database);
+      if (applied.length > 0) log.info("db.migrated", { applied: applied.join(",") });
+    }
+    const services = await createServices({ config, database, log });
+    const app = createApp(services);
+    const server = Bun.serve({
+      port: config.port,
+      hostname: config.host,
+      maxRequestBodySize: config.maxBodyBytes,
+      development: false,
+      async fetch(request) {
+        const began = performance.now();
+        const response = await app.handle(request);
+        log.info("http.request", {
+          method: request.method,
+          path: new URL(request.url).pathname.slice(0, 200),
+          status: response.status,
+          ms: Math.round((performance.now() - began) * 100) / 100,
+          request_id: response.headers.get("x-request-id"),
+        });
+        return response;
+      },
+    });
+    // Elysia's context.server (client IPs for login throttling) reads the app's server.
+    (app as { server: unknown }).server = server;
+    const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.port}`;
+    log.info("server.started", {
+      version: VERSION,
+      url,
+      issuer: config.issuer,
+      database: database.kind,
+      startup_ms: Math.round(performance.now() - startedAt),
+    });
+    let stopping: Promise<void> | undefined;
+    return {
+      url,
+      stop() {
+        stopping ??= (async () => {
+          log.info("server.stopping", {});
+          // Stop accepting; wait for in-flight requests (bounded), then close the database.
+          const drained = server.stop(false);
+          const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 10_000).unref());
+          if ((await Promise.race([drained, timeout])) === "timeout") await server.stop(true);
+          await services.notifier.flush();
+          await database.close();
+          log.info("server.stopped", {});
+        })();
+        return stopping;
+      },
+    };
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+}

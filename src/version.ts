@@ -1,0 +1,4 @@
+// The version compiled into the executable.
+import pkg from "../package.json" with { type: "json" };
+
+export const VERSION: string = pkg.version;

@@ -1,0 +1,102 @@
+// grant_type=client_credentials at POST /oauth/token, on every backend.
+import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { createClient, post, useTestApp } from "./helpers/app.ts";
+import { backends } from "./helpers/db.ts";
+import { tokenRequest } from "./helpers/grants.ts";
+
+setDefaultTimeout(30_000);
+
+describe.each(backends)("client_credentials grant [%s]", (backend) => {
+  const ready = useTestApp(backend, {
+    TA_ACCESS_TOKEN_TTL: "900",
+    TA_RESOURCES: JSON.stringify([{ resource: "https://api.example" }, { resource: "https://files.example" }]),
+  });
+
+  test("issues an access token only, for the client's registered scope and the default audience", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const [res, body] = await tokenRequest(t, c, { grant_type: "client_credentials" });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    expect(body).toEqual({ access_token: expect.any(String), token_type: "Bearer", expires_in: 900, scope: "read write" });
+    const verified = await t.services.verifier.verify(body.access_token, "access_token");
+    if (!verified.ok) throw new Error(verified.reason);
+    expect(verified.claims.sub).toBe(c.client.clientId);
+    expect(verified.claims.aud).toBe(t.config.defaultAudience);
+    expect(verified.session.refreshTokenJti).toBeNull();
+  });
+
+  test("authenticates with client_secret_post too", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const [res] = await post(t, "/oauth/token", {
+      grant_type: "client_credentials",
+      client_id: c.client.clientId,
+      client_secret: c.secret!,
+    });
+    expect(res.status).toBe(200);
+  });
+
+  test("uses the client's own access token lifetime", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential", { accessTokenTtl: 60 });
+    const [, body] = await tokenRequest(t, c, { grant_type: "client_credentials" });
+    expect(body.expires_in).toBe(60);
+  });
+
+  test("issues a revocable session", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const [, body] = await tokenRequest(t, c, { grant_type: "client_credentials" });
+    const [res] = await post(t, "/oauth/revoke", { token: body.access_token }, c.auth.headers);
+    expect(res.status).toBe(200);
+    expect(await t.services.verifier.verify(body.access_token)).toEqual({ ok: false, reason: "inactive" });
+  });
+
+  test.each([
+    ["registered for the grant", ["client_credentials"]],
+    ["not registered for the grant", ["authorization_code", "refresh_token"]],
+  ])("refuses a public client %s with unauthorized_client", async (_, grantTypes) => {
+    const t = await ready();
+    const c = await createClient(t, "public", { grantTypes });
+    const [res, body] = await tokenRequest(t, c, { grant_type: "client_credentials" });
+    expect(res.status).toBe(400);
+    expect(body.error).toBe("unauthorized_client");
+  });
+
+  test("narrows the scope on request", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const [res, body] = await tokenRequest(t, c, { grant_type: "client_credentials", scope: "write" });
+    expect(res.status).toBe(200);
+    expect(body.scope).toBe("write");
+  });
+
+  test.each([
+    ["an unknown scope", "read admin"],
+    ["a known scope the client is not registered for", "email"],
+  ])("refuses %s with invalid_scope", async (_, scope) => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const [res, body] = await tokenRequest(t, c, { grant_type: "client_credentials", scope });
+    expect(res.status).toBe(400);
+    expect(body.error).toBe("invalid_scope");
+  });
+
+  test("issues a token for one configured resource (RFC 8707)", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const [res, body] = await tokenRequest(t, c, { grant_type: "client_credentials", resource: "https://files.example" });
+    expect(res.status).toBe(200);
+    const verified = await t.services.verifier.verify(body.access_token);
+    expect(verified.ok && verified.claims.aud).toBe("https://files.example");
+  });
+
+  test("refuses a resource the server does not serve with invalid_target", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const [res, body] = await tokenRequest(t, c, { grant_type: "client_credentials", resource: "https://evil.example" });
+    expect(res.status).toBe(400);
+    expect(body.error).toBe("invalid_target");
+  });
+});

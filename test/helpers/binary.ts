@@ -1,0 +1,96 @@
+// Runs the compiled executable as a real process from an empty directory.
+import { copyFileSync, existsSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const ROOT = join(import.meta.dir, "..", "..");
+export const BINARY = join(ROOT, "dist", "token-authority");
+
+let built: Promise<void> | undefined;
+
+/** Builds dist/token-authority once per test run (TA_SKIP_BUILD=1 reuses an existing one). */
+export function buildBinary(): Promise<void> {
+  built ??= (async () => {
+    if (process.env.TA_SKIP_BUILD === "1" && existsSync(BINARY)) return;
+    const proc = Bun.spawn(["bun", "run", "build"], { cwd: ROOT, stdout: "pipe", stderr: "pipe" });
+    if ((await proc.exited) !== 0) throw new Error(`build failed: ${await new Response(proc.stderr).text()}`);
+  })();
+  return built;
+}
+
+/** A fresh empty directory holding nothing but a copy of the executable. */
+export function emptyDirWithBinary(): { dir: string; binary: string } {
+  const dir = mkdtempSync(join(tmpdir(), "ta-bin-"));
+  const binary = join(dir, "token-authority");
+  copyFileSync(BINARY, binary);
+  return { dir, binary };
+}
+
+const cleanEnv = (env: Record<string, string>) => ({ PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", ...env });
+
+export async function runCli(
+  dir: string,
+  args: string[],
+  env: Record<string, string> = {},
+  stdin?: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const proc = Bun.spawn([join(dir, "token-authority"), ...args], {
+    cwd: dir,
+    env: cleanEnv(env),
+    stdin: stdin === undefined ? "ignore" : new TextEncoder().encode(stdin),
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const [code, stdout, stderr] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  return { code, stdout, stderr };
+}
+
+export interface ServerProcess {
+  url: string;
+  proc: ReturnType<typeof Bun.spawn>;
+  /** Every stdout line so far (JSON log lines). */
+  lines: string[];
+  stop(signal?: NodeJS.Signals): Promise<number>;
+}
+
+/** Starts `serve --port 0` and resolves once it logged server.started. */
+export async function startServer(dir: string, env: Record<string, string> = {}, args: string[] = []): Promise<ServerProcess> {
+  const proc = Bun.spawn([join(dir, "token-authority"), "serve", "--port", "0", ...args], {
+    cwd: dir,
+    env: cleanEnv({ TA_LOG_LEVEL: "info", ...env }),
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const lines: string[] = [];
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start: ${lines.join("\n")}`)), 60_000);
+    (async () => {
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for await (const chunk of proc.stdout as ReadableStream<Uint8Array>) {
+        buffer += decoder.decode(chunk, { stream: true });
+        let newline: number;
+        while ((newline = buffer.indexOf("\n")) >= 0) {
+          const line = buffer.slice(0, newline);
+          buffer = buffer.slice(newline + 1);
+          lines.push(line);
+          if (line.includes('"server.started"')) {
+            clearTimeout(timer);
+            resolve(JSON.parse(line).url);
+          }
+        }
+      }
+      clearTimeout(timer);
+      reject(new Error(`server exited before starting: ${lines.join("\n")} ${await new Response(proc.stderr).text()}`));
+    })().catch(reject);
+  });
+  return {
+    url,
+    proc,
+    lines,
+    async stop(signal = "SIGTERM") {
+      proc.kill(signal);
+      return proc.exited;
+    },
+  };
+}
