@@ -1,11 +1,17 @@
 // GET /oauth/revocations: JSON pages, the SSE stream (live delivery, resume, heartbeats),
 // two instances on one PostgreSQL, and a revoking transaction that commits late.
 import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { eq, sql } from "drizzle-orm";
 import postgres from "postgres";
 import { openPostgres } from "../db/client.ts";
 import { revocationEvents } from "../db/schema.ts";
+import { loadConfig } from "../src/config.ts";
+import { createLogger } from "../src/log.ts";
+import { startServer } from "../src/server.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
 import { basic, createClient, createTestApp, mintCodeSession, post, request, useTestApp } from "./helpers/app.ts";
 import { backends, testDatabaseUrl } from "./helpers/db.ts";
@@ -345,4 +351,33 @@ describe.each(backends)("revocation feed without a database [%s]", (backend) => 
     expect(sse.status).toBe(503);
     expect(sseBody.error).toBe("temporarily_unavailable");
   }, 30_000);
+});
+
+describe("revocation feed and server shutdown", () => {
+  test("stopping the server ends feed streams at once instead of waiting for them", async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), "ta-feed-"));
+    const config = loadConfig({ PORT: "0", TA_DATA_DIR: dataDir, TA_LOG_LEVEL: "silent" });
+    const server = await startServer(config, createLogger("silent"), { migrate: true });
+    try {
+      const registered = await fetch(`${server.url}/oauth/register`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ client_name: "feed reader", grant_types: ["client_credentials"], response_types: [] }),
+      });
+      expect(registered.status).toBe(201);
+      const { client_id, client_secret } = (await registered.json()) as { client_id: string; client_secret: string };
+      const res = await fetch(`${server.url}/oauth/revocations`, {
+        headers: { accept: "text/event-stream", authorization: basic(client_id, client_secret) },
+      });
+      const stream = readSse(res);
+      await stream.waitFor((e) => e.event === "ready");
+      const started = performance.now();
+      await server.stop();
+      expect(performance.now() - started).toBeLessThan(3000);
+      await expect(stream.waitFor(() => false, 3000)).rejects.toThrow("the stream ended");
+    } finally {
+      await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
 });

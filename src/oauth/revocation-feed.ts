@@ -16,7 +16,7 @@ import type { SQL } from "drizzle-orm";
 import { asc, desc, gt, inArray, lt, or, sql } from "drizzle-orm";
 import type { Database, Unlisten } from "../../db/client.ts";
 import { revocationEvents } from "../../db/schema.ts";
-import { errorForLog } from "../errors.ts";
+import { errorForLog, OAuthError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { RevocationNotifier } from "./revocation-notifier.ts";
 import { REVOCATION_CHANNEL } from "./revocation-notifier.ts";
@@ -122,6 +122,7 @@ export class RevocationFeed {
   private readonly found = new Map<number, FeedRow>();
   private polling: Promise<void> | undefined;
   private pollAgain = false;
+  private closed = false;
 
   constructor(
     private readonly database: Database,
@@ -169,6 +170,7 @@ export class RevocationFeed {
    * the backlog, then live entries as the hub finds them.
    */
   async subscribe(after: number, kind?: TokenKind): Promise<Subscription> {
+    if (this.closed) throw OAuthError.temporarilyUnavailable("the server is shutting down");
     await this.start();
     const subscriber: Subscriber = { after, kind, sink: undefined, pending: [] };
     this.subscribers.add(subscriber);
@@ -208,8 +210,9 @@ export class RevocationFeed {
     return this.subscribers.size;
   }
 
-  /** Stops listening (the database handle is closed separately). */
+  /** Ends every subscription and stops listening (the database handle is closed separately). */
   async close(): Promise<void> {
+    this.closed = true;
     for (const subscriber of [...this.subscribers]) subscriber.sink?.close();
     this.subscribers.clear();
     this.idle();
