@@ -92,6 +92,33 @@ describe("executable on embedded PGlite", () => {
     expect(all).not.toContain("eyJhbGciOiJFUzI1NiJ9");
     expect(all).not.toContain("c2VjcmV0");
   }, 60_000);
+
+  test("throttles failed sign-ins per client IP: the 11th from one address gets 429, whatever the username", async () => {
+    const server = await startServer(dir);
+    try {
+      const form = await fetch(`${server.url}/oauth/login`);
+      const cookie = form.headers.getSetCookie()[0]!.split(";")[0]!;
+      const csrfToken = /name="csrf_token" value="([^"]+)"/.exec(await form.text())![1]!;
+      const attempt = (username: string) =>
+        fetch(`${server.url}/oauth/login`, {
+          method: "POST",
+          headers: { "content-type": "application/x-www-form-urlencoded", cookie },
+          body: new URLSearchParams({ csrf_token: csrfToken, username, password: "not the password" }),
+        });
+      // A new username each time, so only the per-IP counter can reach the limit.
+      const statuses: number[] = [];
+      for (let i = 1; i <= 10; i++) statuses.push((await attempt(`nobody-${i}`)).status);
+      expect(statuses).toEqual(Array(10).fill(401));
+      const locked = await attempt("nobody-11");
+      expect(locked.status).toBe(429);
+      expect(Number(locked.headers.get("retry-after"))).toBeGreaterThan(0);
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
+    const events = server.lines.map((l) => JSON.parse(l));
+    expect(events.find((e) => e.event === "security.login.throttled")).toMatchObject({ ip: "127.0.0.1" });
+    expect(events.some((e) => e.event === "security.login.ip_unknown")).toBe(false);
+  }, 60_000);
 });
 
 describe.skipIf(!TEST_DATABASE_URL)("executable on PostgreSQL", () => {

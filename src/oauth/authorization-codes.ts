@@ -71,17 +71,19 @@ export async function findGrantByCode(database: Database, code: string): Promise
   return row;
 }
 
+export type Redemption<T> = { redeemed: true; value: T } | { redeemed: false; reason: "already_redeemed" | "expired" };
+
 /**
- * Redeems a grant's code with a compare-and-set (`redeemed_at IS NULL`) and, in the same
- * transaction, runs `issue` (which creates the session). A concurrent redemption blocks on
- * the row lock until this one commits, then loses — and revoking the grant's sessions
- * afterwards sees and kills what the winner issued. Returns `{ redeemed: false }` on losing.
+ * Redeems a grant's code with a compare-and-set (`redeemed_at IS NULL`, not expired) and, in
+ * the same transaction, runs `issue` (which creates the session). A concurrent redemption
+ * blocks on the row lock until this one commits, then loses — and revoking the grant's
+ * sessions afterwards sees and kills what the winner issued.
  */
 export async function redeemAuthorizationGrant<T>(
   database: Database,
   grantId: string,
   issue: (tx: Db) => Promise<T>,
-): Promise<{ redeemed: true; value: T } | { redeemed: false }> {
+): Promise<Redemption<T>> {
   return database.db.transaction(async (tx) => {
     const won = await tx
       .update(authorizationGrants)
@@ -90,12 +92,21 @@ export async function redeemAuthorizationGrant<T>(
         and(
           eq(authorizationGrants.id, grantId),
           isNull(authorizationGrants.redeemedAt),
-          // An account page withdrawing access expires unredeemed codes; losing to it is losing.
-          sql`${authorizationGrants.expiresAt} > now()`,
+          // Withdrawing access on the account page sets expires_at = now() on unredeemed codes,
+          // then revokes the sessions. clock_timestamp(), not now(): now() is when this
+          // transaction began, possibly before that withdrawal committed, and a redemption
+          // winning after it would mint a session its revocation no longer sees.
+          sql`${authorizationGrants.expiresAt} > clock_timestamp()`,
         ),
       )
       .returning({ id: authorizationGrants.id });
-    if (won.length === 0) return { redeemed: false as const };
+    if (won.length === 0) {
+      const [row] = await tx
+        .select({ redeemedAt: authorizationGrants.redeemedAt })
+        .from(authorizationGrants)
+        .where(eq(authorizationGrants.id, grantId));
+      return { redeemed: false as const, reason: row?.redeemedAt ? ("already_redeemed" as const) : ("expired" as const) };
+    }
     return { redeemed: true as const, value: await issue(tx) };
   });
 }

@@ -53,9 +53,18 @@ export interface ServerProcess {
   stop(signal?: NodeJS.Signals): Promise<number>;
 }
 
-/** Starts `serve --port 0` and resolves once it logged server.started. */
+/** A TCP port on 127.0.0.1 that was free a moment ago (for a server whose issuer names its port). */
+export function freePort(): number {
+  const probe = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
+  const { port } = probe;
+  probe.stop(true);
+  return port!;
+}
+
+/** Starts `serve` (on `--port 0` unless args give one) and resolves once it logged server.started. */
 export async function startServer(dir: string, env: Record<string, string> = {}, args: string[] = []): Promise<ServerProcess> {
-  const proc = Bun.spawn([join(dir, "token-authority"), "serve", "--port", "0", ...args], {
+  const portArgs = args.includes("--port") ? [] : ["--port", "0"];
+  const proc = Bun.spawn([join(dir, "token-authority"), "serve", ...portArgs, ...args], {
     cwd: dir,
     env: cleanEnv({ TA_LOG_LEVEL: "info", ...env }),
     stdout: "pipe",

@@ -49,7 +49,11 @@ export const authorizationCodeGrant = defineGrant({
     const result = await redeemAuthorizationGrant(database, grant.id, (tx) =>
       sessions.mint({ client, subject: grant.userId!, scope, audience, grantId: grant.id, withRefreshToken: true }, tx),
     );
-    if (!result.redeemed) return refuseReuse(context, grant); // lost a race with another redemption
+    if (!result.redeemed) {
+      // Lost a race: with another redemption (reuse), or with expiry or a withdrawal of access.
+      if (result.reason === "expired") throw OAuthError.invalidGrant("authorization code expired");
+      return refuseReuse(context, grant);
+    }
     return result.value;
   },
 });
