@@ -8,11 +8,13 @@ import { authorizeEndpoints } from "./http/authorize.ts";
 import { cors } from "./http/cors.ts";
 import { discoveryEndpoints } from "./http/discovery.ts";
 import { healthEndpoints } from "./http/health.ts";
+import { introspectEndpoint } from "./http/introspect.ts";
 import { requestLimits } from "./http/limits.ts";
 import { loginEndpoints } from "./http/login.ts";
 import { observability } from "./http/observability.ts";
 import { openapiEndpoints } from "./http/openapi.ts";
 import { registrationEndpoint } from "./http/register.ts";
+import { revocationsEndpoint } from "./http/revocations.ts";
 import { revokeEndpoint } from "./http/revoke.ts";
 import { tokenEndpoint } from "./http/token.ts";
 import type { Services } from "./services.ts";
@@ -33,6 +35,8 @@ export function createApp(services: Services) {
     .use(loginEndpoints(services))
     .use(accountEndpoints(services))
     .use(assetEndpoints())
+    .use(introspectEndpoint(services))
+    .use(revocationsEndpoint(services))
     .use(openapiEndpoints(services));
 }
 

@@ -57,6 +57,7 @@ export async function startServer(config: Config, log: Logger, options: { migrat
       stop() {
         stopping ??= (async () => {
           log.info("server.stopping", {});
+          await services.feed.close(); // ends the revocation-feed streams, which never finish on their own
           // Stop accepting; wait for in-flight requests (bounded), then close the database.
           const drained = server.stop(false);
           const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 10_000).unref());

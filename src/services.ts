@@ -7,8 +7,10 @@ import type { Metrics } from "./metrics.ts";
 import { createMetrics } from "./metrics.ts";
 import { ClientAuthGuard } from "./oauth/client-auth.ts";
 import { ClientStore } from "./oauth/clients.ts";
+import { IntrospectionService } from "./oauth/introspection.ts";
 import { KeyStore } from "./oauth/keys.ts";
 import { RevocationService } from "./oauth/revocation.ts";
+import { RevocationFeed } from "./oauth/revocation-feed.ts";
 import { RevocationNotifier } from "./oauth/revocation-notifier.ts";
 import { SessionService } from "./oauth/sessions.ts";
 import type { TokenService } from "./oauth/tokens.ts";
@@ -35,6 +37,9 @@ export interface Services extends Required<Deps> {
   revocation: RevocationService;
   notifier: RevocationNotifier;
   verifier: TokenVerifier;
+  introspection: IntrospectionService;
+  /** The revocation feed: one LISTEN per process, shared by every subscriber. */
+  feed: RevocationFeed;
 }
 
 /** Longest lifetime of any token this server may have signed, in seconds. */
@@ -57,5 +62,9 @@ export async function createServices(deps: Deps): Promise<Services> {
   const sessions = new SessionService(database, tokens, config, now, notifier);
   const verifier = new TokenVerifier(database, tokens);
   const revocation = new RevocationService(database, tokens, log, notifier, metrics);
-  return { config, database, log, now, metrics, keys, clients, clientAuthGuard, tokens, sessions, revocation, verifier, notifier };
+  const introspection = new IntrospectionService(database, tokens, log, now);
+  const feed = new RevocationFeed(database, log, notifier);
+  return {
+    config, database, log, now, metrics, keys, clients, clientAuthGuard, tokens, sessions, revocation, verifier, notifier, introspection, feed,
+  };
 }

@@ -43,6 +43,16 @@ const ENDPOINTS: readonly FormEndpoint[] = [
     liveTokens: true,
   },
   {
+    path: "/oauth/introspect",
+    fields: ["token", "token_type_hint", "client_id", "client_secret"],
+    wellFormed: (r, f) => [
+      ["token", r.pick([r.pick(f.tokens), mutate(r, r.pick(f.tokens)), "garbage"])],
+      ...(r.int(2) === 0 ? [["token_type_hint", r.pick(["access_token", "refresh_token", "other"])] as [string, string]] : []),
+    ],
+    reaches: [200, 400, 401, 405, 413],
+    liveTokens: true,
+  },
+  {
     path: "/oauth/token",
     fields: ["grant_type", "code", "redirect_uri", "code_verifier", "refresh_token", "scope", "resource", "client_id", "client_secret"],
     wellFormed: (r, f) =>

@@ -107,6 +107,12 @@ describe.each(backends)("client authentication throttling [%s]", (backend) => {
     expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
     expect(Number(res.headers.get("retry-after"))).toBeLessThanOrEqual(60);
     expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(true);
+    // Every client-authenticating endpoint shares the limit.
+    for (const [method, path] of [["POST", "/oauth/introspect"], ["POST", "/oauth/token"], ["GET", "/oauth/revocations"]] as const) {
+      const form: Record<string, string> = path === "/oauth/token" ? { grant_type: "client_credentials" } : { token: s.accessToken };
+      const [limited] = await request(t, method, path, { ...(method === "POST" ? { form } : {}), headers: { ...from, ...c.auth.headers } });
+      expect(limited.status).toBe(429);
+    }
     // Another client from the same address is not affected by this client id's limit.
     const other = await createClient(t, "confidential");
     const o = await mintCodeSession(t, other);

@@ -2,12 +2,13 @@
 // `resolve` that yields the authenticated client or throws invalid_client — or, after too many
 // failures for the presented client id or from the source address, 429 with Retry-After
 // (RFC 6585 §4) before the credentials are even checked.
+import type { Server } from "bun";
 import { Elysia } from "elysia";
 import type { Config } from "../config.ts";
 import { OAuthError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import type { ClientAuthGuard } from "../oauth/client-auth.ts";
+import type { AuthenticatedClient, ClientAuthGuard, ClientCredentials } from "../oauth/client-auth.ts";
 import { authenticateClient, presentedClientId } from "../oauth/client-auth.ts";
 import type { ClientStore } from "../oauth/clients.ts";
 import { clientIp } from "./client-ip.ts";
@@ -20,28 +21,41 @@ export interface ClientAuthDeps {
   log: Logger;
 }
 
-export function clientAuth({ clients, clientAuthGuard, metrics, config, log }: ClientAuthDeps) {
+/**
+ * Authenticates a client, refusing with 429 first when its client id or address has failed too
+ * often, and counting invalid_client failures. Shared by every client-authenticating endpoint.
+ */
+export async function authenticateThrottled(
+  { clients, clientAuthGuard, metrics, config, log }: ClientAuthDeps,
+  credentials: ClientCredentials,
+  request: Request,
+  server: Server<unknown> | null | undefined,
+): Promise<AuthenticatedClient> {
+  const clientId = presentedClientId(credentials);
+  const address = clientIp(request, server, config.clientIpHeader);
+  const refusal = clientAuthGuard.refusal(clientId, address);
+  if (refusal) {
+    metrics.rateLimited.inc({ limit: refusal.by });
+    log.warn("security.client_auth.throttled", { client_id: clientId ?? null, limit: refusal.by });
+    throw OAuthError.tooManyRequests(refusal.retryAfter);
+  }
+  try {
+    const authenticated = await authenticateClient(clients, credentials);
+    clientAuthGuard.succeeded(authenticated.client.clientId);
+    return authenticated;
+  } catch (error) {
+    if (error instanceof OAuthError && error.code === "invalid_client") {
+      clientAuthGuard.failed(clientId, address);
+      metrics.clientAuthFailures.inc();
+    }
+    throw error;
+  }
+}
+
+export function clientAuth(deps: ClientAuthDeps) {
   return new Elysia().resolve({ as: "scoped" }, async ({ headers, body, request, server }) => {
     const form = (body ?? {}) as { client_id?: string; client_secret?: string };
     const credentials = { authorization: headers.authorization, clientId: form.client_id, clientSecret: form.client_secret };
-    const clientId = presentedClientId(credentials);
-    const address = clientIp(request, server, config.clientIpHeader);
-    const refusal = clientAuthGuard.refusal(clientId, address);
-    if (refusal) {
-      metrics.rateLimited.inc({ limit: refusal.by });
-      log.warn("security.client_auth.throttled", { client_id: clientId ?? null, limit: refusal.by });
-      throw OAuthError.tooManyRequests(refusal.retryAfter);
-    }
-    try {
-      const authenticated = await authenticateClient(clients, credentials);
-      clientAuthGuard.succeeded(authenticated.client.clientId);
-      return { authenticated };
-    } catch (error) {
-      if (error instanceof OAuthError && error.code === "invalid_client") {
-        clientAuthGuard.failed(clientId, address);
-        metrics.clientAuthFailures.inc();
-      }
-      throw error;
-    }
+    return { authenticated: await authenticateThrottled(deps, credentials, request, server) };
   });
 }

@@ -61,6 +61,13 @@ export async function dropTemplate(): Promise<void> {
   await admin.end();
 }
 
+const urls = new WeakMap<Database, string>();
+
+/** The URL of a PostgreSQL test database (to open a second handle: two instances, one database). */
+export function testDatabaseUrl(database: Database): string | undefined {
+  return urls.get(database);
+}
+
 /** An empty, migrated database of the given backend, private to the caller. */
 export async function openTestDatabase(backend: Backend): Promise<Database> {
   if (backend === "pglite") return openPglite({ loadDataDir: await migratedPgliteDump() });
@@ -70,7 +77,7 @@ export async function openTestDatabase(backend: Backend): Promise<Database> {
   await admin.unsafe(`create database ${name} template ${templateDatabaseName}`);
   await admin.end();
   const database = openPostgres(databaseUrl(name), { poolSize: 10, connectTimeout: 5, statementTimeout: 10 });
-  return {
+  const handle: Database = {
     ...database,
     async close() {
       await database.close();
@@ -79,4 +86,6 @@ export async function openTestDatabase(backend: Backend): Promise<Database> {
       await dropper.end();
     },
   };
+  urls.set(handle, databaseUrl(name));
+  return handle;
 }

@@ -1,0 +1,316 @@
+// The revocation feed: the entries of revocation_events after a cursor (JSON pages), and a
+// per-process hub that follows the table for live (SSE) subscribers. The hub is woken at once
+// by this instance's revocations (RevocationNotifier), by one LISTEN ta_revocations per
+// process for the other instances sharing the PostgreSQL, and by a safety poll.
+//
+// Cursors come from a sequence taken inside the revoking transaction, so a transaction still
+// in flight can leave a hole below a cursor that is already visible; the hole fills when it
+// commits. A reader that jumped past the hole would miss that revocation forever. So the
+// position a reader may resume from (`next_cursor`, and the SSE `id:`) never passes a hole
+// that might still fill, and a late entry reaches live subscribers whenever it appears.
+// Without holes that position is simply the entry's own cursor. A hole counts as
+// settled (rolled back, or lost to a crash) once the entry above it was written more than
+// SETTLE_SECONDS ago: revoking transactions are single statements bounded by the statement
+// timeout, far shorter than that.
+import type { SQL } from "drizzle-orm";
+import { asc, desc, gt, inArray, lt, or, sql } from "drizzle-orm";
+import type { Database, Unlisten } from "../../db/client.ts";
+import { revocationEvents } from "../../db/schema.ts";
+import { errorForLog, OAuthError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { RevocationNotifier } from "./revocation-notifier.ts";
+import { REVOCATION_CHANNEL } from "./revocation-notifier.ts";
+import type { TokenKind } from "./tokens.ts";
+
+export const SETTLE_SECONDS = 60;
+export const MAX_PAGE = 1000;
+
+/** One revoked token as resource servers see it. `exp` and `revoked_at` are NumericDates. */
+export interface FeedEntry {
+  jti: string;
+  exp: number;
+  revoked_at: number;
+  cursor: number;
+}
+
+export interface FeedPage {
+  entries: FeedEntry[];
+  /** Where to resume: never past an entry that may still appear. Entries may repeat. */
+  next_cursor: number;
+}
+
+export interface FeedOptions {
+  /** Safety poll while someone is subscribed, in case a notification is lost. */
+  pollMs: number;
+  /** SSE comment lines that keep idle connections (and proxies) open. */
+  heartbeatMs: number;
+}
+
+interface FeedRow {
+  entry: FeedEntry;
+  kind: TokenKind;
+  /** Not yet expired (by the database clock): only these are served. */
+  live: boolean;
+  /** Local time after which a hole below this row counts as settled. */
+  settlesAt: number;
+}
+
+/** An entry with the cursor a reader that has received it may resume from (SSE `id:`). */
+export interface FeedEvent {
+  entry: FeedEntry;
+  resume: number;
+}
+
+/**
+ * Walks rows (ascending, all above the position) and moves the position over each row that
+ * follows it directly or sits above a settled hole; past an unsettled hole it stops for good.
+ * Each served row is paired with the position reached: its own cursor unless it is held back.
+ */
+class Scan {
+  readonly events: FeedEvent[] = [];
+  private blocked = false;
+
+  constructor(
+    public position: number,
+    private readonly kind: TokenKind | undefined,
+  ) {}
+
+  add(rows: readonly FeedRow[], now: number): this {
+    for (const row of rows) {
+      if (!this.blocked && (row.entry.cursor === this.position + 1 || row.settlesAt <= now)) this.position = row.entry.cursor;
+      else this.blocked = true;
+      if (row.live && (!this.kind || row.kind === this.kind)) this.events.push({ entry: row.entry, resume: this.position });
+    }
+    return this;
+  }
+}
+
+export interface FeedSink {
+  events(events: FeedEvent[]): void;
+  /** The feed can no longer serve this subscriber; it should reconnect and resume. */
+  close(): void;
+}
+
+export interface Subscription {
+  /** Entries after the requested cursor, read when subscribing. */
+  backlog: FeedEvent[];
+  /** Starts live delivery (entries found since subscribing first, without repeating the backlog). */
+  attach(sink: FeedSink): void;
+  close(): void;
+}
+
+interface Subscriber {
+  /** Where it resumed: nothing at or below can appear late (see the top of this file). */
+  after: number;
+  kind: TokenKind | undefined;
+  sink: FeedSink | undefined;
+  /** Entries found while the backlog was read, delivered on attach. */
+  pending: FeedEvent[];
+}
+
+export class RevocationFeed {
+  readonly options: FeedOptions;
+  private readonly subscribers = new Set<Subscriber>();
+  private unlisten: Unlisten | undefined;
+  private unsubscribeLocal: (() => void) | undefined;
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private starting: Promise<void> | undefined;
+  /** Every cursor up to here is known (and was delivered to the subscribers then present). */
+  private position = 0;
+  private maxSeen = 0;
+  /** Rows above `position` already found, by cursor. */
+  private readonly found = new Map<number, FeedRow>();
+  private polling: Promise<void> | undefined;
+  private pollAgain = false;
+  private closed = false;
+
+  constructor(
+    private readonly database: Database,
+    private readonly log: Logger,
+    private readonly notifier?: RevocationNotifier,
+    options: Partial<FeedOptions> = {},
+  ) {
+    this.options = { pollMs: 1000, heartbeatMs: 5000, ...options };
+  }
+
+  /** Rows after `after` (expired ones too: they count for the position), oldest first. */
+  private async read(where: SQL | undefined, limit: number): Promise<FeedRow[]> {
+    const rows = await this.database.db
+      .select({
+        cursor: revocationEvents.cursor,
+        jti: revocationEvents.jti,
+        kind: revocationEvents.tokenKind,
+        exp: sql<number>`floor(extract(epoch from ${revocationEvents.expiresAt}))::float8`.mapWith(Number),
+        revokedAt: sql<number>`floor(extract(epoch from ${revocationEvents.revokedAt}))::float8`.mapWith(Number),
+        live: sql<boolean>`${revocationEvents.expiresAt} > now()`,
+        age: sql<number>`extract(epoch from now() - ${revocationEvents.revokedAt})::float8`.mapWith(Number),
+      })
+      .from(revocationEvents)
+      .where(where)
+      .orderBy(asc(revocationEvents.cursor))
+      .limit(limit);
+    const now = Date.now();
+    return rows.map((row) => ({
+      entry: { jti: row.jti, exp: row.exp, revoked_at: row.revokedAt, cursor: Number(row.cursor) },
+      kind: row.kind as TokenKind,
+      live: row.live,
+      settlesAt: now + (SETTLE_SECONDS - row.age) * 1000,
+    }));
+  }
+
+  /** One page of unexpired entries after `after` (JSON feed). */
+  async page(after: number, limit: number, kind?: TokenKind): Promise<FeedPage> {
+    const rows = await this.read(gt(revocationEvents.cursor, after), Math.min(limit, MAX_PAGE));
+    const scan = new Scan(after, kind).add(rows, Date.now());
+    return { entries: scan.events.map((event) => event.entry), next_cursor: scan.position };
+  }
+
+  /**
+   * Subscribes to entries after `after` (a `next_cursor` or an SSE id this feed gave out):
+   * the backlog, then live entries as the hub finds them.
+   */
+  async subscribe(after: number, kind?: TokenKind): Promise<Subscription> {
+    if (this.closed) throw OAuthError.temporarilyUnavailable("the server is shutting down");
+    await this.start();
+    const subscriber: Subscriber = { after, kind, sink: undefined, pending: [] };
+    this.subscribers.add(subscriber);
+    const close = () => {
+      if (this.subscribers.delete(subscriber) && this.subscribers.size === 0) this.idle();
+    };
+    const scan = new Scan(after, kind);
+    try {
+      // Bring the hub up to date first, so the backlog and live delivery overlap little.
+      await this.polling;
+      this.wake();
+      await this.polling;
+      for (let cursor = after; ; ) {
+        const rows = await this.read(gt(revocationEvents.cursor, cursor), MAX_PAGE);
+        scan.add(rows, Date.now());
+        if (rows.length < MAX_PAGE) break;
+        cursor = rows.at(-1)!.entry.cursor;
+      }
+    } catch (error) {
+      close();
+      throw error;
+    }
+    return {
+      backlog: scan.events,
+      attach: (sink) => {
+        const sent = new Set(scan.events.map((event) => event.entry.cursor));
+        const missed = subscriber.pending.filter((event) => !sent.has(event.entry.cursor));
+        subscriber.sink = sink;
+        subscriber.pending = [];
+        if (missed.length > 0) sink.events(missed);
+      },
+      close,
+    };
+  }
+
+  get subscriberCount(): number {
+    return this.subscribers.size;
+  }
+
+  /** Ends every subscription and stops listening (the database handle is closed separately). */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const subscriber of [...this.subscribers]) subscriber.sink?.close();
+    this.subscribers.clear();
+    this.idle();
+    this.unsubscribeLocal?.();
+    this.unsubscribeLocal = undefined;
+    const unlisten = this.unlisten;
+    this.unlisten = undefined;
+    await unlisten?.().catch(() => {});
+  }
+
+  private start(): Promise<void> {
+    this.starting ??= (async () => {
+      this.unsubscribeLocal ??= this.notifier?.onCommitted(() => this.wake());
+      this.unlisten ??= await this.database.listen(REVOCATION_CHANNEL, () => this.wake());
+      // Every hole below the newest entry written before the settle window has settled.
+      const [row] = await this.database.db
+        .select({ cursor: revocationEvents.cursor })
+        .from(revocationEvents)
+        .where(lt(revocationEvents.revokedAt, sql`now() - make_interval(secs => ${SETTLE_SECONDS})`))
+        .orderBy(desc(revocationEvents.cursor))
+        .limit(1);
+      this.position = this.maxSeen = Number(row?.cursor ?? 0);
+      this.found.clear();
+      this.timer = setInterval(() => this.wake(), this.options.pollMs);
+      this.timer.unref?.();
+    })().catch((error) => {
+      this.starting = undefined;
+      throw error;
+    });
+    return this.starting;
+  }
+
+  /** Nobody is subscribed: stop polling; the next subscriber starts afresh. */
+  private idle(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.starting = undefined;
+  }
+
+  private wake(): void {
+    if (this.subscribers.size === 0 || !this.timer) return;
+    if (this.polling) {
+      this.pollAgain = true;
+      return;
+    }
+    this.polling = this.poll()
+      .catch((error) => this.log.warn("revocation_feed.poll_failed", { error: errorForLog(error) }))
+      .finally(() => {
+        this.polling = undefined;
+        if (this.pollAgain) {
+          this.pollAgain = false;
+          this.wake();
+        }
+      });
+  }
+
+  /** Reads what is new (above everything seen, or in a hole) and hands it to the subscribers. */
+  private async poll(): Promise<void> {
+    for (;;) {
+      const holes: number[] = [];
+      for (let cursor = this.position + 1; cursor < this.maxSeen && holes.length < 500; cursor++) {
+        if (!this.found.has(cursor)) holes.push(cursor);
+      }
+      const above = gt(revocationEvents.cursor, this.maxSeen);
+      const rows = await this.read(holes.length > 0 ? or(above, inArray(revocationEvents.cursor, holes)) : above, MAX_PAGE);
+      const fresh = rows.filter((row) => row.entry.cursor > this.position && !this.found.has(row.entry.cursor));
+      for (const row of fresh) {
+        this.found.set(row.entry.cursor, row);
+        this.maxSeen = Math.max(this.maxSeen, row.entry.cursor);
+      }
+      this.advance();
+      this.deliver(fresh);
+      if (rows.length < MAX_PAGE) return;
+    }
+  }
+
+  /** Moves the position over what was found, then forgets the rows at or below it. */
+  private advance(): void {
+    const rows = [...this.found.values()].sort((a, b) => a.entry.cursor - b.entry.cursor);
+    this.position = new Scan(this.position, undefined).add(rows, Date.now()).position;
+    for (const cursor of this.found.keys()) if (cursor <= this.position) this.found.delete(cursor);
+  }
+
+  private deliver(rows: FeedRow[]): void {
+    for (const subscriber of this.subscribers) {
+      const events = rows
+        .filter((row) => row.live && row.entry.cursor > subscriber.after && (!subscriber.kind || row.kind === subscriber.kind))
+        .map((row) => ({ entry: row.entry, resume: Math.min(row.entry.cursor, this.position) }));
+      if (events.length === 0) continue;
+      if (!subscriber.sink) {
+        subscriber.pending.push(...events);
+        continue;
+      }
+      try {
+        subscriber.sink.events(events);
+      } catch {
+        subscriber.sink.close();
+      }
+    }
+  }
+}
