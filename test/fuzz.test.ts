@@ -30,25 +30,26 @@ interface FormEndpoint {
   liveTokens: boolean;
 }
 
+/** RFC 7009 / RFC 7662 parameters: a live, tampered or foreign token, sometimes a hint. */
+function tokenForm(r: Random, f: Fixture): Array<[string, string]> {
+  const form: Array<[string, string]> = [["token", r.pick([r.pick(f.tokens), mutate(r, r.pick(f.tokens)), "garbage"])]];
+  if (r.int(2) === 0) form.push(["token_type_hint", r.pick(["access_token", "refresh_token", "other"])]);
+  return form;
+}
+
 /** Other form endpoints (/oauth/token, /oauth/introspect, ...) join by adding an entry here. */
 const ENDPOINTS: readonly FormEndpoint[] = [
   {
     path: "/oauth/revoke",
     fields: ["token", "token_type_hint", "client_id", "client_secret"],
-    wellFormed: (r, f) => [
-      ["token", r.pick([r.pick(f.tokens), mutate(r, r.pick(f.tokens)), "garbage"])],
-      ...(r.int(2) === 0 ? [["token_type_hint", r.pick(["access_token", "refresh_token", "other"])] as [string, string]] : []),
-    ],
+    wellFormed: tokenForm,
     reaches: [200, 400, 401, 405, 413],
     liveTokens: true,
   },
   {
     path: "/oauth/introspect",
     fields: ["token", "token_type_hint", "client_id", "client_secret"],
-    wellFormed: (r, f) => [
-      ["token", r.pick([r.pick(f.tokens), mutate(r, r.pick(f.tokens)), "garbage"])],
-      ...(r.int(2) === 0 ? [["token_type_hint", r.pick(["access_token", "refresh_token", "other"])] as [string, string]] : []),
-    ],
+    wellFormed: tokenForm,
     reaches: [200, 400, 401, 405, 413],
     liveTokens: true,
   },
