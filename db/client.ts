@@ -38,10 +38,20 @@ export interface PostgresOptions {
   statementTimeout: number;
 }
 
+/**
+ * Seconds postgres.js waits before reconnecting after `retries` failed attempts: at most one
+ * second, with jitter. Its default grows to 20 s, and a request queued on a connection waiting
+ * to reconnect waits that long — during an outage and for as long after it (test/fault.test.ts).
+ */
+export function reconnectDelay(retries: number): number {
+  return (0.5 + Math.random() / 2) * Math.min(0.05 * 2 ** retries, 1);
+}
+
 export function openPostgres(url: string, options: PostgresOptions): Database {
   const client = postgres(url, {
     max: options.poolSize,
     connect_timeout: options.connectTimeout,
+    backoff: reconnectDelay,
     idle_timeout: 300,
     onnotice: () => {},
     connection: {

@@ -1,5 +1,6 @@
 // One OAuth error type (RFC 6749 §5.2 plus the codes of RFC 7009, 7591, 8707 and 6750)
 // and the Elysia plugin that turns every failure into `{error, error_description?}` JSON.
+import { DrizzleQueryError } from "drizzle-orm";
 import { Elysia } from "elysia";
 import type { Logger } from "./log.ts";
 import { describeError } from "./log.ts";
@@ -159,7 +160,8 @@ export function toOAuthError(error: unknown): OAuthError {
 export function errorForLog(error: unknown): string {
   const cause = (error as { cause?: unknown })?.cause;
   // DrizzleQueryError's message carries the query parameters; log the driver's error instead.
-  if (error instanceof Error && error.name === "DrizzleQueryError" && cause) return describeError(cause);
+  // (Its `name` is plain "Error": only instanceof recognises it.)
+  if (error instanceof DrizzleQueryError) return cause ? describeError(cause) : "DrizzleQueryError: query failed";
   return describeError(error);
 }
 

@@ -4,6 +4,7 @@ import type { Database } from "../db/client.ts";
 import { openDatabase } from "../db/client.ts";
 import { migrate } from "../db/migrate.ts";
 import { createApp } from "./app.ts";
+import { errorForLog } from "./errors.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { startPruning } from "./oauth/pruning.ts";
@@ -32,6 +33,9 @@ export async function startServer(config: Config, log: Logger, options: { migrat
     const services = await createServices({ config, database, log });
     const app = createApp(services);
     const pruning = config.pruneInterval > 0 ? startPruning(services, config.pruneInterval) : undefined;
+    const keyReload = services.keys.startReloading(config.keyReloadInterval, (error) =>
+      log.warn("keys.reload_failed", { error: errorForLog(error) }),
+    );
     const server = Bun.serve({
       port: config.port,
       hostname: config.host,
@@ -63,6 +67,7 @@ export async function startServer(config: Config, log: Logger, options: { migrat
           const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 10_000).unref());
           if ((await Promise.race([drained, timeout])) === "timeout") await server.stop(true);
           await pruning?.stop();
+          await keyReload.stop();
           await services.notifier.flush();
           await database.close();
           log.info("server.stopped", {});

@@ -54,7 +54,10 @@ export async function createServices(deps: Deps): Promise<Services> {
   const { config, database, log } = deps;
   const now = deps.now ?? Date.now;
   const metrics = deps.metrics ?? createMetrics({ database, poolSize: config.dbPoolSize });
-  const keys = await KeyStore.open(database, { maxTokenLifetime: () => maxTokenLifetime(database, config) });
+  const keys = await KeyStore.open(database, {
+    maxTokenLifetime: () => maxTokenLifetime(database, config),
+    signingLag: config.keyReloadInterval,
+  });
   const clients = new ClientStore(database, config.clientCacheTtl);
   const clientAuthGuard = new ClientAuthGuard(config, now);
   const tokens = createTokenService(keys, config.issuer, now);

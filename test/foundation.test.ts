@@ -4,6 +4,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { sql } from "drizzle-orm";
 import { decodeProtectedHeader } from "jose";
 import { openPostgres } from "../db/client.ts";
 import { DataDirLockedError, lockDataDir } from "../db/data-dir-lock.ts";
@@ -26,6 +27,7 @@ describe("configuration", () => {
     expect(config.databaseUrl).toBeUndefined();
     expect(config.dataDir).toBe("./data");
     expect(config.authorizationCodeTtl).toBe(60);
+    expect(config.keyReloadInterval).toBe(10);
     expect(Object.isFrozen(config)).toBe(true);
   });
 
@@ -131,6 +133,47 @@ describe.each(backends)("signing keys [%s]", (backend) => {
     // Another instance on the same database learns of the rotation through an unknown kid.
     const other = await createServices({ config: t.config, database: t.database, log: createLogger("silent") });
     expect(other.keys.signingKey().kid).toBe(active);
+  });
+
+  test("another instance verifies a token signed with a key it has not loaded yet (reload on unknown kid)", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const stale = await createServices({ config: t.config, database: t.database, log: createLogger("silent") });
+    const { active } = await t.services.keys.rotate();
+    const after = await t.services.sessions.mint({ client: c.client, subject: "s", scope: "read", audience: ["https://api.example"], withRefreshToken: false });
+    expect(decodeProtectedHeader(after.accessToken).kid).toBe(active);
+    expect(stale.keys.jwks().keys.map((k) => k.kid)).not.toContain(active);
+    expect((await stale.verifier.verify(after.accessToken)).ok).toBe(true);
+    expect(stale.keys.jwks().keys.map((k) => k.kid)).toContain(active);
+  });
+
+  test("another instance signs with and publishes a rotated key within its reload interval", async () => {
+    const t = await ready();
+    const other = await createServices({ config: t.config, database: t.database, log: createLogger("silent") });
+    const reloading = other.keys.startReloading(1, (error) => {
+      throw error;
+    });
+    try {
+      const { active } = await t.services.keys.rotate();
+      expect(other.keys.signingKey().kid).not.toBe(active);
+      expect(other.keys.jwks().keys.map((k) => k.kid)).not.toContain(active);
+      const deadline = Date.now() + 5000;
+      while (other.keys.signingKey().kid !== active && Date.now() < deadline) await Bun.sleep(50);
+      expect(other.keys.signingKey().kid).toBe(active);
+      expect(other.keys.jwks().keys.map((k) => k.kid)).toContain(active);
+    } finally {
+      await reloading.stop();
+    }
+  });
+
+  test("a retired key keeps verifying for the longest token lifetime plus TA_KEY_RELOAD_INTERVAL", async () => {
+    const t = await ready();
+    const { retired } = await t.services.keys.rotate();
+    const [row] = await t.database.rows<{ seconds: number }>(
+      sql`select extract(epoch from verify_until - retired_at)::int as seconds from signing_keys where kid = ${retired!}`,
+    );
+    // Default lifetimes: the 14-day refresh token, plus the default 10-second reload interval.
+    expect(row!.seconds).toBe(14 * 24 * 3600 + 10);
   });
 });
 

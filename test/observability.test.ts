@@ -1,6 +1,7 @@
 // Observability: request ids, one log line per request, Prometheus metrics by route pattern,
 // revocation outcomes, database errors.
 import { describe, expect, test } from "bun:test";
+import { DrizzleQueryError } from "drizzle-orm";
 import { createClient, mintCodeSession, post, request, useTestApp } from "./helpers/app.ts";
 import type { TestApp } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
@@ -148,5 +149,27 @@ describe.each(backends)("observability [%s]", (backend) => {
     }
     expect(await sample(t, "ta_db_errors_total", { kind: "unavailable" })).toBe(before + 1);
     expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(true);
+  });
+
+  test("a failed query is counted and logged without its parameters", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const s = await mintCodeSession(t, c);
+    const before = await sample(t, "ta_db_errors_total", { kind: "query" });
+    const original = t.database.rows;
+    const cause = Object.assign(new Error('relation "x" does not exist'), { code: "42P01" });
+    t.database.rows = () => Promise.reject(new DrizzleQueryError("select ta_revoke_token($1)", ["parameter-marker-5f1c"], cause));
+    const logged = t.logs.length;
+    try {
+      const [res, body] = await post(t, "/oauth/revoke", { token: s.accessToken }, c.auth.headers);
+      expect(res.status).toBe(500);
+      expect(body.error).toBe("server_error");
+    } finally {
+      t.database.rows = original;
+    }
+    expect(await sample(t, "ta_db_errors_total", { kind: "query" })).toBe(before + 1);
+    const lines = t.logs.slice(logged).join("\n");
+    expect(lines).toContain('relation \\"x\\" does not exist');
+    expect(lines).not.toContain("parameter-marker-5f1c");
   });
 });

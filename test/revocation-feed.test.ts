@@ -379,5 +379,5 @@ describe("revocation feed and server shutdown", () => {
       await server.stop();
       rmSync(dataDir, { recursive: true, force: true });
     }
-  });
+  }, 30_000); // creating and migrating a new embedded database alone takes 6-7 s on a loaded machine
 });

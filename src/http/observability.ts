@@ -2,6 +2,7 @@
 // every log line written while the request runs), one JSON log line per request, request
 // metrics by route pattern, and GET /metrics (Prometheus text).
 import { randomUUID } from "node:crypto";
+import { DrizzleQueryError } from "drizzle-orm";
 import { Elysia } from "elysia";
 import { errorForLog, isDatabaseUnavailable, toOAuthError } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -22,8 +23,8 @@ function pathOf(url: string): string {
 
 /** True for an error raised by the database driver (a SQLSTATE code, or Drizzle's wrapper). */
 function isDatabaseError(error: unknown): boolean {
-  const e = error as { name?: unknown; code?: unknown; cause?: unknown };
-  return e?.name === "DrizzleQueryError" || (typeof e?.code === "string" && /^[0-9A-Z]{5}$/.test(e.code));
+  const e = error as { code?: unknown };
+  return error instanceof DrizzleQueryError || (typeof e?.code === "string" && /^[0-9A-Z]{5}$/.test(e.code));
 }
 
 /** Must be used before the error plugin: its onError only observes, the error plugin answers. */

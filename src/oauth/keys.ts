@@ -1,6 +1,7 @@
 // Signing keys (ES256, jose): generated on first start, shared by every instance on the
 // database, rotated by `keys rotate`. A retired key stays published and accepted until every
-// token it signed has expired.
+// token it signed has expired. Each instance re-reads the keys periodically (so it signs with,
+// and publishes, the key another process made active) and at once on an unknown kid.
 import { eq, gt, isNull, or, sql } from "drizzle-orm";
 import type { CryptoKey, JWK } from "jose";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK } from "jose";
@@ -32,6 +33,11 @@ export interface KeyStoreOptions {
   maxTokenLifetime: () => Promise<number>;
   /** Minimum seconds between two reloads triggered by an unknown kid. */
   reloadInterval?: number;
+  /**
+   * Seconds an instance may go on signing with a key after another process retired it (the
+   * periodic reload interval): added to how long a retired key keeps verifying.
+   */
+  signingLag?: number;
 }
 
 async function newKeyRow() {
@@ -49,7 +55,8 @@ async function newKeyRow() {
 export class KeyStore {
   private keys = new Map<string, LoadedKey>();
   private active: LoadedKey | undefined;
-  private lastReload = 0;
+  /** When an unknown kid last caused a reload (periodic reloads do not count). */
+  private lastKidReload = 0;
   private reloading: Promise<void> | undefined;
 
   private constructor(
@@ -107,7 +114,28 @@ export class KeyStore {
     if (!active) throw new Error("no active signing key in the database");
     this.keys = keys;
     this.active = active;
-    this.lastReload = Date.now();
+  }
+
+  /** reload(), shared by concurrent callers. */
+  private reloadOnce(): Promise<void> {
+    this.reloading ??= this.reload().finally(() => (this.reloading = undefined));
+    return this.reloading;
+  }
+
+  /**
+   * Reloads every `intervalSeconds` (TA_KEY_RELOAD_INTERVAL): after `keys rotate` (run by
+   * another process) this instance signs with the new key and lists it in its JWKS within
+   * one interval. A failed reload keeps the keys in memory and is retried at the next tick.
+   */
+  startReloading(intervalSeconds: number, onError: (error: unknown) => void): { stop(): Promise<void> } {
+    const timer = setInterval(() => void this.reloadOnce().catch(onError), intervalSeconds * 1000);
+    timer.unref?.();
+    return {
+      stop: async () => {
+        clearInterval(timer);
+        await this.reloading?.catch(() => {});
+      },
+    };
   }
 
   signingKey(): { kid: string; alg: string; key: CryptoKey } {
@@ -120,9 +148,9 @@ export class KeyStore {
     if (!kid) return undefined;
     let key = this.keys.get(kid);
     const interval = (this.options.reloadInterval ?? 5) * 1000;
-    if (!key && Date.now() - this.lastReload >= interval) {
-      this.reloading ??= this.reload().finally(() => (this.reloading = undefined));
-      await this.reloading;
+    if (!key && Date.now() - this.lastKidReload >= interval) {
+      this.lastKidReload = Date.now();
+      await this.reloadOnce();
       key = this.keys.get(kid);
     }
     if (!key) return undefined;
@@ -142,7 +170,7 @@ export class KeyStore {
 
   /** Adds a new active key and retires the current one; returns both kids. */
   async rotate(): Promise<{ retired: string | undefined; active: string }> {
-    const lifetime = await this.options.maxTokenLifetime();
+    const lifetime = (await this.options.maxTokenLifetime()) + (this.options.signingLag ?? 0);
     const row = await newKeyRow();
     const retired = await this.database.db.transaction(async (tx) => {
       const old = await tx
