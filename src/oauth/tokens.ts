@@ -80,12 +80,17 @@ export function createTokenService(keys: KeyStore, issuer: string, now: () => nu
         throw new TokenFormatError("bad signature");
       }
       // Only now, with the signature verified, are the claims trusted.
-      let claims: TokenClaims;
+      let parsed: unknown;
       try {
-        claims = JSON.parse(decoder.decode(payload)) as TokenClaims;
+        parsed = JSON.parse(decoder.decode(payload));
       } catch {
         throw new TokenFormatError("payload is not JSON");
       }
+      // RFC 7519 §7.2: the claims set must be a JSON object (`null` or `[]` parse too).
+      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+        throw new TokenFormatError("payload is not a JSON object");
+      }
+      const claims = parsed as TokenClaims;
       if (claims.iss !== issuer) throw new TokenFormatError("issuer mismatch");
       if (typeof claims.jti !== "string" || claims.jti === "" || typeof claims.exp !== "number") {
         throw new TokenFormatError("missing claims");
