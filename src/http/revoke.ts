@@ -9,8 +9,9 @@ import { onlyMethods } from "./method-not-allowed.ts";
 
 export const revokeBody = t.Object({
   token: t.String({ minLength: 1, maxLength: MAX_TOKEN_LENGTH }),
-  // RFC 7009 §2.2: an unrecognised hint is ignored, so any string is accepted here.
-  token_type_hint: t.Optional(t.String({ maxLength: 64 })),
+  // RFC 7009 §2.2: an unrecognised hint is ignored, so any string is accepted here — of any
+  // length: refusing a long one would not be ignoring it (the body size bounds it anyway).
+  token_type_hint: t.Optional(t.String()),
   ...clientCredentialFields,
 });
 
