@@ -8,7 +8,7 @@ import type { Config } from "../../src/config.ts";
 import { loadConfig } from "../../src/config.ts";
 import { createLogger } from "../../src/log.ts";
 import type { Client, NewClient } from "../../src/oauth/clients.ts";
-import type { IssuedTokens } from "../../src/oauth/sessions.ts";
+import type { IssuedTokens, SessionService } from "../../src/oauth/sessions.ts";
 import type { Services } from "../../src/services.ts";
 import { createServices } from "../../src/services.ts";
 import type { Backend } from "./db.ts";
@@ -126,7 +126,13 @@ export async function createClient(t: TestApp, kind: "confidential" | "public", 
 }
 
 /** A session from the authorization-code flow: a grant row and its first session. */
-export async function mintCodeSession(t: TestApp, c: TestClient, subject = "user-1"): Promise<IssuedTokens & { grantId: string }> {
+export async function mintCodeSession(
+  t: TestApp,
+  c: TestClient,
+  subject = "user-1",
+  /** Another SessionService (e.g. one with a clock in the past); defaults to the app's. */
+  sessions: SessionService = t.services.sessions,
+): Promise<IssuedTokens & { grantId: string }> {
   const [grant] = await t.database.db
     .insert(authorizationGrants)
     .values({
@@ -136,7 +142,7 @@ export async function mintCodeSession(t: TestApp, c: TestClient, subject = "user
       redeemedAt: new Date(),
     })
     .returning({ id: authorizationGrants.id });
-  const issued = await t.services.sessions.mint({
+  const issued = await sessions.mint({
     client: c.client,
     subject,
     scope: "read",

@@ -61,6 +61,24 @@ export async function dropTemplate(): Promise<void> {
   await admin.end();
 }
 
+/** A new migrated PostgreSQL database (a copy of the template): its URL and how to drop it. */
+export async function createPostgresDatabase(): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+  await migratedPostgresTemplate();
+  const name = `ta_test_${runId}_${randomBytes(4).toString("hex")}`;
+  const admin = adminConnection();
+  await admin.unsafe(`create database ${name} template ${templateDatabaseName}`);
+  await admin.end();
+  return {
+    name,
+    url: databaseUrl(name),
+    async drop() {
+      const dropper = adminConnection();
+      await dropper.unsafe(`drop database if exists ${name} with (force)`);
+      await dropper.end();
+    },
+  };
+}
+
 const urls = new WeakMap<Database, string>();
 
 /** The URL of a PostgreSQL test database (to open a second handle: two instances, one database). */
@@ -71,21 +89,15 @@ export function testDatabaseUrl(database: Database): string | undefined {
 /** An empty, migrated database of the given backend, private to the caller. */
 export async function openTestDatabase(backend: Backend): Promise<Database> {
   if (backend === "pglite") return openPglite({ loadDataDir: await migratedPgliteDump() });
-  await migratedPostgresTemplate();
-  const name = `ta_test_${runId}_${randomBytes(4).toString("hex")}`;
-  const admin = adminConnection();
-  await admin.unsafe(`create database ${name} template ${templateDatabaseName}`);
-  await admin.end();
-  const database = openPostgres(databaseUrl(name), { poolSize: 10, connectTimeout: 5, statementTimeout: 10 });
+  const created = await createPostgresDatabase();
+  const database = openPostgres(created.url, { poolSize: 10, connectTimeout: 5, statementTimeout: 10 });
   const handle: Database = {
     ...database,
     async close() {
       await database.close();
-      const dropper = adminConnection();
-      await dropper.unsafe(`drop database if exists ${name} with (force)`);
-      await dropper.end();
+      await created.drop();
     },
   };
-  urls.set(handle, databaseUrl(name));
+  urls.set(handle, created.url);
   return handle;
 }
