@@ -135,8 +135,12 @@ function watchLogs(t: TestApp) {
   return () => t.logs.slice(from).map((line) => JSON.parse(line) as Record<string, unknown>);
 }
 
-/** Counts Database.rows calls (each ta_revoke_token call is one; client lookups go through Drizzle). */
-function countRoundTrips(t: TestApp) {
+/**
+ * Counts Database.rows calls from now on: each ta_revoke_token call is one (client lookups go
+ * through Drizzle; the coalesced NOTIFY after a revocation is sent on a timer, off the path).
+ */
+async function countRoundTrips(t: TestApp) {
+  await t.services.notifier.flush();
   const original = t.database.rows;
   let calls = 0;
   t.database.rows = ((query) => {
@@ -241,7 +245,7 @@ describe.each(backends)("revocation matrix [%s]", (backend) => {
     const [unknownRes, unknownBody] = await revoke(t, await unknownToken(t), presenter, hintFor(kind, hint));
 
     const logs = watchLogs(t);
-    const roundTrips = countRoundTrips(t);
+    const roundTrips = await countRoundTrips(t);
     const [res, body] = await revoke(t, token, presenter, hintFor(kind, hint));
     // The hint only orders the search: a wrong one costs a second lookup, never a miss.
     expect(roundTrips.stop()).toBe(hint === "wrong hint" ? 2 : 1);
@@ -300,7 +304,7 @@ describe.each(backends)("revocation matrix [%s]", (backend) => {
     const t = await ready();
     const c = await matrixClients();
     const before = await snapshot(t);
-    const roundTrips = countRoundTrips(t);
+    const roundTrips = await countRoundTrips(t);
     const [res, body] = await revoke(t, await unknownToken(t), c.ownerConfidential, "access_token");
     // RFC 7009 §2.1: the hinted lookup failed, so the search MUST extend to the other kind.
     expect(roundTrips.stop()).toBe(2);
@@ -621,6 +625,7 @@ describe.each(backends)("revoking families [%s]", (backend) => {
         rotation = rotate(); // the refresh goes first; the revocation follows it closely
       } else {
         // The refresh leaves the moment the revocation's statement does: both are in flight at once.
+        await t.services.notifier.flush();
         const original = t.database.rows;
         t.database.rows = ((query) => {
           t.database.rows = original;
@@ -679,7 +684,9 @@ async function appWithOutage(backend: Backend): Promise<Outage> {
   const viaProxy = new URL(created.url);
   viaProxy.hostname = "127.0.0.1";
   viaProxy.port = String(proxy.port);
-  const database = openPostgres(viaProxy.toString(), { poolSize: 4, connectTimeout: 2, statementTimeout: 5 });
+  // One connection, so none is half-way through its start-up when the cut comes (postgres.js
+  // then rejects its internal type-fetch promise with nobody listening: an unhandled rejection).
+  const database = openPostgres(viaProxy.toString(), { poolSize: 1, connectTimeout: 5, statementTimeout: 5 });
   const t = await createTestApp(backend, {}, {
     database: {
       ...database,
@@ -697,7 +704,8 @@ async function appWithOutage(backend: Backend): Promise<Outage> {
 describe.each(backends)("database outage [%s]", (backend) => {
   let opened: Promise<Outage> | undefined;
   const outage = () => (opened ??= appWithOutage(backend));
-  afterAll(async () => (opened ? (await opened).t.close() : undefined));
+  // postgres.js may wait out its 5 s end() timeout on a connection that saw the outage.
+  afterAll(async () => (opened ? (await opened).t.close() : undefined), 15_000);
 
   test.each(["a client already authenticated once (cached)", "a client not yet looked up"] as const)(
     "503 temporarily_unavailable with Retry-After for %s, and the token is still live once the database is back",
@@ -707,6 +715,7 @@ describe.each(backends)("database outage [%s]", (backend) => {
       if (which.includes("cached")) expectEmpty200(...(await revoke(t, await unknownToken(t), owner)));
       const f = await codeFamily(t, owner);
       const logs = watchLogs(t);
+      await t.services.notifier.flush(); // no statement of an earlier revocation in flight
       cut();
       try {
         for (const token of [f.refreshToken!, f.accessToken]) {
