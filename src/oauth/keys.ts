@@ -1,6 +1,8 @@
 // Signing keys (ES256, jose): generated on first start, shared by every instance on the
 // database, rotated by `keys rotate`. A retired key stays published and accepted until every
 // token it signed has expired.
+import type { KeyObject } from "node:crypto";
+import { createPrivateKey, createPublicKey } from "node:crypto";
 import { eq, gt, isNull, or, sql } from "drizzle-orm";
 import type { CryptoKey, JWK } from "jose";
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK } from "jose";
@@ -24,6 +26,9 @@ interface LoadedKey {
   publicJwk: PublicJwk;
   verifyKey: CryptoKey;
   signKey: CryptoKey | undefined;
+  /** The same keys for node:crypto (src/oauth/tokens.ts signs and verifies with them). */
+  verifyKeyObject: KeyObject;
+  signKeyObject: KeyObject | undefined;
   verifyUntil: Date | null;
 }
 
@@ -99,6 +104,11 @@ export class KeyStore {
           row.status === "active"
             ? (known?.signKey ?? ((await importJWK(row.privateJwk as JWK, row.alg)) as CryptoKey))
             : undefined,
+        verifyKeyObject: known?.verifyKeyObject ?? createPublicKey({ key: row.publicJwk as JsonWebKey, format: "jwk" }),
+        signKeyObject:
+          row.status === "active"
+            ? (known?.signKeyObject ?? createPrivateKey({ key: row.privateJwk as JsonWebKey, format: "jwk" }))
+            : undefined,
         verifyUntil: row.verifyUntil,
       };
       keys.set(row.kid, loaded);
@@ -110,13 +120,13 @@ export class KeyStore {
     this.lastReload = Date.now();
   }
 
-  signingKey(): { kid: string; alg: string; key: CryptoKey } {
+  signingKey(): { kid: string; alg: string; key: CryptoKey; keyObject: KeyObject } {
     const active = this.active!;
-    return { kid: active.kid, alg: active.alg, key: active.signKey! };
+    return { kid: active.kid, alg: active.alg, key: active.signKey!, keyObject: active.signKeyObject! };
   }
 
   /** The key for a kid, reloading (at most every few seconds) when the kid is unknown. */
-  async verificationKey(kid: string | undefined): Promise<{ alg: string; key: CryptoKey } | undefined> {
+  async verificationKey(kid: string | undefined): Promise<{ alg: string; key: CryptoKey; keyObject: KeyObject } | undefined> {
     if (!kid) return undefined;
     let key = this.keys.get(kid);
     const interval = (this.options.reloadInterval ?? 5) * 1000;
@@ -127,7 +137,7 @@ export class KeyStore {
     }
     if (!key) return undefined;
     if (key.verifyUntil && key.verifyUntil.getTime() <= Date.now()) return undefined;
-    return { alg: key.alg, key: key.verifyKey };
+    return { alg: key.alg, key: key.verifyKey, keyObject: key.verifyKeyObject };
   }
 
   /** Public keys for /.well-known/jwks.json: the active one and retired ones still valid. */
