@@ -30,12 +30,14 @@ export async function startServer(config: Config, log: Logger, options: { migrat
     }
     const services = await createServices({ config, database, log });
     const app = createApp(services);
+    const logRequests = config.logLevel === "debug" || config.logLevel === "info";
     const server = Bun.serve({
       port: config.port,
       hostname: config.host,
       maxRequestBodySize: config.maxBodyBytes,
       development: false,
       async fetch(request) {
+        if (!logRequests) return app.handle(request);
         const began = performance.now();
         const response = await app.handle(request);
         log.info("http.request", {
@@ -69,6 +71,7 @@ export async function startServer(config: Config, log: Logger, options: { migrat
           const drained = server.stop(false);
           const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 10_000).unref());
           if ((await Promise.race([drained, timeout])) === "timeout") await server.stop(true);
+          await services.introspectionCache?.close();
           await services.notifier.flush();
           await database.close();
           log.info("server.stopped", {});
