@@ -5,6 +5,7 @@ import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { ClientStore } from "./oauth/clients.ts";
 import { IntrospectionService } from "./oauth/introspection.ts";
+import { IntrospectionCache } from "./oauth/introspection-cache.ts";
 import { KeyStore } from "./oauth/keys.ts";
 import { RevocationService } from "./oauth/revocation.ts";
 import { RevocationFeed } from "./oauth/revocation-feed.ts";
@@ -31,6 +32,8 @@ export interface Services extends Required<Deps> {
   notifier: RevocationNotifier;
   verifier: TokenVerifier;
   introspection: IntrospectionService;
+  /** Verified live tokens for introspection; absent when TA_INTROSPECTION_CACHE_TTL is 0. */
+  introspectionCache: IntrospectionCache | undefined;
   /** The revocation feed: one LISTEN per process, shared by every subscriber. */
   feed: RevocationFeed;
 }
@@ -53,7 +56,9 @@ export async function createServices(deps: Deps): Promise<Services> {
   const sessions = new SessionService(database, tokens, config, now, notifier);
   const verifier = new TokenVerifier(database, tokens);
   const revocation = new RevocationService(database, tokens, log, notifier);
-  const introspection = new IntrospectionService(database, tokens, log, now);
+  const introspectionCache =
+    config.introspectionCacheTtl > 0 ? new IntrospectionCache(database, notifier, log, { ttlMs: config.introspectionCacheTtl * 1000 }) : undefined;
+  const introspection = new IntrospectionService(database, tokens, log, now, introspectionCache);
   const feed = new RevocationFeed(database, log, notifier);
-  return { config, database, log, now, keys, clients, tokens, sessions, revocation, verifier, notifier, introspection, feed };
+  return { config, database, log, now, keys, clients, tokens, sessions, revocation, verifier, notifier, introspection, introspectionCache, feed };
 }
