@@ -59,11 +59,14 @@ BEGIN
   ELSE
     -- Lock the grant first (no rotation or redemption of this family can commit meanwhile),
     -- then revoke every live session of it, read in this statement's fresh snapshot.
+    -- status::text, not status: with "status = 'created'" the cached generic plan was seen
+    -- to AND the grant_id index with a whole partial index of live sessions
+    -- (sessions_subject_live_idx), a cost growing with every live session in the table.
     PERFORM 1 FROM authorization_grants g WHERE g.id = v_grant FOR UPDATE;
     WITH revoked AS (
       UPDATE sessions s
          SET status = 'revoked', revoked_at = now(), updated_at = now(), revocation_reason = p_reason
-       WHERE s.grant_id = v_grant AND s.status = 'created'
+       WHERE s.grant_id = v_grant AND s.status::text = 'created'
       RETURNING s.id, s.access_token_jti, s.refresh_token_jti, s.access_expires_at, s.refresh_expires_at
     ), events AS (
       INSERT INTO revocation_events (jti, token_kind, session_id, expires_at)
