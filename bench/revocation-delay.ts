@@ -10,11 +10,11 @@
 // Without --database-url the server runs on embedded PGlite in a temporary directory; with
 // it, on a fresh database created (and dropped) on that PostgreSQL server.
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import postgres from "postgres";
+import { basic, freePort, percentile } from "./lib.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const { values: args } = parseArgs({
@@ -30,16 +30,6 @@ const count = Number(args.count);
 const mode = args.mode === "introspection" ? "introspection" : "feed";
 const serverCommand = args.server ? [args.server] : ["bun", join(ROOT, "src/main.ts")];
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer().listen(0, "127.0.0.1", () => {
-      const { port } = probe.address() as { port: number };
-      probe.close(() => resolve(port));
-    });
-    probe.on("error", reject);
-  });
-}
-
 async function untilUp(url: string, process: { exitCode: number | null }): Promise<void> {
   for (let i = 0; i < 300; i++) {
     if (process.exitCode !== null) throw new Error(`${url}: the process exited with ${process.exitCode}`);
@@ -51,10 +41,6 @@ async function untilUp(url: string, process: { exitCode: number | null }): Promi
     await Bun.sleep(100);
   }
   throw new Error(`${url} did not come up`);
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
 function summary(values: number[]) {
@@ -120,7 +106,6 @@ const apiProcess = Bun.spawn(["bun", join(ROOT, "examples/protected-api.ts")], {
   stderr: "inherit",
 });
 
-const basic = (id: string, secret: string) => `Basic ${btoa(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`)}`;
 const ownerAuth = basic(owner.client_id!, owner.client_secret!);
 const form = { authorization: ownerAuth, "content-type": "application/x-www-form-urlencoded" };
 const apiUrl = `http://127.0.0.1:${apiPort}/me`;

@@ -1,28 +1,45 @@
 // `bun run bench`: builds the executable, runs it on the local PostgreSQL with a fresh
-// database, and measures revocation, introspection, minting and refresh rotation side by
-// side with pgbench's ceiling for the same single-row statement. Writes
-// bench/results/latest.json and latest.md.
+// database, and measures revocation, introspection, minting, code exchange and refresh
+// rotation side by side with pgbench's ceiling for the same single-row statements on the same
+// table; then cold start (PostgreSQL and PGlite), idle and peak RSS, and the
+// revocation-to-rejection delay (bench/revocation-delay.ts against the executable).
+// Writes bench/results/latest.json and latest.md.
 //
 // Sessions for refresh tokens come from a documented fixture: authorization_grants rows
-// (with the SHA-256 of a known code and a PKCE S256 challenge) inserted directly, then
-// redeemed through POST /oauth/token like any client would — the same sessions the
-// authorization-code flow produces, without driving login and consent pages N times.
+// (with the SHA-256 hex of a known code and a PKCE S256 challenge, as
+// src/oauth/authorization-codes.ts stores them) inserted directly, then redeemed through
+// POST /oauth/token like any client would — the sessions the authorization-code flow
+// produces, without driving the login and consent pages thousands of times.
+//
+// Knobs (environment): BENCH_N tokens per phase (default 10000), BENCH_ROUNDS revocation
+// rounds at c=32 on one process (4), TA_DB_POOL (10, the server's default), BENCH_PGBENCH_SECONDS (5),
+// BENCH_DELAY_COUNT revocations timed by the delay benchmark (200), BENCH_DATABASE_URL
+// (postgres://postgres@127.0.0.1:5432/postgres), BENCH_PROFILE=DIR runs the load server from
+// source under `bun --cpu-prof` and writes its profile (.cpuprofile and .md) into DIR.
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import postgres from "postgres";
-import { basic, closedLoop, form, peakRssMiB, rssMiB, type LoadResult } from "./lib.ts";
+import type { CpuShare, LoadResult, Reply } from "./lib.ts";
+import { basic, closedLoop, cpuMeter, freePort, httpClient, loadAverage, peakRssMiB, rssMiB } from "./lib.ts";
+import { wireCounter } from "./wire-counter.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const BINARY = join(ROOT, "dist", "token-authority");
 const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const DB_NAME = "ta_bench";
-const N = Number(process.env.BENCH_N ?? 6000); // distinct tokens per measured phase
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4); // rounds on one long-lived process
-const POOL = process.env.TA_DB_POOL ?? "16";
-const CONCURRENCIES = [8, 32];
-const PGBENCH_SECONDS = Number(process.env.BENCH_PGBENCH_SECONDS ?? 8);
+const N = Number(process.env.BENCH_N ?? 10000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4);
+const POOL = process.env.TA_DB_POOL ?? "10"; // the server's default
+const CONCURRENCIES = [8, 32] as const;
+const PGBENCH_SECONDS = Number(process.env.BENCH_PGBENCH_SECONDS ?? 5);
+const DELAY_COUNT = Number(process.env.BENCH_DELAY_COUNT ?? 200);
+const PROFILE_DIR = process.env.BENCH_PROFILE ? resolve(process.env.BENCH_PROFILE) : undefined;
+const REDIRECT_URI = "http://127.0.0.1/callback";
+
+const round2 = (x: number) => Math.round(x * 100) / 100;
+const mb = (mib: number) => Math.round(mib * 1.048576 * 10) / 10;
 
 function dbUrl(name: string) {
   const url = new URL(ADMIN_URL);
@@ -47,43 +64,61 @@ async function freshDatabase() {
   const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
   await admin.unsafe(`drop database if exists ${DB_NAME} with (force)`);
   await admin.unsafe(`create database ${DB_NAME}`);
+  await admin.unsafe(`alter database ${DB_NAME} set track_functions = 'pl'`);
   await admin.end();
-  const sql = postgres(dbUrl(DB_NAME), { max: 4, onnotice: () => {} });
-  await sql.unsafe(`alter database ${DB_NAME} set track_functions = 'pl'`);
-  return sql;
+  return postgres(dbUrl(DB_NAME), { max: 1, onnotice: () => {} });
 }
 
 interface Server {
   url: string;
   pid: number;
+  /** Spawn to the first 200 from GET /readyz (which pings the database). */
+  startupMs: number;
+  /** The server's own figure: opening the database to listening (its `server.started` log line). */
+  inProcessMs: number | undefined;
   stop(): Promise<void>;
 }
 
-async function startServer(env: Record<string, string>, cwd: string): Promise<Server & { startupMs: number }> {
+async function startServer(env: Record<string, string>, cwd: string, profileDir?: string): Promise<Server> {
+  const port = await freePort();
+  const command = profileDir
+    ? ["bun", "--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${profileDir}`, join(ROOT, "src", "main.ts")]
+    : [BINARY];
   const began = performance.now();
-  const port = 20000 + Math.floor(Math.random() * 20000);
-  const proc = Bun.spawn([BINARY, "serve", "--port", String(port)], {
+  const proc = Bun.spawn([...command, "serve", "--port", String(port)], {
     cwd,
-    env: { PATH: process.env.PATH!, TA_LOG_LEVEL: "warn", TA_DB_POOL: POOL, ...env },
-    stdout: "ignore",
+    env: { PATH: process.env.PATH!, TA_LOG_LEVEL: "info", TA_DB_POOL: POOL, ...env },
+    stdout: "pipe",
     stderr: "inherit",
   });
   const url = `http://127.0.0.1:${port}`;
   for (;;) {
     try {
-      const res = await fetch(`${url}/readyz`);
-      if (res.status === 200) break;
+      if ((await fetch(`${url}/readyz`)).status === 200) break;
     } catch {
       // not listening yet
     }
     if (proc.exitCode !== null) throw new Error("server exited during start");
-    await Bun.sleep(2);
+    await Bun.sleep(1);
   }
   const startupMs = Math.round(performance.now() - began);
+  // At TA_LOG_LEVEL=info the first line is server.started; the rest is drained unread.
+  const reader = proc.stdout.getReader();
+  let head = "";
+  while ((env.TA_LOG_LEVEL ?? "info") === "info" && !head.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    head += new TextDecoder().decode(value);
+  }
+  void (async () => {
+    while (!(await reader.read()).done);
+  })();
+  const started = head.split("\n").map((line) => JSON.parse(line || "{}")).find((line) => line.event === "server.started");
   return {
     url,
     pid: proc.pid,
     startupMs,
+    inProcessMs: started?.startup_ms,
     async stop() {
       proc.kill("SIGTERM");
       await proc.exited;
@@ -91,203 +126,427 @@ async function startServer(env: Record<string, string>, cwd: string): Promise<Se
   };
 }
 
-async function coldStart(env: Record<string, string>, cwd: string, runs = 5): Promise<number> {
-  const times: number[] = [];
+async function coldStart(env: Record<string, string>, cwd: string, runs: number) {
+  const spawnToServed: number[] = [];
+  const inProcess: number[] = [];
   for (let i = 0; i < runs; i++) {
-    const server = await startServer(env, cwd);
-    times.push(server.startupMs);
+    const server = await startServer({ ...env, TA_LOG_LEVEL: "info" }, cwd);
+    spawnToServed.push(server.startupMs);
+    if (server.inProcessMs !== undefined) inProcess.push(server.inProcessMs);
     await server.stop();
   }
-  return times.sort((a, b) => a - b)[Math.floor(runs / 2)]!;
+  const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? 0;
+  return { median_ms: median(spawnToServed), min_ms: Math.min(...spawnToServed), runs: spawnToServed, in_process_median_ms: median(inProcess) };
 }
 
-function pgbench(script: string, concurrency: number, setupSql: string): Promise<number> {
+// ---- pgbench ceilings: the same statements, on the same table, with the same indexes ----
+
+interface Ceiling {
+  tps: number;
+  transactions: number;
+  /** CPU of the PostgreSQL backends serving pgbench, µs per transaction. */
+  database_cpu_us_per_tx: number;
+  load: number;
+}
+
+const CEILING_SCRIPTS = {
+  // What revocation must do at the least: one UPDATE of the session found by its jti.
+  update: `\\set id :base + :client_id + :n * :clients
+\\set n :n + 1
+UPDATE sessions SET status = 'revoked', revoked_at = now(), updated_at = now(), revocation_reason = 'bench'
+ WHERE access_token_jti = 'ceil-' || :id;
+`,
+  // What POST /oauth/revoke runs: the whole revocation function (family, feed entry).
+  ta_revoke_token: `\\set id :base + :client_id + :n * :clients
+\\set n :n + 1
+SELECT outcome, session_id, revoked_count FROM ta_revoke_token('access_token', 'ceil-' || :id, :client, 'bench');
+`,
+  // What minting must do at the least: one INSERT of a session row.
+  insert: `INSERT INTO sessions (client_id, subject, scope, audience, access_token_jti, access_expires_at)
+VALUES (:client, 'bench', 'read', ARRAY['http://127.0.0.1/api'], gen_random_uuid()::text, now() + interval '1 hour') RETURNING id;
+`,
+} as const;
+
+async function pgbench(
+  monitor: postgres.Sql,
+  name: keyof typeof CEILING_SCRIPTS,
+  concurrency: number,
+  vars: Record<string, string | number>,
+): Promise<Ceiling> {
   const dir = mkdtempSync(join(tmpdir(), "ta-pgbench-"));
-  writeFileSync(join(dir, "script.sql"), script);
-  return (async () => {
-    const sql = postgres(dbUrl(DB_NAME), { max: 1, onnotice: () => {} });
-    await sql.unsafe(setupSql);
-    await sql.end();
-    const out = await sh([
+  writeFileSync(join(dir, "script.sql"), CEILING_SCRIPTS[name]);
+  const load = loadAverage();
+  const proc = Bun.spawn(
+    [
       "pgbench", "-n", "-c", String(concurrency), "-j", "2", "-T", String(PGBENCH_SECONDS), "-M", "prepared",
-      "-f", join(dir, "script.sql"), "-h", "127.0.0.1", "-U", "postgres", DB_NAME,
-    ]);
-    return Math.round(Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? 0));
-  })();
+      ...Object.entries({ ...vars, clients: concurrency, n: 0 }).flatMap(([k, v]) => ["-D", `${k}=${v}`]),
+      "-f", join(dir, "script.sql"), "-h", new URL(ADMIN_URL).hostname, "-p", new URL(ADMIN_URL).port || "5432",
+      "-U", decodeURIComponent(new URL(ADMIN_URL).username || "postgres"), DB_NAME,
+    ],
+    { stdout: "pipe", stderr: "pipe" },
+  );
+  // The backends' CPU, sampled while they live (they exit with pgbench).
+  await Bun.sleep(500);
+  const pids = (await monitor`select pid from pg_stat_activity where datname = ${DB_NAME} and application_name = 'pgbench'`).map((r) => r.pid as number);
+  const ticks = (pid: number) => {
+    try {
+      const f = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const fields = f.slice(f.lastIndexOf(")") + 2).split(" ");
+      return Number(fields[11]) + Number(fields[12]);
+    } catch {
+      return undefined;
+    }
+  };
+  const first = new Map(pids.map((pid) => [pid, ticks(pid) ?? 0]));
+  const last = new Map(first);
+  const firstAt = performance.now();
+  let lastAt = firstAt;
+  while (proc.exitCode === null) {
+    await Bun.sleep(200);
+    let alive = 0;
+    for (const pid of pids) {
+      const t = ticks(pid);
+      if (t !== undefined) {
+        last.set(pid, t);
+        alive++;
+      }
+    }
+    if (alive === pids.length) lastAt = performance.now();
+  }
+  const [code, out, err] = await Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  rmSync(dir, { recursive: true, force: true });
+  if (code !== 0) throw new Error(`pgbench ${name} failed: ${err}`);
+  const tps = Number(/tps = ([\d.]+)/.exec(out)?.[1] ?? 0);
+  const transactions = Number(/actually processed: (\d+)/.exec(out)?.[1] ?? 0);
+  const cpuSeconds = pids.reduce((a, pid) => a + (last.get(pid)! - first.get(pid)!), 0) / 100;
+  const txInWindow = (tps * (lastAt - firstAt)) / 1000;
+  return { tps: Math.round(tps), transactions, database_cpu_us_per_tx: txInWindow > 0 ? Math.round((cpuSeconds / txInWindow) * 1e6) : 0, load };
 }
 
-const CEILING_TABLE = `
-  drop table if exists bench_ceiling;
-  create table bench_ceiling (id bigserial primary key, jti text not null unique, status text not null default 'created', revoked_at timestamptz);
-  insert into bench_ceiling (jti) select 'jti-' || g from generate_series(1, 200000) g;
-  analyze bench_ceiling;`;
-const UPDATE_SCRIPT = `\\set id random(1, 200000)
-UPDATE bench_ceiling SET status = 'revoked', revoked_at = now() WHERE jti = 'jti-' || :id;
-`;
-const INSERT_SCRIPT = `INSERT INTO bench_ceiling (jti) VALUES (md5(random()::text || clock_timestamp()::text));
-`;
+/** Inserts `count` live client_credentials-shaped sessions with jti 'ceil-<n>' for the ceilings. */
+async function ceilingRows(sql: postgres.Sql, clientId: string, count: number) {
+  await sql`
+    insert into sessions (client_id, subject, scope, audience, access_token_jti, access_expires_at)
+    select ${clientId}, 'bench', 'read', array['http://127.0.0.1/api'], 'ceil-' || g, now() + interval '1 hour'
+      from generate_series(1, ${count}) g`;
+  await sql`analyze sessions`;
+}
+
+// ---- the counters behind "one round trip per revocation" ----
+// Transactions are read from the `postgres` database (pg_stat_database is cluster-wide), so
+// this script's monitoring adds none to ta_bench; ta_revoke_token calls can only be read in
+// ta_bench itself (a handful of reads, noise against thousands of revocations).
+
+async function revocationCounters(monitor: postgres.Sql, sql: postgres.Sql) {
+  const [calls] = await sql`select coalesce(sum(calls), 0)::bigint as n from pg_stat_user_functions where funcname = 'ta_revoke_token'`;
+  const [xacts] = await monitor`select (xact_commit + xact_rollback)::bigint as n from pg_stat_database where datname = ${DB_NAME}`;
+  return { xacts: Number(xacts!.n), calls: Number(calls!.n) };
+}
+
+/**
+ * A busy backend flushes its statistics at most once a second, an idle one within 10 s
+ * (PostgreSQL 15's PGSTAT_IDLE_INTERVAL): read once every backend has been idle that long.
+ */
+async function settledCounters(monitor: postgres.Sql, sql: postgres.Sql, atLeastCalls: number) {
+  await Bun.sleep(10_500);
+  let counters = await revocationCounters(monitor, sql);
+  for (let i = 0; i < 20 && counters.calls < atLeastCalls; i++) {
+    await Bun.sleep(500);
+    counters = await revocationCounters(monitor, sql);
+  }
+  return counters;
+}
+
+/** Round trips per request by statement, for a few hundred requests through a second server. */
+async function roundTrips(env: Record<string, string>, cwd: string, auth: string, count: number) {
+  const target = new URL(dbUrl(DB_NAME));
+  const wire = await wireCounter({ hostname: target.hostname, port: Number(target.port || 5432) });
+  target.port = String(wire.port);
+  const server = await startServer({ ...env, DATABASE_URL: target.toString(), TA_LOG_LEVEL: "warn" }, cwd);
+  const http = httpClient(server.url);
+  const post = (path: string, fields: Record<string, string>) => http.post(path, fields, auth);
+  const tokens: string[] = [];
+  const phases: Record<string, { requests: number; per_request: number; by_statement: Record<string, number> }> = {};
+  // Each phase runs twice, counted the second time: every pooled connection has prepared its
+  // statements by then (the first use of a statement on a connection costs one more).
+  const measure = async (name: string, send: (i: number) => Promise<Reply>) => {
+    const pass = async (from: number) => {
+      for (let i = from; i < from + count; i += 8) {
+        await Promise.all(Array.from({ length: Math.min(8, from + count - i) }, (_, j) => send(i + j)));
+      }
+      await Bun.sleep(50); // the coalesced NOTIFY
+    };
+    await pass(0);
+    wire.reset();
+    await pass(count);
+    const counts = wire.counts();
+    const notify = (statement: string) => statement.includes("pg_notify");
+    const total = Object.entries(counts).filter(([k]) => !notify(k)).reduce((a, [, v]) => a + v, 0);
+    phases[name] = {
+      requests: count,
+      per_request: round2(total / count),
+      by_statement: Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, round2(v / count)])),
+    };
+  };
+  await measure("mint", () =>
+    post("/oauth/token", { grant_type: "client_credentials", scope: "read" }).then((reply) => {
+      tokens.push((JSON.parse(reply.body) as { access_token: string }).access_token);
+      return reply;
+    }),
+  );
+  await measure("introspect", (i) => post("/oauth/introspect", { token: tokens[i]!, token_type_hint: "access_token" }));
+  await measure("revoke", (i) => post("/oauth/revoke", { token: tokens[i]!, token_type_hint: "access_token" }));
+  await server.stop();
+  wire.stop();
+  return phases;
+}
 
 async function main() {
-  console.log("building the executable…");
+  const began = performance.now();
+  console.log(`load average ${loadAverage()}; building the executable…`);
   await sh(["bun", "run", "build"]);
   const sql = await freshDatabase();
+  const monitor = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
   const env = { DATABASE_URL: dbUrl(DB_NAME) };
   const cwd = mkdtempSync(join(tmpdir(), "ta-bench-"));
   await sh([BINARY, "migrate"], { env, cwd });
 
   console.log("cold start…");
-  const coldPostgres = await coldStart(env, cwd);
+  const coldPostgres = await coldStart(env, cwd, 7);
   const pgliteDir = mkdtempSync(join(tmpdir(), "ta-bench-pglite-"));
-  await sh([BINARY, "migrate"], { env: { TA_DATA_DIR: join(pgliteDir, "data") }, cwd: pgliteDir });
-  const coldPglite = await coldStart({ TA_DATA_DIR: join(pgliteDir, "data") }, pgliteDir);
+  const pgliteEnv = { TA_DATA_DIR: join(pgliteDir, "data") };
+  await sh([BINARY, "migrate"], { env: pgliteEnv, cwd: pgliteDir });
+  const coldPglite = await coldStart(pgliteEnv, pgliteDir, 5);
+  rmSync(pgliteDir, { recursive: true, force: true });
 
-  const clientJson = JSON.parse(
+  const client = JSON.parse(
     await sh(
       [BINARY, "clients", "create", "--name", "bench", "--grant-type", "client_credentials", "--grant-type", "authorization_code",
-        "--grant-type", "refresh_token", "--redirect-uri", "http://127.0.0.1/callback", "--scope", "read write"],
+        "--grant-type", "refresh_token", "--redirect-uri", REDIRECT_URI, "--scope", "read write"],
       { env, cwd },
     ),
   ) as { client_id: string; client_secret: string };
-  const auth = basic(clientJson.client_id, clientJson.client_secret);
+  const auth = basic(client.client_id, client.client_secret);
   const user = JSON.parse(await sh([BINARY, "users", "create", "bench-user", "--password-stdin"], { env, cwd, stdin: "bench-password\n" })) as { id: string };
 
-  const server = await startServer(env, cwd);
-  await Bun.sleep(500);
+  // The load server logs at warn: at info it writes three JSON lines per request to stdout.
+  const server = await startServer({ ...env, TA_LOG_LEVEL: "warn" }, cwd, PROFILE_DIR);
+  await Bun.sleep(1000);
   const idleRss = rssMiB(server.pid);
+  // The backends serving the server's connections; autovacuum (cleaning up after the
+  // revocations and rotations) lands in "other processes".
+  const databasePids = async () =>
+    (await monitor`select pid from pg_stat_activity where datname = ${DB_NAME} and backend_type = 'client backend'`).map((r) => r.pid as number);
+  const meter = () => cpuMeter([server.pid], databasePids);
   const results: Record<string, LoadResult> = {};
-  const post = (path: string, fields: Record<string, string>) => fetch(`${server.url}${path}`, form(fields, auth));
+  const http = httpClient(server.url);
+  const post = (path: string, fields: Record<string, string>) => http.post(path, fields, auth);
+  const tokenOf = (body: string, field: "access_token" | "refresh_token") => (JSON.parse(body) as Record<string, string>)[field]!;
 
-  // Minting: client_credentials, one INSERT per token. The tokens feed the later phases.
+  // Minting: client_credentials, one INSERT per token. These tokens are revoked later.
+  console.log("minting…");
   const accessTokens: string[] = [];
-  const collect = (_: unknown, res: Response, body: string) => {
-    if (res.status === 200) accessTokens.push((JSON.parse(body) as { access_token: string }).access_token);
-  };
   for (const c of CONCURRENCIES) {
     results[`mint c=${c}`] = await closedLoop(
-      Array.from({ length: N }, (_, i) => i),
+      // c=32 mints twice as many: its tokens feed the revocation rounds at c=32.
+      Array.from({ length: c === 32 ? 2 * N : N }, (_, i) => i),
       c,
       () => post("/oauth/token", { grant_type: "client_credentials", scope: "read" }),
-      server.pid,
-      collect,
+      { meter, check: (_, r) => r.status === 200 && accessTokens.push(tokenOf(r.body, "access_token")) },
     );
   }
-  console.log(`minted ${accessTokens.length} access tokens`);
 
-  // Refresh tokens through the authorization-code fixture.
+  // Refresh tokens through the authorization-code fixture (see the top of this file).
+  console.log("code exchange…");
   const verifier = randomBytes(32).toString("base64url");
   const challenge = createHash("sha256").update(verifier).digest("base64url");
   const codes = Array.from({ length: 2 * N }, () => randomBytes(32).toString("base64url"));
   for (let i = 0; i < codes.length; i += 1000) {
     const rows = codes.slice(i, i + 1000).map((code) => ({
       code_hash: createHash("sha256").update(code).digest("hex"),
-      client_id: clientJson.client_id,
+      client_id: client.client_id,
       user_id: user.id,
       code_challenge: challenge,
       code_challenge_method: "S256",
-      redirect_uri: "http://127.0.0.1/callback",
+      redirect_uri: REDIRECT_URI,
       scope: "read",
       expires_at: new Date(Date.now() + 3600_000),
     }));
     await sql`insert into authorization_grants ${sql(rows)}`;
   }
   const refreshTokens: string[] = [];
-  await closedLoop(
+  results["code exchange c=32"] = await closedLoop(
     codes,
-    8,
-    (code) =>
-      post("/oauth/token", {
-        grant_type: "authorization_code",
-        code,
-        code_verifier: verifier,
-        redirect_uri: "http://127.0.0.1/callback",
-      }),
-    server.pid,
-    (_, res, body) => {
-      if (res.status === 200) refreshTokens.push((JSON.parse(body) as { refresh_token: string }).refresh_token);
-    },
+    32,
+    (code) => post("/oauth/token", { grant_type: "authorization_code", code, code_verifier: verifier, redirect_uri: REDIRECT_URI }),
+    { meter, check: (_, r) => r.status === 200 && refreshTokens.push(tokenOf(r.body, "refresh_token")) },
   );
-  console.log(`redeemed ${refreshTokens.length} codes`);
 
-  // Refresh rotation: each refresh token once.
-  const rotated: string[] = [];
+  // Refresh rotation: each refresh token once. The new access tokens are live.
+  console.log("refresh rotation…");
+  const liveTokens: string[] = [];
+  const liveRefreshTokens: string[] = [];
   for (const [i, c] of CONCURRENCIES.entries()) {
     results[`refresh c=${c}`] = await closedLoop(
       refreshTokens.slice(i * N, (i + 1) * N),
       c,
       (token) => post("/oauth/token", { grant_type: "refresh_token", refresh_token: token }),
-      server.pid,
-      (_, res, body) => {
-        if (res.status === 200) rotated.push((JSON.parse(body) as { access_token: string }).access_token);
+      {
+        meter,
+        check: (_, r) => {
+          if (r.status !== 200) return;
+          liveTokens.push(tokenOf(r.body, "access_token"));
+          liveRefreshTokens.push(tokenOf(r.body, "refresh_token"));
+        },
       },
     );
   }
 
-  // Introspection of live tokens (the rotated sessions' access tokens are live).
-  for (const c of CONCURRENCIES) {
+  // Introspection of live tokens, each once per phase; every answer must say active.
+  console.log("introspection…");
+  let introspectedInactive = 0;
+  for (const [i, c] of CONCURRENCIES.entries()) {
     results[`introspect c=${c}`] = await closedLoop(
-      rotated.slice(0, N),
+      liveTokens.slice(i * N, (i + 1) * N),
       c,
       (token) => post("/oauth/introspect", { token, token_type_hint: "access_token" }),
-      server.pid,
+      { meter, check: (_, r) => r.status === 200 && !(JSON.parse(r.body) as { active: boolean }).active && introspectedInactive++ },
     );
   }
 
+  // Introspection as resource servers do it: the same tokens again and again (a hundred
+  // tokens, each introspected N/100 times in turn), answered from the cache of verified live
+  // tokens. No revocation happens meanwhile; each one would empty the cache.
+  const repeated = Array.from({ length: N }, (_, i) => liveTokens[i % 100]!);
+  results["introspect repeated c=32"] = await closedLoop(
+    repeated,
+    32,
+    (token) => post("/oauth/introspect", { token, token_type_hint: "access_token" }),
+    { meter, check: (_, r) => r.status === 200 && !(JSON.parse(r.body) as { active: boolean }).active && introspectedInactive++ },
+  );
+
   // Revocation: every request a distinct, correctly hinted token; c=32 in rounds on this one
-  // long-lived process, comparing the first and the last round.
-  const [before] = await sql`select xact_commit::bigint as n from pg_stat_database where datname = ${DB_NAME}`;
-  results["revoke c=8"] = await closedLoop(accessTokens.slice(0, N), 8, (token) => post("/oauth/revoke", { token, token_type_hint: "access_token" }), server.pid);
-  const roundSize = Math.floor(N / ROUNDS);
+  // long-lived process, comparing the first and the last round. The counters prove how many
+  // transactions each revocation cost: ta_revoke_token calls and commits in this database,
+  // less the NOTIFY transactions (coalesced revocation notices sent after commit, and the
+  // introspection cache's heartbeats), counted by LISTENing.
+  console.log("revocation…");
+  let notifications = 0;
+  const listener = await sql.listen("ta_revocations", () => notifications++);
+  const before = await settledCounters(monitor, sql, 0);
+  const notificationsBefore = notifications;
+  results["revoke c=8"] = await closedLoop(accessTokens.slice(0, N), 8, (token) => post("/oauth/revoke", { token, token_type_hint: "access_token" }), { meter });
+  const roundSize = Math.floor((2 * N) / ROUNDS);
   const rounds: LoadResult[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     const slice = accessTokens.slice(N + r * roundSize, N + (r + 1) * roundSize);
-    rounds.push(await closedLoop(slice, 32, (token) => post("/oauth/revoke", { token, token_type_hint: "access_token" }), server.pid));
+    rounds.push(await closedLoop(slice, 32, (token) => post("/oauth/revoke", { token, token_type_hint: "access_token" }), { meter }));
   }
   results["revoke c=32"] = merge(rounds);
-  await Bun.sleep(1500); // statistics are flushed at most once a second
-  const [after] = await sql`select xact_commit::bigint as n from pg_stat_database where datname = ${DB_NAME}`;
-  const [calls] = await sql`select coalesce(sum(calls), 0)::bigint as n from pg_stat_user_functions where funcname = 'ta_revoke_token'`;
-  const revocations = N + roundSize * ROUNDS;
-  const transactionsPerRevocation = Math.round(((Number(after!.n) - Number(before!.n)) / revocations) * 100) / 100;
+  // Refresh tokens of authorization-code sessions: the family path (grant row locked first).
+  results["revoke family c=32"] = await closedLoop(
+    liveRefreshTokens.slice(0, N),
+    32,
+    (token) => post("/oauth/revoke", { token, token_type_hint: "refresh_token" }),
+    { meter },
+  );
+  const revocations = 2 * N + roundSize * ROUNDS;
+  const after = await settledCounters(monitor, sql, before.calls + revocations);
+  const notifyTransactions = notifications - notificationsBefore;
+  await listener.unlisten();
+  const calls = after.calls - before.calls;
+  const xacts = after.xacts - before.xacts;
 
-  // Proof of effect: a sample of revoked tokens is dead.
-  const sample = accessTokens.filter((_, i) => i % 97 === 0).slice(0, 200);
+  // Proof of effect: every 20th revoked token is introspected, and must be dead.
+  const sample = [...accessTokens.slice(0, N + roundSize * ROUNDS), ...liveRefreshTokens.slice(0, N)].filter((_, i) => i % 20 === 0);
   let stillActive = 0;
   for (const token of sample) {
-    const res = await post("/oauth/introspect", { token });
-    if ((await res.json() as { active: boolean }).active) stillActive++;
+    const reply = await post("/oauth/introspect", { token });
+    if ((JSON.parse(reply.body) as { active: boolean }).active) stillActive++;
   }
+  const [dbRevoked] = await sql`select count(*)::int as n from sessions where status = 'revoked'`;
   const peakRss = peakRssMiB(server.pid);
+  const afterLoadRss = rssMiB(server.pid);
   await server.stop();
 
+  console.log("round trips on the wire…");
+  const wire = await roundTrips(env, cwd, auth, 400);
+
+  console.log("revocation-to-rejection delay…");
+  const delayFile = join(mkdtempSync(join(tmpdir(), "ta-bench-delay-")), "delay.json");
+  await sh(["bun", join(ROOT, "bench", "revocation-delay.ts"), "--server", BINARY, "--database-url", ADMIN_URL, "--count", String(DELAY_COUNT), "--out", delayFile]);
+  const delay = JSON.parse(readFileSync(delayFile, "utf8")) as { delay_ms: Record<string, number>; revoke_latency_ms: Record<string, number> };
+
   console.log("pgbench ceilings…");
-  const ceilings: Record<string, number> = {};
+  // Each run updates fresh rows (a per-client counter): base offsets keep the runs apart.
+  const perRun = 20_000 * PGBENCH_SECONDS;
+  await ceilingRows(sql, client.client_id, perRun * 4);
+  const ceilings: Record<string, Ceiling> = {};
+  let base = 1;
   for (const c of CONCURRENCIES) {
-    ceilings[`update c=${c}`] = await pgbench(UPDATE_SCRIPT, c, CEILING_TABLE);
-    ceilings[`insert c=${c}`] = await pgbench(INSERT_SCRIPT, c, CEILING_TABLE);
+    for (const name of ["update", "ta_revoke_token", "insert"] as const) {
+      ceilings[`${name} c=${c}`] = await pgbench(monitor, name, c, { base, client: client.client_id });
+      if (name !== "insert") {
+        if (ceilings[`${name} c=${c}`]!.transactions > perRun) throw new Error("pgbench ran out of ceiling rows: raise perRun");
+        base += perRun;
+      }
+    }
   }
   await sql.end();
+  await monitor.end();
+
+  const revoke32 = results["revoke c=32"]!;
+  const ratios = Object.fromEntries(
+    CONCURRENCIES.flatMap((c) => [
+      [`revoke/update c=${c}`, round2(results[`revoke c=${c}`]!.rps / ceilings[`update c=${c}`]!.tps)],
+      [`revoke/ta_revoke_token c=${c}`, round2(results[`revoke c=${c}`]!.rps / ceilings[`ta_revoke_token c=${c}`]!.tps)],
+      [`mint/insert c=${c}`, round2(results[`mint c=${c}`]!.rps / ceilings[`insert c=${c}`]!.tps)],
+      [`introspect/revoke c=${c}`, round2(results[`introspect c=${c}`]!.rps / results[`revoke c=${c}`]!.rps)],
+    ]),
+  );
+  const roundDrop = round2((1 - rounds.at(-1)!.rps / rounds[0]!.rps) * 100);
+  const requestPathTransactions = round2((xacts - notifyTransactions) / revocations);
+  const targets = [
+    target("revocation c=32 ≥ 60 % of the pgbench UPDATE ceiling", `${ratios["revoke/update c=32"]} (${revoke32.rps} req/s vs ${ceilings["update c=32"]!.tps} tps)`, ratios["revoke/update c=32"]! >= 0.6),
+    target("revocation c=32 p99 < 10 ms", `${revoke32.p99} ms`, revoke32.p99 < 10),
+    target(
+      "one database round trip per revocation",
+      `${wire.revoke!.per_request} round trips on the wire, ${round2(calls / revocations)} ta_revoke_token calls, ${requestPathTransactions} transactions per revocation`,
+      wire.revoke!.per_request <= 1.01 && calls === revocations && requestPathTransactions <= 1.01,
+    ),
+    target("introspection ≥ 2× the revocation rate (c=32)", `${ratios["introspect/revoke c=32"]}× (${results["introspect c=32"]!.rps} vs ${revoke32.rps} req/s)`, ratios["introspect/revoke c=32"]! >= 2),
+    target("minting ≥ 60 % of the INSERT ceiling (c=32)", `${ratios["mint/insert c=32"]} (${results["mint c=32"]!.rps} req/s vs ${ceilings["insert c=32"]!.tps} tps)`, ratios["mint/insert c=32"]! >= 0.6),
+    target("cold start < 150 ms on PostgreSQL", `${coldPostgres.median_ms} ms (median of ${coldPostgres.runs.length})`, coldPostgres.median_ms < 150),
+    target("idle RSS < 100 MB on PostgreSQL", `${mb(idleRss)} MB`, mb(idleRss) < 100),
+    target("no drop > 10 % from round 1 to the last on one process", `${roundDrop} %`, roundDrop <= 10),
+    target("revocation-to-rejection delay p99 < 100 ms (feed)", `${delay.delay_ms.p99} ms`, delay.delay_ms.p99! < 100),
+  ];
 
   const summary = {
     date: new Date().toISOString().slice(0, 10),
-    machine: "2 cores shared by load generator, server and PostgreSQL",
+    machine: `${navigator.hardwareConcurrency} cores shared by load generator, server and PostgreSQL (and other processes: see cpu.other and load)`,
+    total_seconds: Math.round((performance.now() - began) / 1000),
     tokens_per_phase: N,
     pool: Number(POOL),
-    cold_start_ms: { postgres: coldPostgres, pglite: coldPglite },
-    rss_mib: { idle: idleRss, peak: peakRss },
+    server_log_level: "warn",
+    cold_start: { postgres: coldPostgres, pglite: coldPglite },
+    rss_mb: { idle: mb(idleRss), after_load: mb(afterLoadRss), peak: mb(peakRss) },
     results,
     ceilings,
-    ratios: Object.fromEntries(
-      CONCURRENCIES.flatMap((c) => [
-        [`revoke/update c=${c}`, round2(results[`revoke c=${c}`]!.rps / ceilings[`update c=${c}`]!)],
-        [`mint/insert c=${c}`, round2(results[`mint c=${c}`]!.rps / ceilings[`insert c=${c}`]!)],
-        [`introspect/revoke c=${c}`, round2(results[`introspect c=${c}`]!.rps / results[`revoke c=${c}`]!.rps)],
-      ]),
-    ),
+    ratios,
     revoke_rounds_c32: rounds.map((r) => r.rps),
-    round_drop_percent: round2((1 - rounds.at(-1)!.rps / rounds[0]!.rps) * 100),
-    transactions_per_revocation: transactionsPerRevocation,
-    ta_revoke_token_calls: Number(calls!.n),
-    revoked_sample: { checked: sample.length, still_active: stillActive },
+    round_drop_percent: roundDrop,
+    revocation_round_trips: {
+      revocations,
+      ta_revoke_token_calls: calls,
+      transactions: xacts,
+      notify_transactions: notifyTransactions,
+      request_path_transactions_per_revocation: requestPathTransactions,
+    },
+    wire_round_trips: wire,
+    proof: { revoked_sample_checked: sample.length, revoked_sample_still_active: stillActive, revoked_sessions_in_db: dbRevoked!.n, live_introspected_inactive: introspectedInactive },
+    revocation_delay_ms: delay.delay_ms,
+    targets,
   };
   mkdirSync(join(ROOT, "bench", "results"), { recursive: true });
   writeFileSync(join(ROOT, "bench", "results", "latest.json"), JSON.stringify(summary, null, 2) + "\n");
@@ -295,15 +554,19 @@ async function main() {
   writeFileSync(join(ROOT, "bench", "results", "latest.md"), md);
   console.log(md);
   if (stillActive > 0) throw new Error(`${stillActive} revoked tokens are still active`);
+  if (introspectedInactive > 0) throw new Error(`${introspectedInactive} live tokens were introspected inactive`);
 }
 
-const round2 = (x: number) => Math.round(x * 100) / 100;
+function target(name: string, measured: string, met: boolean) {
+  return { name, measured, met };
+}
 
 function merge(parts: LoadResult[]): LoadResult {
   const requests = parts.reduce((a, p) => a + p.requests, 0);
   const seconds = parts.reduce((a, p) => a + p.seconds, 0);
   const statuses: Record<string, number> = {};
   for (const p of parts) for (const [k, v] of Object.entries(p.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
+  const sum = (key: Exclude<keyof CpuShare, "load">) => round2(parts.reduce((a, p) => a + p.cpu[key], 0));
   return {
     requests,
     seconds: round2(seconds),
@@ -314,32 +577,49 @@ function merge(parts: LoadResult[]): LoadResult {
     p99: Math.max(...parts.map((p) => p.p99)),
     max: Math.max(...parts.map((p) => p.max)),
     statuses,
-    cpu: {
-      server: round2(parts.reduce((a, p) => a + p.cpu.server, 0)),
-      database: round2(parts.reduce((a, p) => a + p.cpu.database, 0)),
-      loadgen: round2(parts.reduce((a, p) => a + p.cpu.loadgen, 0)),
-    },
+    cpu: { server: sum("server"), database: sum("database"), loadgen: sum("loadgen"), other: sum("other"), load: parts[0]!.cpu.load },
   };
 }
 
 function markdown(s: any): string {
+  const perRequest = (seconds: number, r: LoadResult) => Math.round((seconds / r.requests) * 1e6);
   const rows = Object.entries(s.results as Record<string, LoadResult>).map(([name, r]) => {
-    const cpu = `${r.cpu.server} / ${r.cpu.database} / ${r.cpu.loadgen}`;
-    return `| ${name} | ${r.rps} | ${r.p50} | ${r.p90} | ${r.p99} | ${r.max} | ${JSON.stringify(r.statuses).replace(/[{}"]/g, "")} | ${cpu} |`;
+    const statuses = Object.entries(r.statuses).map(([k, v]) => `${k}×${v}`).join(" ");
+    const cpu = `${perRequest(r.cpu.server, r)} / ${perRequest(r.cpu.database, r)} / ${perRequest(r.cpu.loadgen, r)} / ${perRequest(r.cpu.other, r)}`;
+    return `| ${name} | ${r.rps} | ${r.p50} | ${r.p90} | ${r.p99} | ${r.max} | ${statuses} | ${cpu} | ${r.cpu.load} |`;
   });
+  const ceilingRows = Object.entries(s.ceilings as Record<string, Ceiling>).map(
+    ([name, c]) => `| ${name} | ${c.tps} | ${c.database_cpu_us_per_tx} | ${c.load} |`,
+  );
+  const rt = s.revocation_round_trips;
   return [
-    `Benchmark of ${s.date} (${s.machine}; ${s.tokens_per_phase} distinct tokens per phase, pool ${s.pool}):`,
+    `Benchmark of ${s.date}: ${s.machine}. ${s.tokens_per_phase} distinct tokens per phase, pool ${s.pool}, server log level ${s.server_log_level}, whole run ${s.total_seconds} s.`,
     "",
-    "| phase | req/s | p50 ms | p90 ms | p99 ms | max ms | statuses | CPU s server / db / loadgen |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| phase | req/s | p50 ms | p90 ms | p99 ms | max ms | statuses | CPU µs/request: server / PostgreSQL / load generator / other processes (incl. autovacuum) | load avg |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ...rows,
     "",
-    `pgbench ceilings (tps): ${Object.entries(s.ceilings).map(([k, v]) => `${k} ${v}`).join(", ")}`,
-    `ratios: ${Object.entries(s.ratios).map(([k, v]) => `${k} ${v}`).join(", ")}`,
-    `revocation rounds at c=32 on one process (req/s): ${s.revoke_rounds_c32.join(", ")} (drop ${s.round_drop_percent} %)`,
-    `database transactions per revocation: ${s.transactions_per_revocation}; ta_revoke_token calls: ${s.ta_revoke_token_calls}`,
-    `revoked sample introspected: ${s.revoked_sample.checked}, still active: ${s.revoked_sample.still_active}`,
-    `cold start to first served request: PostgreSQL ${s.cold_start_ms.postgres} ms, PGlite ${s.cold_start_ms.pglite} ms; RSS idle ${s.rss_mib.idle} MiB, peak ${s.rss_mib.peak} MiB`,
+    "| pgbench ceiling (same table and indexes) | tps | PostgreSQL CPU µs/tx | load avg |",
+    "| --- | --- | --- | --- |",
+    ...ceilingRows,
+    "",
+    `Ratios: ${Object.entries(s.ratios).map(([k, v]) => `${k} ${v}`).join(", ")}.`,
+    "",
+    `Revocation rounds at c=32 on one process (req/s): ${s.revoke_rounds_c32.join(", ")} (drop ${s.round_drop_percent} %).`,
+    `Round trips: ${rt.revocations} revocations, ${rt.ta_revoke_token_calls} ta_revoke_token calls, ${rt.transactions} transactions in the database of which ${rt.notify_transactions} NOTIFYs (coalesced after commit, and cache heartbeats): ${rt.request_path_transactions_per_revocation} transactions per revocation on the request path.`,
+    `Round trips counted on the wire (Sync, Flush or Query messages from a second server instance, ${s.wire_round_trips.revoke.requests} requests each after as many to warm up, c=8): ${Object.entries(
+      s.wire_round_trips as Record<string, { per_request: number; by_statement: Record<string, number> }>,
+    )
+      .map(([name, w]) => `${name} ${w.per_request} per request (${Object.entries(w.by_statement).map(([q, n]) => `\`${q}\` ${n}`).join("; ")})`)
+      .join("; ")}.`,
+    `Proof of effect: ${s.proof.revoked_sample_checked} revoked tokens introspected, ${s.proof.revoked_sample_still_active} still active; ${s.proof.revoked_sessions_in_db} revoked sessions in the database; live tokens introspected inactive: ${s.proof.live_introspected_inactive}.`,
+    `Cold start to the first served request: PostgreSQL ${s.cold_start.postgres.median_ms} ms (median; ${s.cold_start.postgres.in_process_median_ms} ms of it inside the server), PGlite ${s.cold_start.pglite.median_ms} ms (${s.cold_start.pglite.in_process_median_ms} ms inside).`,
+    `RSS on PostgreSQL: idle ${s.rss_mb.idle} MB, after the load ${s.rss_mb.after_load} MB, peak ${s.rss_mb.peak} MB.`,
+    `Revocation-to-rejection delay (feed mode, example API, PostgreSQL): p50 ${s.revocation_delay_ms.p50} ms, p99 ${s.revocation_delay_ms.p99} ms, max ${s.revocation_delay_ms.max} ms.`,
+    "",
+    "| target | measured | met |",
+    "| --- | --- | --- |",
+    ...s.targets.map((t: { name: string; measured: string; met: boolean }) => `| ${t.name} | ${t.measured} | ${t.met ? "met" : "**missed**"} |`),
     "",
   ].join("\n");
 }

@@ -47,6 +47,32 @@ export function reconnectDelay(retries: number): number {
   return (0.5 + Math.random() / 2) * Math.min(0.05 * 2 ** retries, 1);
 }
 
+/**
+ * Drizzle runs every query without a name (`prepare: false`) unless the query was built
+ * with `.prepare(name)`, and postgres.js then needs two round trips for any query with
+ * parameters: Parse/Describe, wait, then Bind/Execute. This view of the client prepares
+ * every statement on each connection once, so a query costs one round trip afterwards.
+ * Transactions (`begin`) and savepoints get the same view of their reserved connection.
+ */
+function preparing<T extends postgres.Sql | postgres.TransactionSql>(client: T): T {
+  return new Proxy(client, {
+    get(target, property) {
+      if (property === "unsafe") {
+        return (query: string, params?: postgres.ParameterOrJSON<never>[], options?: postgres.UnsafeQueryOptions) =>
+          target.unsafe(query, params, { ...options, prepare: true });
+      }
+      if (property === "begin" || property === "savepoint") {
+        return (...args: unknown[]) => {
+          const callback = args.pop() as (tx: postgres.TransactionSql) => unknown;
+          const method = Reflect.get(target, property, target) as (...a: unknown[]) => unknown;
+          return method(...args, (tx: postgres.TransactionSql) => callback(preparing(tx)));
+        };
+      }
+      return Reflect.get(target, property, target);
+    },
+  });
+}
+
 export function openPostgres(url: string, options: PostgresOptions): Database {
   const client = postgres(url, {
     max: options.poolSize,
@@ -61,7 +87,7 @@ export function openPostgres(url: string, options: PostgresOptions): Database {
       idle_in_transaction_session_timeout: options.statementTimeout * 4 * 1000,
     },
   });
-  const db = drizzlePostgres(client, { schema }) as unknown as Db;
+  const db = drizzlePostgres(preparing(client), { schema }) as unknown as Db;
   return {
     kind: "postgres",
     db,

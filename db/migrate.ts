@@ -13,7 +13,23 @@ export interface MigrationResult {
   total: number;
 }
 
+/** The newest migration recorded in the database, or undefined (none, or no table yet). */
+async function lastApplied(database: Database): Promise<number | undefined> {
+  try {
+    const [row] = await database.rows<{ created_at: string | number }>(
+      sql`select created_at from drizzle.__drizzle_migrations order by created_at desc limit 1`,
+    );
+    return row ? Number(row.created_at) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function migrate(database: Database): Promise<MigrationResult> {
+  // Every start runs this: when the newest migration is already there, one read suffices
+  // (a migration still being applied by another instance is not visible yet, so this
+  // instance then takes the locked path below and waits for it).
+  if ((await lastApplied(database)) === migrations.at(-1)?.when) return { applied: [], total: migrations.length };
   const applied: string[] = [];
   await database.db.transaction(async (tx) => {
     await tx.execute(sql`select pg_advisory_xact_lock(${MIGRATION_LOCK})`);

@@ -37,6 +37,8 @@ export interface Config {
   /** Header a reverse proxy sets with the client's IP (login throttling per IP); absent = the socket's peer. */
   readonly clientIpHeader: string | undefined;
   readonly clientCacheTtl: number;
+  /** Seconds (fractions allowed) a verified live token is remembered for introspection. 0 = off. */
+  readonly introspectionCacheTtl: number;
   readonly logLevel: LogLevel;
   readonly maxBodyBytes: number;
   /** Seconds between two runs of the pruning job; 0 = no periodic pruning. */
@@ -58,6 +60,15 @@ function integer(env: Env, name: string, fallback: number, min = 0, max = Number
   if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`${name} must be a whole number, got "${raw}"`);
   const value = Number(raw.trim());
   if (value < min || value > max) throw new ConfigError(`${name} must be between ${min} and ${max}, got ${value}`);
+  return value;
+}
+
+function seconds(env: Env, name: string, fallback: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (!/^\d+(\.\d+)?$/.test(raw.trim())) throw new ConfigError(`${name} must be a number of seconds, got "${raw}"`);
+  const value = Number(raw.trim());
+  if (value > max) throw new ConfigError(`${name} must be between 0 and ${max}, got ${value}`);
   return value;
 }
 
@@ -151,6 +162,7 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     trustedUserHeader: env.TA_TRUSTED_USER_HEADER?.toLowerCase() || undefined,
     clientIpHeader: env.TA_CLIENT_IP_HEADER?.toLowerCase() || undefined,
     clientCacheTtl: integer(env, "TA_CLIENT_CACHE_TTL", 30, 0, 3600),
+    introspectionCacheTtl: seconds(env, "TA_INTROSPECTION_CACHE_TTL", 1, 60),
     logLevel,
     maxBodyBytes: integer(env, "TA_MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
     pruneInterval: integer(env, "TA_PRUNE_INTERVAL", 0, 0, 7 * 24 * 3600),

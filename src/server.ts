@@ -68,6 +68,7 @@ export async function startServer(config: Config, log: Logger, options: { migrat
           if ((await Promise.race([drained, timeout])) === "timeout") await server.stop(true);
           await pruning?.stop();
           await keyReload.stop();
+          await services.introspectionCache?.close();
           await services.notifier.flush();
           await database.close();
           log.info("server.stopped", {});

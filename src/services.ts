@@ -8,6 +8,7 @@ import { createMetrics } from "./metrics.ts";
 import { ClientAuthGuard } from "./oauth/client-auth.ts";
 import { ClientStore } from "./oauth/clients.ts";
 import { IntrospectionService } from "./oauth/introspection.ts";
+import { IntrospectionCache } from "./oauth/introspection-cache.ts";
 import { KeyStore } from "./oauth/keys.ts";
 import { RevocationService } from "./oauth/revocation.ts";
 import { RevocationFeed } from "./oauth/revocation-feed.ts";
@@ -38,6 +39,8 @@ export interface Services extends Required<Deps> {
   notifier: RevocationNotifier;
   verifier: TokenVerifier;
   introspection: IntrospectionService;
+  /** Verified live tokens for introspection; absent when TA_INTROSPECTION_CACHE_TTL is 0. */
+  introspectionCache: IntrospectionCache | undefined;
   /** The revocation feed: one LISTEN per process, shared by every subscriber. */
   feed: RevocationFeed;
 }
@@ -65,9 +68,12 @@ export async function createServices(deps: Deps): Promise<Services> {
   const sessions = new SessionService(database, tokens, config, now, notifier);
   const verifier = new TokenVerifier(database, tokens);
   const revocation = new RevocationService(database, tokens, log, notifier, metrics);
-  const introspection = new IntrospectionService(database, tokens, log, now);
+  const introspectionCache =
+    config.introspectionCacheTtl > 0 ? new IntrospectionCache(database, notifier, log, { ttlMs: config.introspectionCacheTtl * 1000 }) : undefined;
+  const introspection = new IntrospectionService(database, tokens, log, now, introspectionCache);
   const feed = new RevocationFeed(database, log, notifier);
   return {
-    config, database, log, now, metrics, keys, clients, clientAuthGuard, tokens, sessions, revocation, verifier, notifier, introspection, feed,
+    config, database, log, now, metrics, keys, clients, clientAuthGuard, tokens, sessions, revocation, verifier, notifier, introspection,
+    introspectionCache, feed,
   };
 }

@@ -3,6 +3,7 @@ import m0 from "./0000_init.sql" with { type: "text" };
 import m1 from "./0001_revocation_functions.sql" with { type: "text" };
 import m2 from "./0002_consents.sql" with { type: "text" };
 import m3 from "./0003_revocation_without_notify.sql" with { type: "text" };
+import m4 from "./0004_revoke_token_fast_path.sql" with { type: "text" };
 
 export interface EmbeddedMigration {
   tag: string;
@@ -16,4 +17,5 @@ export const migrations: readonly EmbeddedMigration[] = [
   { tag: "0001_revocation_functions", when: 1795262950361, breakpoints: true, sql: m1 },
   { tag: "0002_consents", when: 1795263149324, breakpoints: true, sql: m2 },
   { tag: "0003_revocation_without_notify", when: 1795264113958, breakpoints: true, sql: m3 },
+  { tag: "0004_revoke_token_fast_path", when: 1795267439968, breakpoints: true, sql: m4 },
 ];

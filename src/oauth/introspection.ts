@@ -4,6 +4,7 @@
 import type { Database } from "../../db/client.ts";
 import type { Client } from "../../db/schema.ts";
 import type { Logger } from "../log.ts";
+import type { CachedToken, IntrospectionCache } from "./introspection-cache.ts";
 import type { Session } from "./sessions.ts";
 import { lookupOrder, parseHint } from "./sessions.ts";
 import type { TokenClaims, TokenKind, TokenService } from "./tokens.ts";
@@ -46,7 +47,7 @@ const TOKEN_TYPE: Record<TokenKind, IntrospectedTokenType> = { access_token: "Be
 export type InactiveReason = "malformed" | "expired" | "unknown" | "inactive" | "not_allowed";
 
 /** Who may see a token: its own client, or (access tokens only) a resource server in its audience. */
-export function mayIntrospect(caller: Client, kind: TokenKind, session: Session, claims: TokenClaims): boolean {
+export function mayIntrospect(caller: Client, kind: TokenKind, session: Pick<Session, "clientId">, claims: TokenClaims): boolean {
   if (caller.clientId === session.clientId) return true;
   // RFC 6749 §1.5: refresh tokens "are never sent to resource servers", so no resource
   // server has a reason to see one.
@@ -61,6 +62,7 @@ export class IntrospectionService {
     private readonly tokens: TokenService,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
+    private readonly cache?: IntrospectionCache,
   ) {}
 
   async introspect(request: IntrospectionRequest): Promise<IntrospectionResponse> {
@@ -75,6 +77,9 @@ export class IntrospectionService {
 
   private async describe({ token, tokenTypeHint, caller }: IntrospectionRequest) {
     const inactive = (reason: InactiveReason) => ({ active: false as const, reason });
+    const cached = this.cache?.get(token, this.now());
+    if (cached) return mayIntrospect(caller, cached.kind, cached, cached.claims) ? active(cached) : inactive("not_allowed");
+    const mark = this.cache?.mark();
     let verified;
     try {
       verified = await this.tokens.verify(token);
@@ -95,21 +100,27 @@ export class IntrospectionService {
       if (session.status !== "created") return inactive("inactive");
       const expiresAt = kind === "access_token" ? session.accessExpiresAt : session.refreshExpiresAt;
       if (!expiresAt || expiresAt.getTime() <= this.now()) return inactive("expired");
+      const live: CachedToken = { kind, claims, clientId: session.clientId, expiresAt: Math.min(expiresAt.getTime(), claims.exp * 1000) };
+      this.cache?.set(token, live, mark!);
       if (!mayIntrospect(caller, kind, session, claims)) return inactive("not_allowed");
-      const description: ActiveToken = {
-        active: true,
-        scope: claims.scope,
-        client_id: claims.client_id,
-        sub: claims.sub,
-        aud: claims.aud,
-        iss: claims.iss,
-        exp: claims.exp,
-        iat: claims.iat,
-        jti: claims.jti,
-        token_type: TOKEN_TYPE[kind],
-      };
-      return { active: true as const, token: description };
+      return active(live);
     }
     return inactive("unknown");
   }
+}
+
+function active({ kind, claims }: CachedToken) {
+  const description: ActiveToken = {
+    active: true,
+    scope: claims.scope,
+    client_id: claims.client_id,
+    sub: claims.sub,
+    aud: claims.aud,
+    iss: claims.iss,
+    exp: claims.exp,
+    iat: claims.iat,
+    jti: claims.jti,
+    token_type: TOKEN_TYPE[kind],
+  };
+  return { active: true as const, token: description };
 }

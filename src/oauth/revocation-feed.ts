@@ -19,7 +19,7 @@ import { revocationEvents } from "../../db/schema.ts";
 import { errorForLog, OAuthError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { RevocationNotifier } from "./revocation-notifier.ts";
-import { REVOCATION_CHANNEL } from "./revocation-notifier.ts";
+import { HEARTBEAT_PREFIX, REVOCATION_CHANNEL } from "./revocation-notifier.ts";
 import type { TokenKind } from "./tokens.ts";
 
 export const SETTLE_SECONDS = 60;
@@ -226,7 +226,7 @@ export class RevocationFeed {
   private start(): Promise<void> {
     this.starting ??= (async () => {
       this.unsubscribeLocal ??= this.notifier?.onCommitted(() => this.wake());
-      this.unlisten ??= await this.database.listen(REVOCATION_CHANNEL, () => this.wake());
+      this.unlisten ??= await this.database.listen(REVOCATION_CHANNEL, (payload) => payload.startsWith(HEARTBEAT_PREFIX) || this.wake());
       // Every hole below the newest entry written before the settle window has settled.
       const [row] = await this.database.db
         .select({ cursor: revocationEvents.cursor })

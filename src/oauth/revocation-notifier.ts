@@ -8,6 +8,8 @@ import type { Logger } from "../log.ts";
 import { errorForLog } from "../errors.ts";
 
 export const REVOCATION_CHANNEL = "ta_revocations";
+/** Payloads on the channel that announce no revocation (introspection-cache heartbeats). */
+export const HEARTBEAT_PREFIX = "heartbeat:";
 
 export class RevocationNotifier {
   private timer: ReturnType<typeof setTimeout> | undefined;

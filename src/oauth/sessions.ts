@@ -72,10 +72,16 @@ export interface SessionLookupStrategy {
 }
 
 function strategyFor(kind: TokenKind, column: PgColumn): SessionLookupStrategy {
+  // Built once per database and prepared: drizzle would otherwise rebuild the SQL text on
+  // every lookup, a tenth of an introspection's CPU.
+  const findQuery = (db: Db) => db.select().from(sessions).where(eq(column, sql.placeholder("jti"))).limit(1).prepare(`session_by_${kind}`);
+  const prepared = new WeakMap<Db, ReturnType<typeof findQuery>>();
   return {
     kind,
     async find(database, jti) {
-      const [session] = await database.db.select().from(sessions).where(eq(column, jti)).limit(1);
+      let query = prepared.get(database.db);
+      if (!query) prepared.set(database.db, (query = findQuery(database.db)));
+      const [session] = await query.execute({ jti });
       return session;
     },
     async revoke(database, jti, clientId, reason) {
@@ -108,7 +114,31 @@ export function parseHint(hint: string | undefined): TokenKind | undefined {
 
 const newJti = () => randomUUID();
 
+/** The session INSERT of `mint`, built once (drizzle's SQL building cost a fifth of a mint). */
+function prepareInsertSession(db: Db) {
+  const p = sql.placeholder;
+  return db
+    .insert(sessions)
+    .values({
+      grantId: p("grantId"),
+      clientId: p("clientId"),
+      subject: p("subject"),
+      scope: p("scope"),
+      audience: p("audience"),
+      accessTokenJti: p("accessTokenJti"),
+      refreshTokenJti: p("refreshTokenJti"),
+      accessExpiresAt: p("accessExpiresAt"),
+      // Not bound to the column: drizzle's Date encoder would be handed the null of a session
+      // without a refresh token. An ISO string or null, cast by the database.
+      refreshExpiresAt: sql`${p("refreshExpiresAt")}::timestamptz`,
+    })
+    .returning({ id: sessions.id })
+    .prepare("insert_session");
+}
+
 export class SessionService {
+  private insertSession: ReturnType<typeof prepareInsertSession> | undefined;
+
   constructor(
     private readonly database: Database,
     private readonly tokens: TokenService,
@@ -147,22 +177,25 @@ export class SessionService {
           })
         : undefined,
     ]);
-    const [row] = await db
-      .insert(sessions)
-      .values({
-        grantId: request.grantId ?? null,
-        clientId: client.clientId,
-        subject,
-        scope,
-        audience,
-        accessTokenJti: accessJti,
-        refreshTokenJti: refreshJti ?? null,
-        accessExpiresAt: new Date((iat + accessTtl) * 1000),
-        refreshExpiresAt: refreshJti ? new Date((iat + refreshTtl) * 1000) : null,
-      })
-      .returning({ id: sessions.id });
+    const values = {
+      grantId: request.grantId ?? null,
+      clientId: client.clientId,
+      subject,
+      scope,
+      audience,
+      accessTokenJti: accessJti,
+      refreshTokenJti: refreshJti ?? null,
+      accessExpiresAt: new Date((iat + accessTtl) * 1000),
+      refreshExpiresAt: refreshJti ? new Date((iat + refreshTtl) * 1000) : null,
+    };
+    const [row] =
+      db === this.database.db
+        ? await (this.insertSession ??= prepareInsertSession(db)).execute({ ...values, refreshExpiresAt: values.refreshExpiresAt?.toISOString() ?? null })
+        : await db.insert(sessions).values(values).returning({ id: sessions.id });
     return { sessionId: row!.id, accessToken, refreshToken, expiresIn: accessTtl, scope };
   }
+
+
 
   /**
    * Refresh-token rotation (one round trip, see ta_rotate_session): the presented session

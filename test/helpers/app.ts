@@ -57,7 +57,10 @@ export async function createTestApp(
     database,
     config,
     logs,
-    close: () => database.close(),
+    close: async () => {
+      await services.introspectionCache?.close();
+      await database.close();
+    },
   };
 }
 

@@ -1,0 +1,74 @@
+// Profiles one phase of the benchmark: `bun bench/profile.ts revoke|introspect|mint [count]`.
+// Tokens are minted by one server; a second, started from source under `bun --cpu-prof`,
+// serves only the phase, so its profile (bench/results/profile/*.cpuprofile and .md) shows
+// nothing else. Needs the local PostgreSQL, like `bun run bench`.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import postgres from "postgres";
+import type { Reply } from "./lib.ts";
+import { basic, closedLoop, freePort, httpClient } from "./lib.ts";
+
+const ROOT = join(import.meta.dir, "..");
+const phase = process.argv[2] ?? "revoke";
+const count = Number(process.argv[3] ?? 6000);
+const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+const DB_NAME = "ta_profile";
+const url = new URL(ADMIN_URL);
+url.pathname = `/${DB_NAME}`;
+const admin = postgres(ADMIN_URL, { max: 1, onnotice: () => {} });
+await admin.unsafe(`drop database if exists ${DB_NAME} with (force)`);
+await admin.unsafe(`create database ${DB_NAME}`);
+const env = { ...process.env, DATABASE_URL: url.toString(), TA_LOG_LEVEL: "warn", TA_ISSUER: "http://127.0.0.1:1" };
+const cwd = mkdtempSync(join(tmpdir(), "ta-profile-"));
+const cli = async (...args: string[]) => {
+  const proc = Bun.spawn(["bun", join(ROOT, "src/main.ts"), ...args], { env, cwd, stdout: "pipe", stderr: "inherit" });
+  const out = await new Response(proc.stdout).text();
+  if ((await proc.exited) !== 0) throw new Error(`${args.join(" ")} failed`);
+  return out;
+};
+await cli("migrate");
+const client = JSON.parse(await cli("clients", "create", "--name", "profile", "--grant-type", "client_credentials", "--scope", "read")) as {
+  client_id: string;
+  client_secret: string;
+};
+const auth = basic(client.client_id, client.client_secret);
+
+async function serve(profile: boolean) {
+  const port = await freePort();
+  const flags = profile ? ["--cpu-prof", "--cpu-prof-md", `--cpu-prof-dir=${join(ROOT, "bench", "results", "profile")}`] : [];
+  const proc = Bun.spawn(["bun", ...flags, join(ROOT, "src/main.ts"), "serve", "--port", String(port)], { env, cwd, stdout: "ignore", stderr: "inherit" });
+  for (;;) {
+    try {
+      if ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok) break;
+    } catch {
+      await Bun.sleep(20);
+    }
+  }
+  return { url: `http://127.0.0.1:${port}`, pid: proc.pid, stop: () => (proc.kill("SIGTERM"), proc.exited) };
+}
+
+const noMeter = async () => async () => ({ server: 0, database: 0, loadgen: 0, other: 0, load: 0 });
+const minter = await serve(false);
+const tokens: string[] = [];
+const minting = httpClient(minter.url);
+await closedLoop(
+  Array.from({ length: count }, (_, i) => i),
+  32,
+  () => minting.post("/oauth/token", { grant_type: "client_credentials", scope: "read" }, auth),
+  { meter: noMeter, check: (_, reply) => reply.status === 200 && tokens.push(JSON.parse(reply.body).access_token) },
+);
+await minter.stop();
+
+const server = await serve(true);
+const http = httpClient(server.url);
+const send: Record<string, (token: string) => Promise<Reply>> = {
+  revoke: (token) => http.post("/oauth/revoke", { token, token_type_hint: "access_token" }, auth),
+  introspect: (token) => http.post("/oauth/introspect", { token, token_type_hint: "access_token" }, auth),
+  mint: () => http.post("/oauth/token", { grant_type: "client_credentials", scope: "read" }, auth),
+};
+const result = await closedLoop(tokens, 32, send[phase]!, { meter: noMeter });
+await server.stop();
+console.log(phase, result.rps, "req/s", result.statuses);
+await admin.unsafe(`drop database if exists ${DB_NAME} with (force)`);
+await admin.end();

@@ -1,0 +1,124 @@
+// POST /oauth/revoke through each path of ta_revoke_token (migration 0004): the fast path for
+// access tokens of sessions without a grant, the family path for sessions of an
+// authorization grant, and the fallbacks (another client's token, already revoked, wrong
+// hint, expired, concurrent revocations of one token).
+import { describe, expect, test } from "bun:test";
+import { eq, sql } from "drizzle-orm";
+import { revocationEvents, sessions } from "../db/schema.ts";
+import type { TestApp, TestClient } from "./helpers/app.ts";
+import { createClient, mintClientSession, mintCodeSession, post, useTestApp } from "./helpers/app.ts";
+import { backends } from "./helpers/db.ts";
+
+const revoke = (t: TestApp, c: TestClient, token: string, hint?: string) =>
+  post(t, "/oauth/revoke", { token, ...(hint ? { token_type_hint: hint } : {}) }, c.auth.headers);
+
+async function feedEntries(t: TestApp, token: string): Promise<number> {
+  const { claims } = await t.services.tokens.verify(token);
+  const [row] = await t.database.rows<{ n: number }>(sql`select count(*)::int as n from ${revocationEvents} where ${revocationEvents.jti} = ${claims.jti}`);
+  return row!.n;
+}
+
+async function sessionOf(t: TestApp, sessionId: string) {
+  const [row] = await t.database.db.select().from(sessions).where(eq(sessions.id, sessionId));
+  return row!;
+}
+
+describe.each(backends)("revocation paths [%s]", (backend) => {
+  const ready = useTestApp(backend);
+
+  test("revokes a client_credentials access token and records one feed entry", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const s = await mintClientSession(t, c);
+    const [res] = await revoke(t, c, s.accessToken, "access_token");
+    expect(res.status).toBe(200);
+    expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(false);
+    const row = await sessionOf(t, s.sessionId);
+    expect(row.status).toBe("revoked");
+    expect(row.revocationReason).toBe("revoked_by_client");
+    expect(await feedEntries(t, s.accessToken)).toBe(1);
+  });
+
+  test("revoking the access token of a code-flow session revokes every live session of its grant", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const s = await mintCodeSession(t, c);
+    const sibling = await t.services.sessions.mint({
+      client: c.client,
+      subject: "user-1",
+      scope: "read",
+      audience: [t.config.defaultAudience],
+      grantId: s.grantId,
+      withRefreshToken: true,
+    });
+    const [res] = await revoke(t, c, s.accessToken, "access_token");
+    expect(res.status).toBe(200);
+    expect((await t.services.verifier.verify(sibling.accessToken)).ok).toBe(false);
+    const family = await t.database.db.select().from(sessions).where(eq(sessions.grantId, s.grantId));
+    expect(family.map((row) => row.status)).toEqual(["revoked", "revoked"]);
+    // Each revoked session's access and refresh token reach the feed.
+    for (const token of [s.accessToken, s.refreshToken!, sibling.accessToken, sibling.refreshToken!]) {
+      expect(await feedEntries(t, token)).toBe(1);
+    }
+    const { claims } = await t.services.tokens.verify(sibling.refreshToken!);
+    const rotated = await t.services.sessions.rotate({ refreshJti: claims.jti, client: c.client, scope: undefined, graceSeconds: 0 });
+    expect(rotated.outcome).toBe("reuse");
+  });
+
+  test("leaves another client's client_credentials token alive", async () => {
+    const t = await ready();
+    const owner = await createClient(t, "confidential");
+    const other = await createClient(t, "confidential");
+    const s = await mintClientSession(t, owner);
+    const [res] = await revoke(t, other, s.accessToken, "access_token");
+    expect(res.status).toBe(200);
+    expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(true);
+    expect((await sessionOf(t, s.sessionId)).status).toBe("created");
+    expect(await feedEntries(t, s.accessToken)).toBe(0);
+    expect(t.logs.some((line) => line.includes("security.revocation.client_mismatch"))).toBe(true);
+  });
+
+  test("a second revocation of the same token changes nothing", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const s = await mintClientSession(t, c);
+    expect((await revoke(t, c, s.accessToken))[0].status).toBe(200);
+    const first = await sessionOf(t, s.sessionId);
+    expect((await revoke(t, c, s.accessToken))[0].status).toBe(200);
+    expect((await sessionOf(t, s.sessionId)).revokedAt).toEqual(first.revokedAt);
+    expect(await feedEntries(t, s.accessToken)).toBe(1);
+  });
+
+  test("revokes an access token presented with the refresh_token hint", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const s = await mintClientSession(t, c);
+    expect((await revoke(t, c, s.accessToken, "refresh_token"))[0].status).toBe(200);
+    expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(false);
+    expect(await feedEntries(t, s.accessToken)).toBe(1);
+  });
+
+  test("revokes the session of an expired access token without a feed entry", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const s = await mintClientSession(t, c);
+    await t.database.db.update(sessions).set({ accessExpiresAt: sql`now() - interval '1 second'` }).where(eq(sessions.id, s.sessionId));
+    expect((await revoke(t, c, s.accessToken, "access_token"))[0].status).toBe(200);
+    expect((await sessionOf(t, s.sessionId)).status).toBe("revoked");
+    expect(await feedEntries(t, s.accessToken)).toBe(0);
+  });
+
+  test("ten concurrent revocations of one token revoke it once", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const s = await mintClientSession(t, c);
+    let committed = 0;
+    const off = t.services.notifier.onCommitted(() => committed++);
+    const answers = await Promise.all(Array.from({ length: 10 }, () => revoke(t, c, s.accessToken, "access_token")));
+    off();
+    expect(answers.map(([res]) => res.status)).toEqual(Array(10).fill(200));
+    expect(committed).toBe(1);
+    expect(await feedEntries(t, s.accessToken)).toBe(1);
+    expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(false);
+  });
+});
