@@ -348,8 +348,8 @@ async function main() {
   const accessTokens: string[] = [];
   for (const c of CONCURRENCIES) {
     results[`mint c=${c}`] = await closedLoop(
-      // c=32 mints twice as many: its tokens feed the revocation rounds at c=32.
-      Array.from({ length: c === 32 ? 2 * N : N }, (_, i) => i),
+      // c=32 mints three times as many: its tokens feed the revocation rounds at c=32.
+      Array.from({ length: c === 32 ? 3 * N : N }, (_, i) => i),
       c,
       () => post("/oauth/token", { grant_type: "client_credentials", scope: "read" }),
       { meter, check: (_, r) => r.status === 200 && accessTokens.push(tokenOf(r.body, "access_token")) },
@@ -436,7 +436,7 @@ async function main() {
   const before = await settledCounters(monitor, sql, 0);
   const notificationsBefore = notifications;
   results["revoke c=8"] = await closedLoop(accessTokens.slice(0, N), 8, (token) => post("/oauth/revoke", { token, token_type_hint: "access_token" }), { meter });
-  const roundSize = Math.floor((2 * N) / ROUNDS);
+  const roundSize = Math.floor((3 * N) / ROUNDS);
   const rounds: LoadResult[] = [];
   for (let r = 0; r < ROUNDS; r++) {
     const slice = accessTokens.slice(N + r * roundSize, N + (r + 1) * roundSize);
@@ -535,6 +535,14 @@ async function main() {
     ceilings,
     ratios,
     revoke_rounds_c32: rounds.map((r) => r.rps),
+    // Who slowed down, if anything did: the server process, or PostgreSQL (autovacuum and
+    // checkpoints land in "other").
+    revoke_rounds_c32_cpu_us: rounds.map((r) => ({
+      server: Math.round((r.cpu.server / r.requests) * 1e6),
+      database: Math.round((r.cpu.database / r.requests) * 1e6),
+      other: Math.round((r.cpu.other / r.requests) * 1e6),
+      load: r.cpu.load,
+    })),
     round_drop_percent: roundDrop,
     revocation_round_trips: {
       revocations,
@@ -605,7 +613,7 @@ function markdown(s: any): string {
     "",
     `Ratios: ${Object.entries(s.ratios).map(([k, v]) => `${k} ${v}`).join(", ")}.`,
     "",
-    `Revocation rounds at c=32 on one process (req/s): ${s.revoke_rounds_c32.join(", ")} (drop ${s.round_drop_percent} %).`,
+    `Revocation rounds at c=32 on one process (req/s): ${s.revoke_rounds_c32.join(", ")} (drop ${s.round_drop_percent} %); CPU µs per request server / PostgreSQL / other by round: ${s.revoke_rounds_c32_cpu_us.map((r: { server: number; database: number; other: number }) => `${r.server} / ${r.database} / ${r.other}`).join(", ")}.`,
     `Round trips: ${rt.revocations} revocations, ${rt.ta_revoke_token_calls} ta_revoke_token calls, ${rt.transactions} transactions in the database of which ${rt.notify_transactions} NOTIFYs (coalesced after commit, and cache heartbeats): ${rt.request_path_transactions_per_revocation} transactions per revocation on the request path.`,
     `Round trips counted on the wire (Sync, Flush or Query messages from a second server instance, ${s.wire_round_trips.revoke.requests} requests each after as many to warm up, c=8): ${Object.entries(
       s.wire_round_trips as Record<string, { per_request: number; by_statement: Record<string, number> }>,

@@ -23,19 +23,25 @@ async function cached(t: TestApp, c: TestClient, token: string): Promise<void> {
   throw new Error("the token never reached the cache");
 }
 
-/** Deletes a session behind the server's back: only the cache can still call its token live. */
-const deleteSession = (t: TestApp, sessionId: string) => t.database.db.delete(sessions).where(eq(sessions.id, sessionId));
+/**
+ * A token the cache holds whose session was then deleted behind the server's back: only the
+ * cache can still call it live.
+ */
+async function cachedThenDeleted(t: TestApp) {
+  const c = await createClient(t, "confidential");
+  const s = await mintClientSession(t, c);
+  await cached(t, c, s.accessToken);
+  await t.database.db.delete(sessions).where(eq(sessions.id, s.sessionId));
+  return { c, token: s.accessToken };
+}
 
 describe.each(backends)("introspection cache [%s]", (backend) => {
   const ready = useTestApp(backend, { TA_INTROSPECTION_CACHE_TTL: "30" });
 
   test("answers a repeated introspection without the database", async () => {
     const t = await ready();
-    const c = await createClient(t, "confidential");
-    const s = await mintClientSession(t, c);
-    await cached(t, c, s.accessToken);
-    await deleteSession(t, s.sessionId);
-    expect((await introspect(t, c, s.accessToken)).active).toBe(true);
+    const { c, token } = await cachedThenDeleted(t);
+    expect((await introspect(t, c, token)).active).toBe(true);
   });
 
   test("a token revoked at this instance is inactive at once, though it was cached", async () => {
@@ -87,13 +93,10 @@ describe.each(backends)("introspection cache TTL [%s]", (backend) => {
 
   test("an entry older than the TTL is not served", async () => {
     const t = await ready();
-    const c = await createClient(t, "confidential");
-    const s = await mintClientSession(t, c);
-    await cached(t, c, s.accessToken);
-    await deleteSession(t, s.sessionId);
-    expect((await introspect(t, c, s.accessToken)).active).toBe(true);
+    const { c, token } = await cachedThenDeleted(t);
+    expect((await introspect(t, c, token)).active).toBe(true);
     await Bun.sleep(250);
-    expect((await introspect(t, c, s.accessToken)).active).toBe(false);
+    expect((await introspect(t, c, token)).active).toBe(false);
   });
 });
 
@@ -106,7 +109,7 @@ describe.each(backends)("introspection cache without LISTEN [%s]", (backend) => 
       const s = await mintClientSession(t, c);
       for (let i = 0; i < 5; i++) expect((await introspect(t, c, s.accessToken)).active).toBe(true);
       await Bun.sleep(20);
-      await deleteSession(t, s.sessionId);
+      await t.database.db.delete(sessions).where(eq(sessions.id, s.sessionId));
       expect((await introspect(t, c, s.accessToken)).active).toBe(false);
     } finally {
       await t.close();
