@@ -5,24 +5,11 @@
 import { describe, expect, test } from "bun:test";
 import { useTestApp } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
+import { prng, type Random } from "./helpers/prng.ts";
 
 const CASES = Number(process.env.FUZZ_CASES ?? 300);
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
 
-function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  const pick = <T,>(items: readonly T[]): T => items[int(items.length)]!;
-  return { int, pick };
-}
-type Random = ReturnType<typeof prng>;
 
 const FIELDS = [
   "redirect_uris", "client_name", "client_uri", "logo_uri", "contacts", "scope", "grant_types",

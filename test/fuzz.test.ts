@@ -7,6 +7,7 @@ import { sql } from "drizzle-orm";
 import { basic, createClient, mintClientSession, mintCodeSession, useTestApp } from "./helpers/app.ts";
 import type { TestApp } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
+import { prng, type Random } from "./helpers/prng.ts";
 
 // Databases opened inside tests and CLI runs take seconds on a loaded 2-core machine.
 setDefaultTimeout(60_000);
@@ -71,21 +72,6 @@ const CASES_PER_ENDPOINT = Number(process.env.FUZZ_CASES ?? 300);
 const CONCURRENCY = 16;
 const SEED = Number(process.env.FUZZ_SEED ?? Date.now() % 1_000_000);
 
-/** mulberry32: small, seedable, good enough to pick cases. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  const pick = <T,>(items: readonly T[]): T => items[int(items.length)]!;
-  return { next, int, pick };
-}
-type Random = ReturnType<typeof prng>;
 
 interface Fixture {
   /** Live tokens of client A, whose valid credentials the fuzzer never uses. */
