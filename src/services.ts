@@ -66,7 +66,7 @@ export async function createServices(deps: Deps): Promise<Services> {
   const tokens = createTokenService(keys, config.issuer, now);
   const notifier = new RevocationNotifier(database, log);
   const sessions = new SessionService(database, tokens, config, now, notifier);
-  const verifier = new TokenVerifier(database, tokens);
+  const verifier = new TokenVerifier(database, tokens, now);
   const revocation = new RevocationService(database, tokens, log, notifier, metrics);
   const introspectionCache =
     config.introspectionCacheTtl > 0 ? new IntrospectionCache(database, notifier, log, { ttlMs: config.introspectionCacheTtl * 1000 }) : undefined;

@@ -9,6 +9,7 @@ import type { Session } from "./sessions.ts";
 import { lookupOrder, parseHint } from "./sessions.ts";
 import type { TokenClaims, TokenKind, TokenService } from "./tokens.ts";
 import { TokenFormatError } from "./tokens.ts";
+import { sessionState } from "./verification.ts";
 
 export interface IntrospectionRequest {
   token: string;
@@ -97,9 +98,9 @@ export class IntrospectionService {
       // The column that holds the jti names the token's kind; it must agree with the signed typ.
       if (strategy.kind !== kind) return inactive("unknown");
       // Revoked, rotated away (refreshed) or expired sessions describe no live token.
-      if (session.status !== "created") return inactive("inactive");
-      const expiresAt = kind === "access_token" ? session.accessExpiresAt : session.refreshExpiresAt;
-      if (!expiresAt || expiresAt.getTime() <= this.now()) return inactive("expired");
+      const state = sessionState(session, kind, this.now());
+      if (state !== "live") return inactive(state);
+      const expiresAt = kind === "access_token" ? session.accessExpiresAt : session.refreshExpiresAt!;
       const live: CachedToken = { kind, claims, clientId: session.clientId, expiresAt: Math.min(expiresAt.getTime(), claims.exp * 1000) };
       this.cache?.set(token, live, mark!);
       if (!mayIntrospect(caller, kind, session, claims)) return inactive("not_allowed");

@@ -3,7 +3,7 @@
 // revocation and rotation primitives (single-round-trip SQL functions, see db/migrations).
 import { randomUUID } from "node:crypto";
 import type { SQL } from "drizzle-orm";
-import { and, eq, sql } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import type { PgColumn } from "drizzle-orm/pg-core";
 import type { Database, Db } from "../../db/client.ts";
 import type { Client, Session } from "../../db/schema.ts";
@@ -237,16 +237,6 @@ export class SessionService {
       outcome: row.outcome,
       tokens: { sessionId: row.new_session_id!, accessToken, refreshToken, expiresIn: accessTtl, scope: row.scope! },
     };
-  }
-
-  /** The live session of an access token's jti, if any (status created, not expired). */
-  async findLiveByAccessJti(jti: string): Promise<Session | undefined> {
-    const [session] = await this.database.db
-      .select()
-      .from(sessions)
-      .where(and(eq(sessions.accessTokenJti, jti), eq(sessions.status, "created"), sql`${sessions.accessExpiresAt} > now()`))
-      .limit(1);
-    return session;
   }
 
   /**

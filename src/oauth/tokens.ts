@@ -5,7 +5,6 @@ import type { KeyStore } from "./keys.ts";
 import { ALLOWED_ALGS } from "./keys.ts";
 
 export type TokenKind = "access_token" | "refresh_token";
-export const TOKEN_KINDS: readonly TokenKind[] = ["access_token", "refresh_token"];
 
 const TYP: Record<TokenKind, string> = { access_token: "at+jwt", refresh_token: "rt+jwt" };
 const KIND_BY_TYP = new Map<string, TokenKind>([

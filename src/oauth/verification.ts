@@ -13,10 +13,21 @@ export type VerificationResult =
   | { ok: true; kind: TokenKind; claims: TokenClaims; session: Session }
   | { ok: false; reason: VerificationFailure };
 
+/**
+ * The one rule for whether a session still backs a token of `kind`: status `created` (not
+ * revoked, not rotated away) and that token's expiry not passed. Introspection uses it too.
+ */
+export function sessionState(session: Session, kind: TokenKind, now: number): "live" | "inactive" | "expired" {
+  if (session.status !== "created") return "inactive";
+  const expiresAt = kind === "access_token" ? session.accessExpiresAt : session.refreshExpiresAt;
+  return expiresAt && expiresAt.getTime() > now ? "live" : "expired";
+}
+
 export class TokenVerifier {
   constructor(
     private readonly database: Database,
     private readonly tokens: TokenService,
+    private readonly now: () => number = Date.now,
   ) {}
 
   /** Verifies a token and checks its session is live; `kind` restricts the accepted type. */
@@ -31,9 +42,9 @@ export class TokenVerifier {
     if (kind && verified.kind !== kind) return { ok: false, reason: "wrong_kind" };
     if (verified.expired) return { ok: false, reason: "expired" };
     const session = await sessionLookup[verified.kind].find(this.database, verified.claims.jti);
-    if (!session || session.status !== "created") return { ok: false, reason: "inactive" };
-    const expiresAt = verified.kind === "access_token" ? session.accessExpiresAt : session.refreshExpiresAt;
-    if (!expiresAt || expiresAt.getTime() <= Date.now()) return { ok: false, reason: "expired" };
+    if (!session) return { ok: false, reason: "inactive" };
+    const state = sessionState(session, verified.kind, this.now());
+    if (state !== "live") return { ok: false, reason: state };
     return { ok: true, kind: verified.kind, claims: verified.claims, session };
   }
 }
