@@ -146,7 +146,11 @@ describe.skipIf(!haveChromium)("sign-in flow in headless chromium against the ex
 
     await page.getByLabel("Username").fill("alice");
     await page.getByLabel("Password").fill("wrong password");
-    await page.getByRole("button", { name: "Sign in" }).click();
+    const [failed] = await Promise.all([
+      page.waitForResponse((r) => r.request().method() === "POST" && new URL(r.url()).pathname === "/oauth/login"),
+      page.getByRole("button", { name: "Sign in" }).click(),
+    ]);
+    expect(failed.status(), `failed sign-in answered ${failed.status()}: ${(await failed.text()).slice(0, 300)}`).toBe(401);
     await expect(page.getByRole("alert").textContent()).resolves.toBe("Invalid username or password.");
     await shoot(page, "login-failed");
 
