@@ -1,17 +1,20 @@
-// Profiles one phase of the benchmark: `bun bench/profile.ts revoke|introspect|mint [count]`.
+// Profiles one phase of the benchmark: `bun bench/profile.ts revoke|introspect|mint [count] [--plain]`.
 // Tokens are minted by one server; a second, started from source under `bun --cpu-prof`,
 // serves only the phase, so its profile (bench/results/profile/*.cpuprofile and .md) shows
-// nothing else. Needs the local PostgreSQL, like `bun run bench`.
+// nothing else. With --plain the second server runs without the profiler and the phase's
+// req/s, p99 and CPU per request (server / PostgreSQL / load generator) are printed: a quick
+// A/B of one change. Needs the local PostgreSQL, like `bun run bench`.
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import type { Reply } from "./lib.ts";
-import { basic, closedLoop, freePort, httpClient } from "./lib.ts";
+import { basic, closedLoop, cpuMeter, freePort, httpClient } from "./lib.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const phase = process.argv[2] ?? "revoke";
 const count = Number(process.argv[3] ?? 6000);
+const plain = process.argv.includes("--plain");
 const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const DB_NAME = "ta_profile";
 const url = new URL(ADMIN_URL);
@@ -60,15 +63,19 @@ await closedLoop(
 );
 await minter.stop();
 
-const server = await serve(true);
+const server = await serve(!plain);
 const http = httpClient(server.url);
+const databasePids = async () =>
+  (await admin`select pid from pg_stat_activity where datname = ${DB_NAME} and backend_type = 'client backend'`).map((r) => r.pid as number);
 const send: Record<string, (token: string) => Promise<Reply>> = {
   revoke: (token) => http.post("/oauth/revoke", { token, token_type_hint: "access_token" }, auth),
   introspect: (token) => http.post("/oauth/introspect", { token, token_type_hint: "access_token" }, auth),
   mint: () => http.post("/oauth/token", { grant_type: "client_credentials", scope: "read" }, auth),
 };
-const result = await closedLoop(tokens, 32, send[phase]!, { meter: noMeter });
+const result = await closedLoop(tokens, 32, send[phase]!, { meter: plain ? () => cpuMeter([server.pid], databasePids) : noMeter });
 await server.stop();
-console.log(phase, result.rps, "req/s", result.statuses);
+const perRequest = (seconds: number) => Math.round((seconds / result.requests) * 1e6);
+console.log(phase, result.rps, "req/s, p99", result.p99, "ms, statuses", JSON.stringify(result.statuses));
+if (plain) console.log(`CPU µs/request: server ${perRequest(result.cpu.server)}, PostgreSQL ${perRequest(result.cpu.database)}, load generator ${perRequest(result.cpu.loadgen)}, other ${perRequest(result.cpu.other)}`);
 await admin.unsafe(`drop database if exists ${DB_NAME} with (force)`);
 await admin.end();

@@ -40,6 +40,15 @@ describe.each(backends)("request limits [%s]", (backend) => {
     expectOAuthError(res, body, 413, "payload_too_large");
   });
 
+  test("refuses a body longer than its declared Content-Length once it exceeds the limit [in-process Request]", async () => {
+    const t = await ready();
+    const [res, body] = await request(t, "POST", "/oauth/revoke", {
+      body: `token=${"a".repeat(2000)}`,
+      headers: { "content-type": "application/x-www-form-urlencoded", "content-length": "10" },
+    });
+    expectOAuthError(res, body, 413, "payload_too_large");
+  });
+
   test("refuses a body sent without Content-Length once more than the limit is read", async () => {
     const t = await ready();
     let sent = 0;

@@ -38,6 +38,20 @@ export function requestLimits({ maxBodyBytes }: { maxBodyBytes: number }) {
 /** Reads a request body, refusing (413) as soon as it exceeds the configured limit. */
 export async function readBody(request: Request): Promise<Uint8Array> {
   const limit = bodyLimits.get(request) ?? DEFAULT_MAX_BODY_BYTES;
+  // A declared length was checked against the limit in onRequest, and the HTTP framing holds
+  // the body to it: read it whole, without the per-chunk stream machinery (a ReadableStream
+  // reader cost ~15 % of the server's CPU per revocation in a profile).
+  if (bodyLimits.has(request) && request.headers.has("content-length")) {
+    let bytes: Uint8Array;
+    try {
+      bytes = await request.bytes();
+    } catch {
+      throw OAuthError.invalidRequest("the body could not be read");
+    }
+    // Only a Request built in process (app.handle) can carry more than it declares.
+    if (bytes.byteLength > limit) throw tooLarge(limit);
+    return bytes;
+  }
   if (!request.body) return new Uint8Array(0);
   const reader = request.body.getReader();
   const chunks: Uint8Array[] = [];
