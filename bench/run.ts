@@ -12,7 +12,7 @@
 // produces, without driving the login and consent pages thousands of times.
 //
 // Knobs (environment): BENCH_N tokens per phase (default 10000), BENCH_ROUNDS revocation
-// rounds at c=32 on one process (4), TA_DB_POOL (10, the server's default), BENCH_PGBENCH_SECONDS (5),
+// rounds at c=32 on one process (4), TA_DB_POOL (4, the server's default), BENCH_PGBENCH_SECONDS (5),
 // BENCH_DELAY_COUNT revocations timed by the delay benchmark (200), BENCH_DATABASE_URL
 // (postgres://postgres@127.0.0.1:5432/postgres), BENCH_PROFILE=DIR runs the load server from
 // source under `bun --cpu-prof` and writes its profile (.cpuprofile and .md) into DIR.
@@ -31,7 +31,7 @@ const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0
 const DB_NAME = "ta_bench";
 const N = Number(process.env.BENCH_N ?? 10000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4);
-const POOL = process.env.TA_DB_POOL ?? "10"; // the server's default
+const POOL = process.env.TA_DB_POOL ?? "4"; // the server's default
 const CONCURRENCIES = [8, 32] as const;
 const PGBENCH_SECONDS = Number(process.env.BENCH_PGBENCH_SECONDS ?? 5);
 const DELAY_COUNT = Number(process.env.BENCH_DELAY_COUNT ?? 200);
