@@ -137,9 +137,17 @@ const UNAVAILABLE_CODES = new Set([
 /** SQLSTATE classes 08 (connection), 53 (resources), 57 (operator intervention), 58 (system). */
 const UNAVAILABLE_CLASSES = /^(08|53|57|58)[0-9A-Z]{3}$/;
 
+/** The error and its causes (drizzle wraps the driver's error), outermost first. */
+function* causes(error: unknown): Generator<unknown> {
+  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) yield e;
+}
+
+/** Failures of one statement, not of the connection: its parts, run alone, may succeed. */
+const STATEMENT_FAILURES = new Set(["57014", "55P03", "40001", "40P01"]);
+
 /** True for an error that means "the database could not do it right now" (→ 503). */
 export function isDatabaseUnavailable(error: unknown): boolean {
-  for (let e: unknown = error, depth = 0; e && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+  for (const e of causes(error)) {
     const { code, severity } = e as { code?: unknown; severity?: unknown };
     if (typeof code === "string" && (UNAVAILABLE_CODES.has(code) || UNAVAILABLE_CLASSES.test(code))) return true;
     // A FATAL error ends the connection (e.g. "database does not allow connections").
@@ -147,6 +155,13 @@ export function isDatabaseUnavailable(error: unknown): boolean {
     if (e instanceof Error && /PGlite is closed|database is closing|connection.*(closed|terminated)/i.test(e.message)) return true;
   }
   return false;
+}
+
+/** True when the database is out of reach (not when one statement failed on a lock, a timeout or a deadlock). */
+export function isConnectionFailure(error: unknown): boolean {
+  if (!isDatabaseUnavailable(error)) return false;
+  for (const e of causes(error)) if (STATEMENT_FAILURES.has((e as { code?: unknown }).code as string)) return false;
+  return true;
 }
 
 /** Maps any thrown value to the OAuthError the client sees. */
