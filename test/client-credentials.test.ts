@@ -99,4 +99,33 @@ describe.each(backends)("client_credentials grant [%s]", (backend) => {
     expect(res.status).toBe(400);
     expect(body.error).toBe("invalid_target");
   });
+
+  test("mints made while an INSERT is at the database share the next one, and each token names its own live session", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const original = t.database.rows;
+    let statements = 0;
+    // The first INSERT is held at the database for 50 ms: the mints made meanwhile wait and
+    // go out together, as they do while a busy server's database works on a batch.
+    t.database.rows = (async (query) => {
+      if (++statements === 1) await Bun.sleep(50);
+      return original(query);
+    }) as typeof original;
+    const issued = await Promise.all(
+      Array.from({ length: 6 }, (_, i) =>
+        t.services.sessions.mint({ client: c.client, subject: c.client.clientId, scope: "read", audience: [`https://api${i}.example`], withRefreshToken: false }),
+      ),
+    );
+    t.database.rows = original;
+    expect(statements).toBe(2);
+    expect(new Set(issued.map((s) => s.sessionId)).size).toBe(6);
+    for (const [i, s] of issued.entries()) {
+      const verified = await t.services.verifier.verify(s.accessToken);
+      if (!verified.ok) throw new Error(`token ${i} is not live: ${verified.reason}`);
+      expect(verified.session.id).toBe(s.sessionId);
+      expect(verified.session.audience).toEqual([`https://api${i}.example`]);
+      expect(verified.session.refreshTokenJti).toBeNull();
+      expect(verified.session.accessExpiresAt.getTime()).toBe(verified.claims.exp * 1000);
+    }
+  });
 });

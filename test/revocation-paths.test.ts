@@ -8,6 +8,7 @@ import { revocationEvents, sessions } from "../db/schema.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
 import { createClient, mintClientSession, mintCodeSession, post, useTestApp } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
+import { sessionLookup } from "../src/oauth/sessions.ts";
 
 const revoke = (t: TestApp, c: TestClient, token: string, hint?: string) =>
   post(t, "/oauth/revoke", { token, ...(hint ? { token_type_hint: hint } : {}) }, c.auth.headers);
@@ -120,5 +121,40 @@ describe.each(backends)("revocation paths [%s]", (backend) => {
     expect(committed).toBe(1);
     expect(await feedEntries(t, s.accessToken)).toBe(1);
     expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(false);
+  });
+
+  test("concurrent revocations share one statement and each gets the outcome it would get alone", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const other = await createClient(t, "confidential");
+    const plain = await mintClientSession(t, c);
+    const family = await mintCodeSession(t, c);
+    const foreign = await mintClientSession(t, other);
+    const revokedBefore = await mintClientSession(t, c);
+    expect((await revoke(t, c, revokedBefore.accessToken, "access_token"))[0].status).toBe(200);
+    const jti = async (token: string) => (await t.services.tokens.verify(token)).claims.jti;
+    const items = [
+      { kind: "access_token", jti: await jti(plain.accessToken) },
+      { kind: "refresh_token", jti: await jti(family.refreshToken!) },
+      { kind: "access_token", jti: await jti(foreign.accessToken) },
+      { kind: "access_token", jti: await jti(revokedBefore.accessToken) },
+      { kind: "access_token", jti: crypto.randomUUID() },
+      { kind: "access_token", jti: await jti(plain.accessToken) },
+    ] as const;
+    await t.services.notifier.flush(); // the coalesced NOTIFY of the revocation above
+    const original = t.database.rows;
+    let statements = 0;
+    t.database.rows = ((query) => (statements++, original(query))) as typeof original;
+    const results = await Promise.all(items.map((item) => sessionLookup[item.kind].revoke(t.database, item.jti, c.client.clientId, "revoked_by_client")));
+    t.database.rows = original;
+    expect(statements).toBe(1);
+    // The same token twice in one batch: revoked once, then found revoked.
+    expect(results.map((r) => r.outcome)).toEqual(["revoked", "revoked", "other_client", "already_revoked", "unknown", "already_revoked"]);
+    expect(results[0]!.sessionId).toBe(plain.sessionId);
+    expect(results[1]!.revokedCount).toBe(1);
+    expect((await t.services.verifier.verify(plain.accessToken)).ok).toBe(false);
+    expect((await t.services.verifier.verify(family.accessToken)).ok).toBe(false);
+    expect((await t.services.verifier.verify(foreign.accessToken)).ok).toBe(true);
+    expect(await feedEntries(t, plain.accessToken)).toBe(1);
   });
 });

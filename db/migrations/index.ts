@@ -4,6 +4,7 @@ import m1 from "./0001_revocation_functions.sql" with { type: "text" };
 import m2 from "./0002_consents.sql" with { type: "text" };
 import m3 from "./0003_revocation_without_notify.sql" with { type: "text" };
 import m4 from "./0004_revoke_token_fast_path.sql" with { type: "text" };
+import m5 from "./0005_revoke_tokens_batch.sql" with { type: "text" };
 
 export interface EmbeddedMigration {
   tag: string;
@@ -18,4 +19,5 @@ export const migrations: readonly EmbeddedMigration[] = [
   { tag: "0002_consents", when: 1795263149324, breakpoints: true, sql: m2 },
   { tag: "0003_revocation_without_notify", when: 1795264113958, breakpoints: true, sql: m3 },
   { tag: "0004_revoke_token_fast_path", when: 1795267439968, breakpoints: true, sql: m4 },
+  { tag: "0005_revoke_tokens_batch", when: 1796158184463, breakpoints: true, sql: m5 },
 ];
