@@ -25,6 +25,11 @@ export class FailureThrottle {
     this.maxKeys = options.maxKeys ?? 100_000;
   }
 
+  /** True while no key has failed (so no key can be refused). */
+  get empty(): boolean {
+    return this.entries.size === 0;
+  }
+
   /** Seconds until `key` may try again, or 0 when it may try now. */
   retryAfter(key: string): number {
     const entry = this.entries.get(key);

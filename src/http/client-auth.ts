@@ -32,8 +32,9 @@ export async function authenticateThrottled(
   server: Server<unknown> | null | undefined,
 ): Promise<AuthenticatedClient> {
   const clientId = presentedClientId(credentials);
-  const address = clientIp(request, server, config.clientIpHeader);
-  const refusal = clientAuthGuard.refusal(clientId, address);
+  let address: string | undefined | null = null;
+  const addressOf = () => (address === null ? (address = clientIp(request, server, config.clientIpHeader)) : address);
+  const refusal = clientAuthGuard.refusal(clientId, addressOf);
   if (refusal) {
     metrics.rateLimited.inc({ limit: refusal.by });
     log.warn("security.client_auth.throttled", { client_id: clientId ?? null, limit: refusal.by });
@@ -45,7 +46,7 @@ export async function authenticateThrottled(
     return authenticated;
   } catch (error) {
     if (error instanceof OAuthError && error.code === "invalid_client") {
-      clientAuthGuard.failed(clientId, address);
+      clientAuthGuard.failed(clientId, addressOf());
       metrics.clientAuthFailures.inc();
     }
     throw error;
