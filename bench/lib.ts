@@ -147,18 +147,110 @@ export async function closedLoop<T>(
   };
 }
 
-/** Form posts over fetch (keep-alive), answering status and body. */
+/**
+ * Form posts over plain keep-alive HTTP/1.1 connections (one per request in flight, reused):
+ * the request is one pre-built write, the answer is read by its Content-Length. It costs the
+ * shared cores a little over half of what fetch did (load generator CPU per revocation 33 →
+ * 19 µs, per mint 29 → 16 µs), leaving more of them to the server and PostgreSQL, as pgbench's
+ * small C client does.
+ */
 export function httpClient(base: string) {
+  const { hostname, port, host } = new URL(base);
+  const idle: Connection[] = [];
+  const encoder = new TextEncoder();
   return {
     async post(path: string, fields: Record<string, string>, authorization?: string): Promise<Reply> {
-      const response = await fetch(`${base}${path}`, {
-        method: "POST",
-        headers: { "content-type": "application/x-www-form-urlencoded", ...(authorization ? { authorization } : {}) },
-        body: new URLSearchParams(fields).toString(),
-      });
-      return { status: response.status, body: await response.text() };
+      const body = new URLSearchParams(fields).toString();
+      const head =
+        `POST ${path} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/x-www-form-urlencoded\r\n` +
+        (authorization ? `Authorization: ${authorization}\r\n` : "") +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n`;
+      let connection = idle.pop();
+      // The server closes a connection idle for a while (between phases).
+      while (connection && !connection.reusable) connection = idle.pop();
+      connection ??= await Connection.open(hostname, Number(port));
+      const reply = await connection.send(encoder.encode(head + body));
+      if (connection.reusable) idle.push(connection);
+      return reply;
+    },
+    close() {
+      for (const connection of idle.splice(0)) connection.close();
     },
   };
+}
+
+const HEADERS_END = Buffer.from("\r\n\r\n");
+
+/** One keep-alive connection: one request at a time, answered by status and body. */
+class Connection {
+  reusable = true;
+  private buffered: Buffer = Buffer.alloc(0);
+  private pending: { resolve: (reply: Reply) => void; reject: (error: Error) => void } | undefined;
+  private unsent: Uint8Array | undefined;
+
+  private constructor(private socket: import("bun").Socket<undefined>) {}
+
+  static async open(hostname: string, port: number): Promise<Connection> {
+    let connection: Connection | undefined;
+    const socket = await Bun.connect({
+      hostname,
+      port,
+      socket: {
+        data: (_, chunk) => connection!.received(chunk),
+        drain: () => connection!.flush(),
+        close: () => connection?.fail(new Error("connection closed")),
+        error: (_, error) => connection?.fail(error),
+      },
+    });
+    socket.setNoDelay(true);
+    return (connection = new Connection(socket));
+  }
+
+  send(request: Uint8Array): Promise<Reply> {
+    if (this.pending) throw new Error("one request at a time on a connection");
+    return new Promise<Reply>((resolve, reject) => {
+      this.pending = { resolve, reject };
+      this.unsent = request;
+      this.flush();
+    });
+  }
+
+  close(): void {
+    this.reusable = false;
+    this.socket.end();
+  }
+
+  private flush(): void {
+    if (!this.unsent) return;
+    const written = this.socket.write(this.unsent);
+    this.unsent = written < this.unsent.length ? this.unsent.subarray(Math.max(0, written)) : undefined;
+  }
+
+  private received(chunk: Buffer): void {
+    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
+    const end = this.buffered.indexOf(HEADERS_END);
+    if (end < 0) return;
+    const head = this.buffered.subarray(0, end).toString("latin1");
+    const status = Number(head.slice(9, 12));
+    const length = /\r\ncontent-length: *(\d+)/i.exec(head);
+    if (!length) return this.fail(new Error(`answer without Content-Length: ${head.split("\r\n")[0]}`));
+    const total = end + 4 + Number(length[1]);
+    if (this.buffered.length < total) return;
+    const body = this.buffered.subarray(end + 4, total).toString("utf8");
+    if (this.buffered.length > total) return this.fail(new Error("bytes after the answer"));
+    this.buffered = Buffer.alloc(0);
+    if (/\r\nconnection: *close/i.test(head)) this.close();
+    const pending = this.pending!;
+    this.pending = undefined;
+    pending.resolve({ status, body });
+  }
+
+  private fail(error: Error): void {
+    this.reusable = false;
+    const pending = this.pending;
+    this.pending = undefined;
+    pending?.reject(error);
+  }
 }
 
 export function basic(id: string, secret: string): string {
