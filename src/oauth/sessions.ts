@@ -3,7 +3,7 @@
 // revocation and rotation primitives (single-round-trip SQL functions, see db/migrations).
 import { randomUUID } from "node:crypto";
 import type { SQL } from "drizzle-orm";
-import { eq, sql } from "drizzle-orm";
+import { sql } from "drizzle-orm";
 import type { PgColumn } from "drizzle-orm/pg-core";
 import { Batcher } from "../../db/batcher.ts";
 import type { Database, Db } from "../../db/client.ts";
@@ -124,26 +124,34 @@ const revokeBatcher = perDatabase(
     ),
 );
 
-function strategyFor(kind: TokenKind, column: PgColumn): SessionLookupStrategy {
-  // Built once per database and prepared: drizzle would otherwise rebuild the SQL text on
-  // every lookup, a tenth of an introspection's CPU.
-  const findQuery = (db: Db) => db.select().from(sessions).where(eq(column, sql.placeholder("jti"))).limit(1).prepare(`session_by_${kind}`);
-  const prepared = new WeakMap<Db, ReturnType<typeof findQuery>>();
+function strategyFor(kind: TokenKind, key: "accessTokenJti" | "refreshTokenJti"): SessionLookupStrategy {
+  const column: PgColumn = sessions[key];
+  // Lookups coalesced into one SELECT per batch, built once per database and prepared: drizzle
+  // would otherwise rebuild the SQL text on every lookup, a tenth of an introspection's CPU.
+  const findQuery = (db: Db) =>
+    db
+      .select()
+      .from(sessions)
+      .where(sql`${column} = any(array(select jsonb_array_elements_text(${sql.placeholder("jtis")}::jsonb)))`)
+      .prepare(`sessions_by_${kind}`);
+  const findBatcher = perDatabase((database) => {
+    const query = findQuery(database.db);
+    return new Batcher<string, Session | undefined>(async (jtis) => {
+      const rows = await query.execute({ jtis: JSON.stringify(jtis) });
+      const byJti = new Map(rows.map((row) => [row[key], row]));
+      return jtis.map((jti) => byJti.get(jti));
+    }, BATCHING);
+  });
   return {
     kind,
-    async find(database, jti) {
-      let query = prepared.get(database.db);
-      if (!query) prepared.set(database.db, (query = findQuery(database.db)));
-      const [session] = await query.execute({ jti });
-      return session;
-    },
+    find: (database, jti) => findBatcher(database).submit(jti),
     revoke: (database, jti, clientId, reason) => revokeBatcher(database).submit({ kind, jti, clientId, reason }),
   };
 }
 
 export const sessionLookup: Readonly<Record<TokenKind, SessionLookupStrategy>> = Object.freeze({
-  access_token: strategyFor("access_token", sessions.accessTokenJti),
-  refresh_token: strategyFor("refresh_token", sessions.refreshTokenJti),
+  access_token: strategyFor("access_token", "accessTokenJti"),
+  refresh_token: strategyFor("refresh_token", "refreshTokenJti"),
 });
 
 /**
