@@ -238,9 +238,11 @@ async function ceilingRows(sql: postgres.Sql, clientId: string, count: number) {
 // ta_bench itself (a handful of reads, noise against thousands of revocations).
 
 async function revocationCounters(monitor: postgres.Sql, sql: postgres.Sql) {
-  const [calls] = await sql`select coalesce(sum(calls), 0)::bigint as n from pg_stat_user_functions where funcname = 'ta_revoke_token'`;
+  const calls = async (name: string) =>
+    Number((await sql`select coalesce(sum(calls), 0)::bigint as n from pg_stat_user_functions where funcname = ${name}`)[0]!.n);
   const [xacts] = await monitor`select (xact_commit + xact_rollback)::bigint as n from pg_stat_database where datname = ${DB_NAME}`;
-  return { xacts: Number(xacts!.n), calls: Number(calls!.n) };
+  // ta_revoke_tokens is the statement (one per batch), ta_revoke_token runs once per revocation in it.
+  return { xacts: Number(xacts!.n), calls: await calls("ta_revoke_token"), statements: await calls("ta_revoke_tokens") };
 }
 
 /**
@@ -455,6 +457,7 @@ async function main() {
   const notifyTransactions = notifications - notificationsBefore;
   await listener.unlisten();
   const calls = after.calls - before.calls;
+  const statements = after.statements - before.statements;
   const xacts = after.xacts - before.xacts;
 
   // Proof of effect: every 20th revoked token is introspected, and must be dead.
@@ -510,9 +513,9 @@ async function main() {
     target("revocation c=32 ≥ 60 % of the pgbench UPDATE ceiling", `${ratios["revoke/update c=32"]} (${revoke32.rps} req/s vs ${ceilings["update c=32"]!.tps} tps)`, ratios["revoke/update c=32"]! >= 0.6),
     target("revocation c=32 p99 < 10 ms", `${revoke32.p99} ms`, revoke32.p99 < 10),
     target(
-      "one database round trip per revocation",
-      `${wire.revoke!.per_request} round trips on the wire, ${round2(calls / revocations)} ta_revoke_token calls, ${requestPathTransactions} transactions per revocation`,
-      wire.revoke!.per_request <= 1.01 && calls === revocations && requestPathTransactions <= 1.01,
+      "one database round trip per revocation (at most)",
+      `${wire.revoke!.per_request} round trips on the wire, ${round2(statements / revocations)} statements, ${requestPathTransactions} transactions per revocation; ${round2(calls / revocations)} ta_revoke_token calls`,
+      wire.revoke!.per_request <= 1.01 && calls === revocations && statements <= revocations && requestPathTransactions <= 1.01,
     ),
     target("introspection ≥ 2× the revocation rate (c=32)", `${ratios["introspect/revoke c=32"]}× (${results["introspect c=32"]!.rps} vs ${revoke32.rps} req/s)`, ratios["introspect/revoke c=32"]! >= 2),
     target("minting ≥ 60 % of the INSERT ceiling (c=32)", `${ratios["mint/insert c=32"]} (${results["mint c=32"]!.rps} req/s vs ${ceilings["insert c=32"]!.tps} tps)`, ratios["mint/insert c=32"]! >= 0.6),
@@ -547,6 +550,8 @@ async function main() {
     revocation_round_trips: {
       revocations,
       ta_revoke_token_calls: calls,
+      ta_revoke_tokens_statements: statements,
+      mean_batch: round2(revocations / statements),
       transactions: xacts,
       notify_transactions: notifyTransactions,
       request_path_transactions_per_revocation: requestPathTransactions,
@@ -614,7 +619,7 @@ function markdown(s: any): string {
     `Ratios: ${Object.entries(s.ratios).map(([k, v]) => `${k} ${v}`).join(", ")}.`,
     "",
     `Revocation rounds at c=32 on one process (req/s): ${s.revoke_rounds_c32.join(", ")} (drop ${s.round_drop_percent} %); CPU µs per request server / PostgreSQL / other by round: ${s.revoke_rounds_c32_cpu_us.map((r: { server: number; database: number; other: number }) => `${r.server} / ${r.database} / ${r.other}`).join(", ")}.`,
-    `Round trips: ${rt.revocations} revocations, ${rt.ta_revoke_token_calls} ta_revoke_token calls, ${rt.transactions} transactions in the database of which ${rt.notify_transactions} NOTIFYs (coalesced after commit, and cache heartbeats): ${rt.request_path_transactions_per_revocation} transactions per revocation on the request path.`,
+    `Round trips: ${rt.revocations} revocations, ${rt.ta_revoke_token_calls} ta_revoke_token calls in ${rt.ta_revoke_tokens_statements} ta_revoke_tokens statements (batches of ${rt.mean_batch} on average), ${rt.transactions} transactions in the database of which ${rt.notify_transactions} NOTIFYs (coalesced after commit, and cache heartbeats): ${rt.request_path_transactions_per_revocation} transactions per revocation on the request path.`,
     `Round trips counted on the wire (Sync, Flush or Query messages from a second server instance, ${s.wire_round_trips.revoke.requests} requests each after as many to warm up, c=8): ${Object.entries(
       s.wire_round_trips as Record<string, { per_request: number; by_statement: Record<string, number> }>,
     )
