@@ -9,6 +9,8 @@ import { openPostgres } from "../db/client.ts";
 import { createClient, createTestApp, mintClientSession, mintCodeSession, post } from "./helpers/app.ts";
 import type { TestApp } from "./helpers/app.ts";
 import { databaseUrl, openTestDatabase, TEST_DATABASE_URL } from "./helpers/db.ts";
+import { toOAuthError } from "../src/errors.ts";
+import { sessionLookup } from "../src/oauth/sessions.ts";
 
 setDefaultTimeout(60_000);
 
@@ -79,5 +81,60 @@ describe.skipIf(!TEST_DATABASE_URL)("a lock held elsewhere [postgres]", () => {
     const [res] = await post(t, "/oauth/revoke", { token: s.accessToken }, c.auth.headers);
     expect(res.status).toBe(200);
     expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(false);
+  });
+
+  // Revocations are batched (db/batcher.ts): one waiting on a lock must not hold up the rest.
+  test("revocations made while one waits on a lock are not held up by it", async () => {
+    const t = await app();
+    const c = await createClient(t, "confidential");
+    const stuck = await mintClientSession(t, c);
+    const others = await Promise.all(Array.from({ length: 3 }, () => mintClientSession(t, c)));
+    const holder = await holdLock(url, "select 1 from sessions where id = $1 for update", stuck.sessionId);
+    try {
+      const waiting = post(t, "/oauth/revoke", { token: stuck.accessToken }, c.auth.headers);
+      await Bun.sleep(50);
+      const began = performance.now();
+      const answers = await Promise.all(others.map((s) => post(t, "/oauth/revoke", { token: s.accessToken }, c.auth.headers)));
+      expect(answers.map(([res]) => res.status)).toEqual([200, 200, 200]);
+      expect(performance.now() - began).toBeLessThan(500);
+      for (const s of others) expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(false);
+      const [res] = await waiting;
+      expect(res.status).toBe(503);
+    } finally {
+      await holder.release();
+    }
+    expect((await t.services.verifier.verify(stuck.accessToken)).ok).toBe(true);
+  });
+
+  test("a revocation batched with one that times out on a lock is still revoked", async () => {
+    const t = await app();
+    const c = await createClient(t, "confidential");
+    const stuck = await mintClientSession(t, c);
+    const other = await mintClientSession(t, c);
+    const holder = await holdLock(url, "select 1 from sessions where id = $1 for update", stuck.sessionId);
+    let statements = 0;
+    const original = t.database.rows;
+    t.database.rows = ((query) => (statements++, original(query))) as typeof original;
+    const jti = async (token: string) => (await t.services.tokens.verify(token)).claims.jti;
+    const [stuckJti, otherJti] = [await jti(stuck.accessToken), await jti(other.accessToken)];
+    const began = performance.now();
+    try {
+      // Submitted in one turn of the event loop, both go out in one statement.
+      const revoke = (id: string) => sessionLookup.access_token.revoke(t.database, id, c.client.clientId, "revoked_by_client");
+      const [stuckResult, otherResult] = await Promise.allSettled([
+        revoke(stuckJti),
+        revoke(otherJti).finally(() => expect(performance.now() - began).toBeGreaterThan(900)),
+      ]);
+      expect(stuckResult.status).toBe("rejected");
+      expect(toOAuthError((stuckResult as PromiseRejectedResult).reason).status).toBe(503);
+      expect(otherResult).toMatchObject({ status: "fulfilled", value: { outcome: "revoked" } });
+    } finally {
+      t.database.rows = original;
+      await holder.release();
+    }
+    // The shared statement (timed out after 1 s), then each item alone.
+    expect(statements).toBe(3);
+    expect((await t.services.verifier.verify(other.accessToken)).ok).toBe(false);
+    expect((await t.services.verifier.verify(stuck.accessToken)).ok).toBe(true);
   });
 });
