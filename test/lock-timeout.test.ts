@@ -112,6 +112,7 @@ describe.skipIf(!TEST_DATABASE_URL)("a lock held elsewhere [postgres]", () => {
     const stuck = await mintClientSession(t, c);
     const other = await mintClientSession(t, c);
     const holder = await holdLock(url, "select 1 from sessions where id = $1 for update", stuck.sessionId);
+    await t.services.notifier.flush(); // an earlier revocation's coalesced NOTIFY
     let statements = 0;
     const original = t.database.rows;
     t.database.rows = ((query) => (statements++, original(query))) as typeof original;
