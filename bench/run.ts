@@ -241,7 +241,8 @@ async function revocationCounters(monitor: postgres.Sql, sql: postgres.Sql) {
   const calls = async (name: string) =>
     Number((await sql`select coalesce(sum(calls), 0)::bigint as n from pg_stat_user_functions where funcname = ${name}`)[0]!.n);
   const [xacts] = await monitor`select (xact_commit + xact_rollback)::bigint as n from pg_stat_database where datname = ${DB_NAME}`;
-  // ta_revoke_tokens is the statement (one per batch), ta_revoke_token runs once per revocation in it.
+  // ta_revoke_tokens is the statement (one per batch); in it, ta_revoke_token runs for each
+  // revocation its set-based fast path did not settle (refresh tokens, families, the rest).
   return { xacts: Number(xacts!.n), calls: await calls("ta_revoke_token"), statements: await calls("ta_revoke_tokens") };
 }
 
@@ -249,12 +250,15 @@ async function revocationCounters(monitor: postgres.Sql, sql: postgres.Sql) {
  * A busy backend flushes its statistics at most once a second, an idle one within 10 s
  * (PostgreSQL 15's PGSTAT_IDLE_INTERVAL): read once every backend has been idle that long.
  */
-async function settledCounters(monitor: postgres.Sql, sql: postgres.Sql, atLeastCalls: number) {
+async function settledCounters(monitor: postgres.Sql, sql: postgres.Sql) {
   await Bun.sleep(10_500);
   let counters = await revocationCounters(monitor, sql);
-  for (let i = 0; i < 20 && counters.calls < atLeastCalls; i++) {
+  // Until two reads half a second apart agree on the statements run.
+  for (let i = 0; i < 20; i++) {
     await Bun.sleep(500);
-    counters = await revocationCounters(monitor, sql);
+    const again = await revocationCounters(monitor, sql);
+    if (again.statements === counters.statements && again.calls === counters.calls) break;
+    counters = again;
   }
   return counters;
 }
@@ -435,7 +439,7 @@ async function main() {
   console.log("revocation…");
   let notifications = 0;
   const listener = await sql.listen("ta_revocations", () => notifications++);
-  const before = await settledCounters(monitor, sql, 0);
+  const before = await settledCounters(monitor, sql);
   const notificationsBefore = notifications;
   results["revoke c=8"] = await closedLoop(accessTokens.slice(0, N), 8, (token) => post("/oauth/revoke", { token, token_type_hint: "access_token" }), { meter });
   const roundSize = Math.floor((3 * N) / ROUNDS);
@@ -453,7 +457,7 @@ async function main() {
     { meter },
   );
   const revocations = 2 * N + roundSize * ROUNDS;
-  const after = await settledCounters(monitor, sql, before.calls + revocations);
+  const after = await settledCounters(monitor, sql);
   const notifyTransactions = notifications - notificationsBefore;
   await listener.unlisten();
   const calls = after.calls - before.calls;
@@ -514,8 +518,8 @@ async function main() {
     target("revocation c=32 p99 < 10 ms", `${revoke32.p99} ms`, revoke32.p99 < 10),
     target(
       "one database round trip per revocation (at most)",
-      `${wire.revoke!.per_request} round trips on the wire, ${round2(statements / revocations)} statements, ${requestPathTransactions} transactions per revocation; ${round2(calls / revocations)} ta_revoke_token calls`,
-      wire.revoke!.per_request <= 1.01 && calls === revocations && statements <= revocations && requestPathTransactions <= 1.01,
+      `${wire.revoke!.per_request} round trips on the wire, ${round2(statements / revocations)} statements, ${requestPathTransactions} transactions per revocation`,
+      wire.revoke!.per_request <= 1.01 && statements <= revocations && requestPathTransactions <= 1.01,
     ),
     target("introspection ≥ 2× the revocation rate (c=32)", `${ratios["introspect/revoke c=32"]}× (${results["introspect c=32"]!.rps} vs ${revoke32.rps} req/s)`, ratios["introspect/revoke c=32"]! >= 2),
     target("minting ≥ 60 % of the INSERT ceiling (c=32)", `${ratios["mint/insert c=32"]} (${results["mint c=32"]!.rps} req/s vs ${ceilings["insert c=32"]!.tps} tps)`, ratios["mint/insert c=32"]! >= 0.6),
@@ -619,7 +623,7 @@ function markdown(s: any): string {
     `Ratios: ${Object.entries(s.ratios).map(([k, v]) => `${k} ${v}`).join(", ")}.`,
     "",
     `Revocation rounds at c=32 on one process (req/s): ${s.revoke_rounds_c32.join(", ")} (drop ${s.round_drop_percent} %); CPU µs per request server / PostgreSQL / other by round: ${s.revoke_rounds_c32_cpu_us.map((r: { server: number; database: number; other: number }) => `${r.server} / ${r.database} / ${r.other}`).join(", ")}.`,
-    `Round trips: ${rt.revocations} revocations, ${rt.ta_revoke_token_calls} ta_revoke_token calls in ${rt.ta_revoke_tokens_statements} ta_revoke_tokens statements (batches of ${rt.mean_batch} on average), ${rt.transactions} transactions in the database of which ${rt.notify_transactions} NOTIFYs (coalesced after commit, and cache heartbeats): ${rt.request_path_transactions_per_revocation} transactions per revocation on the request path.`,
+    `Round trips: ${rt.revocations} revocations in ${rt.ta_revoke_tokens_statements} ta_revoke_tokens statements (batches of ${rt.mean_batch} on average; ${rt.ta_revoke_token_calls} revocations past its set-based fast path, through ta_revoke_token), ${rt.transactions} transactions in the database of which ${rt.notify_transactions} NOTIFYs (coalesced after commit, and cache heartbeats): ${rt.request_path_transactions_per_revocation} transactions per revocation on the request path.`,
     `Round trips counted on the wire (Sync, Flush or Query messages from a second server instance, ${s.wire_round_trips.revoke.requests} requests each after as many to warm up, c=8): ${Object.entries(
       s.wire_round_trips as Record<string, { per_request: number; by_statement: Record<string, number> }>,
     )
