@@ -116,9 +116,10 @@ const revokeBatcher = perDatabase(
         const rows = await database.rows<{ i: number; outcome: RevokeOutcome; session_id: string | null; revoked_count: number }>(
           sql`select i, outcome, session_id, revoked_count from ta_revoke_tokens(${json}::jsonb)`,
         );
-        const results: RevokeResult[] = new Array(items.length);
+        const results: (RevokeResult | undefined)[] = items.map(() => undefined);
         for (const row of rows) results[row.i] = { outcome: row.outcome, sessionId: row.session_id, revokedCount: Number(row.revoked_count) };
-        return results;
+        if (results.includes(undefined)) throw new Error("ta_revoke_tokens left an item without a result");
+        return results as RevokeResult[];
       },
       BATCHING,
     ),
@@ -213,7 +214,11 @@ const insertBatcher = perDatabase(
                  refresh_expires_at timestamptz)
           returning id, access_token_jti`);
         const ids = new Map(inserted.map((row) => [row.access_token_jti, row.id]));
-        return rows.map((row) => ids.get(row.accessTokenJti)!);
+        return rows.map((row) => {
+          const id = ids.get(row.accessTokenJti);
+          if (id === undefined) throw new Error("a session INSERT of the batch returned no id");
+          return id;
+        });
       },
       BATCHING,
     ),
