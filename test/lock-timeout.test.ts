@@ -138,4 +138,53 @@ describe.skipIf(!TEST_DATABASE_URL)("a lock held elsewhere [postgres]", () => {
     expect((await t.services.verifier.verify(other.accessToken)).ok).toBe(false);
     expect((await t.services.verifier.verify(stuck.accessToken)).ok).toBe(true);
   });
+
+  test("a batch that deadlocks with another transaction is run again item by item, and revokes", async () => {
+    const t = await app();
+    const c = await createClient(t, "confidential");
+    const one = await mintCodeSession(t, c);
+    const two = await mintCodeSession(t, c);
+    const jti = async (token: string) => (await t.services.tokens.verify(token)).claims.jti;
+    const [a1, r2] = [await jti(one.accessToken), await jti(two.refreshToken!)];
+    // The batch's own instance, with a lock timeout above PostgreSQL's deadlock_timeout (1 s).
+    const instance = openPostgres(url, { poolSize: 2, connectTimeout: 5, statementTimeout: 5 });
+    const original = instance.rows;
+    let statements = 0;
+    (instance as { rows: Database["rows"] }).rows = ((query) => (statements++, original(query))) as Database["rows"];
+    // Another transaction holds family two's grant, and will ask for family one's while the
+    // batch holds it: a deadlock, which the batch detects first (the other waits 10 s to look).
+    const other = postgres(url, { max: 1, onnotice: () => {} });
+    let step!: () => void;
+    const stepped = new Promise<void>((resolve) => (step = resolve));
+    let proceed!: () => void;
+    const proceeding = new Promise<void>((resolve) => (proceed = resolve));
+    const holder = other.begin(async (tx) => {
+      await tx`set local deadlock_timeout = '10s'`;
+      await tx`select 1 from authorization_grants where id = ${two.grantId} for update`;
+      step();
+      await proceeding;
+      await tx`select 1 from authorization_grants where id = ${one.grantId} for update`;
+    });
+    try {
+      await stepped;
+      // Items in (kind, jti) order: family one is locked and revoked, then the batch waits for two.
+      const batch = Promise.all([a1, r2].map((id, i) =>
+        sessionLookup[i === 0 ? "access_token" : "refresh_token"].revoke(instance, id, c.client.clientId, "revoked_by_client"),
+      ));
+      await Bun.sleep(300);
+      proceed();
+      await holder; // it got family one's grant once the batch was rolled back, and commits
+      const results = await batch;
+      expect(results.map((r) => r.outcome)).toEqual(["revoked", "revoked"]);
+      // The batch, then each item alone.
+      expect(statements).toBe(3);
+    } finally {
+      (instance as { rows: Database["rows"] }).rows = original;
+      await instance.close();
+      await other.end();
+    }
+    for (const token of [one.accessToken, one.refreshToken!, two.accessToken, two.refreshToken!]) {
+      expect((await t.services.verifier.verify(token)).ok).toBe(false);
+    }
+  });
 });
