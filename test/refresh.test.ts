@@ -4,7 +4,7 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { eq, sql } from "drizzle-orm";
 import { sessions } from "../db/schema.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
-import { createClient, post, useTestApp } from "./helpers/app.ts";
+import { countStatements, createClient, post, useTestApp } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
 import { issueCode, redeem, refresh, warmPool } from "./helpers/grants.ts";
 
@@ -154,6 +154,28 @@ describe.each(backends)("refresh_token grant [%s]", (backend) => {
     expect(family.filter((s) => s.status === "created")).toHaveLength(0);
     expect(family).toHaveLength(2);
     expect(await isLive(t, winners[0]![1].access_token)).toBe(false);
+  });
+
+  test("rotations submitted together share one statement; each gets what it would get alone", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const a = await signIn(t, c);
+    const b = await signIn(t, c);
+    const jti = async (token: string) => (await t.services.tokens.verify(token)).claims.jti;
+    const [aJti, bJti] = [await jti(a.refreshToken), await jti(b.refreshToken)];
+    const statements = countStatements(t.database, "ta_rotate_sessions");
+    const rotate = (refreshJti: string) => t.services.sessions.rotate({ refreshJti, client: c.client, scope: undefined, graceSeconds: 0 });
+    // b's refresh token twice in one batch: the first rotates, the second is reuse.
+    const [ra, rb, again] = await Promise.all([rotate(aJti), rotate(bJti), rotate(bJti)]);
+    expect(statements.stop()).toBe(1);
+    expect([ra.outcome, rb.outcome, again.outcome]).toEqual(["rotated", "rotated", "reuse"]);
+    if (ra.outcome !== "rotated" || rb.outcome !== "rotated") throw new Error("not rotated");
+    expect(await isLive(t, ra.tokens.accessToken)).toBe(true);
+    expect(await isLive(t, ra.tokens.refreshToken!)).toBe(true);
+    expect(await isLive(t, a.accessToken)).toBe(false);
+    // The reuse killed b's family, the child just made too.
+    expect(await isLive(t, rb.tokens.accessToken)).toBe(false);
+    expect((await familyOf(t, b.grantId)).filter((s) => s.status === "created")).toHaveLength(0);
   });
 });
 

@@ -5,6 +5,7 @@ import m2 from "./0002_consents.sql" with { type: "text" };
 import m3 from "./0003_revocation_without_notify.sql" with { type: "text" };
 import m4 from "./0004_revoke_token_fast_path.sql" with { type: "text" };
 import m5 from "./0005_revoke_tokens_batch.sql" with { type: "text" };
+import m6 from "./0006_rotate_sessions_batch.sql" with { type: "text" };
 
 export interface EmbeddedMigration {
   tag: string;
@@ -20,4 +21,5 @@ export const migrations: readonly EmbeddedMigration[] = [
   { tag: "0003_revocation_without_notify", when: 1795264113958, breakpoints: true, sql: m3 },
   { tag: "0004_revoke_token_fast_path", when: 1795267439968, breakpoints: true, sql: m4 },
   { tag: "0005_revoke_tokens_batch", when: 1796158184463, breakpoints: true, sql: m5 },
+  { tag: "0006_rotate_sessions_batch", when: 1796160939603, breakpoints: true, sql: m6 },
 ];

@@ -224,6 +224,44 @@ const insertBatcher = perDatabase(
     ),
 );
 
+/** One rotation as ta_rotate_sessions (migration 0006) takes it. */
+interface RotateItem {
+  refresh_jti: string;
+  client_id: string;
+  scope: string;
+  new_access_jti: string;
+  new_refresh_jti: string;
+  access_ttl: number;
+  grace_seconds: number;
+}
+
+interface RotateRow {
+  i: number;
+  outcome: RotateOutcome;
+  new_session_id: string | null;
+  subject: string | null;
+  scope: string | null;
+  audience: string[] | null;
+  access_expires_at: Date | string | null;
+  refresh_expires_at: Date | string | null;
+}
+
+/** Refresh-token rotations coalesced into ta_rotate_sessions: each item as ta_rotate_session alone. */
+const rotateBatcher = perDatabase(
+  (database) =>
+    new Batcher<RotateItem, RotateRow>(
+      async (items) => {
+        const json = JSON.stringify(items.map((item, i) => ({ i, ...item })));
+        const rows = await database.rows<RotateRow & Record<string, unknown>>(sql`select * from ta_rotate_sessions(${json}::jsonb)`);
+        const results: (RotateRow | undefined)[] = items.map(() => undefined);
+        for (const row of rows) results[row.i] = row;
+        if (results.includes(undefined)) throw new Error("ta_rotate_sessions left an item without a result");
+        return results as RotateRow[];
+      },
+      BATCHING,
+    ),
+);
+
 export class SessionService {
   constructor(
     private readonly database: Database,
@@ -293,17 +331,15 @@ export class SessionService {
     const accessTtl = client.accessTokenTtl ?? this.defaults.accessTokenTtl;
     const accessJti = newJti();
     const refreshJti = newJti();
-    const [row] = await this.database.rows<{
-      outcome: RotateOutcome;
-      new_session_id: string | null;
-      subject: string | null;
-      scope: string | null;
-      audience: string[] | null;
-      access_expires_at: Date | string | null;
-      refresh_expires_at: Date | string | null;
-    }>(sql`select * from ta_rotate_session(${request.refreshJti}, ${client.clientId}, ${request.scope ?? ""},
-      ${accessJti}, ${refreshJti}, ${accessTtl}, ${request.graceSeconds})`);
-    if (!row) throw new Error("ta_rotate_session returned no row");
+    const row = await rotateBatcher(this.database).submit({
+      refresh_jti: request.refreshJti,
+      client_id: client.clientId,
+      scope: request.scope ?? "",
+      new_access_jti: accessJti,
+      new_refresh_jti: refreshJti,
+      access_ttl: accessTtl,
+      grace_seconds: request.graceSeconds,
+    });
     // Rotation retires the old access token, reuse revokes the family: both reach the feed.
     if (row.outcome === "rotated" || row.outcome === "replaced" || row.outcome === "reuse") this.notifier?.committed();
     if (row.outcome !== "rotated" && row.outcome !== "replaced") {
