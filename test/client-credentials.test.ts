@@ -1,7 +1,6 @@
 // grant_type=client_credentials at POST /oauth/token, on every backend.
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
-import { PgDialect } from "drizzle-orm/pg-core";
-import { createClient, post, useTestApp } from "./helpers/app.ts";
+import { countStatements, createClient, post, useTestApp } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
 import { tokenRequest } from "./helpers/grants.ts";
 
@@ -104,8 +103,6 @@ describe.each(backends)("client_credentials grant [%s]", (backend) => {
   test("concurrent mints share one INSERT and each token names its own live session", async () => {
     const t = await ready();
     const c = await createClient(t, "confidential");
-    const original = t.database.rows;
-    let statements = 0;
     // The six signatures are handed back in one turn of the event loop, so the six mints reach
     // the database together, as concurrent requests of a busy server do.
     const sign = t.services.tokens.sign.bind(t.services.tokens);
@@ -115,20 +112,14 @@ describe.each(backends)("client_credentials grant [%s]", (backend) => {
       await new Promise<void>((resolve) => signed.push(resolve) === 6 && signed.forEach((go) => go()));
       return token;
     }) as typeof sign;
-    // Session INSERTs only: an earlier test's coalesced NOTIFY may go out meanwhile.
-    const dialect = new PgDialect();
-    t.database.rows = ((query) => {
-      if (dialect.sqlToQuery(query).sql.trimStart().startsWith("insert into sessions")) statements++;
-      return original(query);
-    }) as typeof original;
+    const statements = countStatements(t.database, "insert into sessions");
     const issued = await Promise.all(
       Array.from({ length: 6 }, (_, i) =>
         t.services.sessions.mint({ client: c.client, subject: c.client.clientId, scope: "read", audience: [`https://api${i}.example`], withRefreshToken: false }),
       ),
     );
-    t.database.rows = original;
     t.services.tokens.sign = sign;
-    expect(statements).toBe(1);
+    expect(statements.stop()).toBe(1);
     expect(new Set(issued.map((s) => s.sessionId)).size).toBe(6);
     for (const [i, s] of issued.entries()) {
       const verified = await t.services.verifier.verify(s.accessToken);

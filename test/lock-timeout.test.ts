@@ -6,7 +6,7 @@ import { sql } from "drizzle-orm";
 import postgres from "postgres";
 import type { Database } from "../db/client.ts";
 import { openPostgres } from "../db/client.ts";
-import { createClient, createTestApp, mintClientSession, mintCodeSession, post } from "./helpers/app.ts";
+import { countStatements, createClient, createTestApp, mintClientSession, mintCodeSession, post } from "./helpers/app.ts";
 import type { TestApp } from "./helpers/app.ts";
 import { databaseUrl, openTestDatabase, TEST_DATABASE_URL } from "./helpers/db.ts";
 import { toOAuthError } from "../src/errors.ts";
@@ -112,10 +112,7 @@ describe.skipIf(!TEST_DATABASE_URL)("a lock held elsewhere [postgres]", () => {
     const stuck = await mintClientSession(t, c);
     const other = await mintClientSession(t, c);
     const holder = await holdLock(url, "select 1 from sessions where id = $1 for update", stuck.sessionId);
-    await t.services.notifier.flush(); // an earlier revocation's coalesced NOTIFY
-    let statements = 0;
-    const original = t.database.rows;
-    t.database.rows = ((query) => (statements++, original(query))) as typeof original;
+    const statements = countStatements(t.database, "ta_revoke_tokens");
     const jti = async (token: string) => (await t.services.tokens.verify(token)).claims.jti;
     const [stuckJti, otherJti] = [await jti(stuck.accessToken), await jti(other.accessToken)];
     const began = performance.now();
@@ -130,11 +127,10 @@ describe.skipIf(!TEST_DATABASE_URL)("a lock held elsewhere [postgres]", () => {
       expect(toOAuthError((stuckResult as PromiseRejectedResult).reason).status).toBe(503);
       expect(otherResult).toMatchObject({ status: "fulfilled", value: { outcome: "revoked" } });
     } finally {
-      t.database.rows = original;
       await holder.release();
     }
     // The shared statement (timed out after 1 s), then each item alone.
-    expect(statements).toBe(3);
+    expect(statements.stop()).toBe(3);
     expect((await t.services.verifier.verify(other.accessToken)).ok).toBe(false);
     expect((await t.services.verifier.verify(stuck.accessToken)).ok).toBe(true);
   });
@@ -148,9 +144,7 @@ describe.skipIf(!TEST_DATABASE_URL)("a lock held elsewhere [postgres]", () => {
     const [a1, r2] = [await jti(one.accessToken), await jti(two.refreshToken!)];
     // The batch's own instance, with a lock timeout above PostgreSQL's deadlock_timeout (1 s).
     const instance = openPostgres(url, { poolSize: 2, connectTimeout: 5, statementTimeout: 5 });
-    const original = instance.rows;
-    let statements = 0;
-    (instance as { rows: Database["rows"] }).rows = ((query) => (statements++, original(query))) as Database["rows"];
+    const statements = countStatements(instance, "ta_revoke_tokens");
     // Another transaction holds family two's grant, and will ask for family one's while the
     // batch holds it: a deadlock, which the batch detects first (the other waits 10 s to look).
     const other = postgres(url, { max: 1, onnotice: () => {} });
@@ -177,9 +171,8 @@ describe.skipIf(!TEST_DATABASE_URL)("a lock held elsewhere [postgres]", () => {
       const results = await batch;
       expect(results.map((r) => r.outcome)).toEqual(["revoked", "revoked"]);
       // The batch, then each item alone.
-      expect(statements).toBe(3);
+      expect(statements.stop()).toBe(3);
     } finally {
-      (instance as { rows: Database["rows"] }).rows = original;
       await instance.close();
       await other.end();
     }

@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { eq, sql } from "drizzle-orm";
 import { revocationEvents, sessions } from "../db/schema.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
-import { createClient, mintClientSession, mintCodeSession, post, useTestApp } from "./helpers/app.ts";
+import { countStatements, createClient, mintClientSession, mintCodeSession, post, useTestApp } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
 import { sessionLookup } from "../src/oauth/sessions.ts";
 
@@ -141,13 +141,9 @@ describe.each(backends)("revocation paths [%s]", (backend) => {
       { kind: "access_token", jti: crypto.randomUUID() },
       { kind: "access_token", jti: await jti(plain.accessToken) },
     ] as const;
-    await t.services.notifier.flush(); // the coalesced NOTIFY of the revocation above
-    const original = t.database.rows;
-    let statements = 0;
-    t.database.rows = ((query) => (statements++, original(query))) as typeof original;
+    const statements = countStatements(t.database, "ta_revoke_tokens");
     const results = await Promise.all(items.map((item) => sessionLookup[item.kind].revoke(t.database, item.jti, c.client.clientId, "revoked_by_client")));
-    t.database.rows = original;
-    expect(statements).toBe(1);
+    expect(statements.stop()).toBe(1);
     // The same token twice in one batch: revoked once, then found revoked.
     expect(results.map((r) => r.outcome)).toEqual(["revoked", "revoked", "other_client", "already_revoked", "unknown", "already_revoked"]);
     expect(results[0]!.sessionId).toBe(plain.sessionId);

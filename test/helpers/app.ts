@@ -1,6 +1,7 @@
 // createTestApp(): an app over a private migrated database, with logs captured in memory,
 // plus request helpers that return [response, body] and fixtures for clients and tokens.
 import { afterAll, beforeAll } from "bun:test";
+import { PgDialect } from "drizzle-orm/pg-core";
 import type { Database } from "../../db/client.ts";
 import { authorizationGrants } from "../../db/schema.ts";
 import { createApp } from "../../src/app.ts";
@@ -165,4 +166,24 @@ export function mintClientSession(t: TestApp, c: TestClient): Promise<IssuedToke
     audience: [t.config.defaultAudience],
     withRefreshToken: false,
   });
+}
+
+/**
+ * Counts the raw statements (`Database.rows` calls) run from now on whose SQL contains
+ * `match`; `stop()` puts the original back and answers the count.
+ */
+export function countStatements(database: Database, match: string) {
+  const original = database.rows;
+  const dialect = new PgDialect();
+  let count = 0;
+  (database as { rows: Database["rows"] }).rows = ((query) => {
+    if (dialect.sqlToQuery(query).sql.includes(match)) count++;
+    return original(query);
+  }) as Database["rows"];
+  return {
+    stop() {
+      (database as { rows: Database["rows"] }).rows = original;
+      return count;
+    },
+  };
 }
