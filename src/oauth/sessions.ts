@@ -69,7 +69,10 @@ export interface RevokeResult {
 export interface SessionLookupStrategy {
   readonly kind: TokenKind;
   find(database: Database, jti: string): Promise<Session | undefined>;
-  /** Finds the session, checks it belongs to `clientId`, revokes its family: one round trip. */
+  /**
+   * Finds the session, checks it belongs to `clientId`, revokes its family: one round trip at
+   * most, shared with the revocations made at the same time (ta_revoke_tokens).
+   */
   revoke(database: Database, jti: string, clientId: string, reason: string): Promise<RevokeResult>;
 }
 
@@ -103,6 +106,14 @@ function perDatabase<T>(make: (database: Database) => T): (database: Database) =
   };
 }
 
+/** The rows of a batched function, one per item, put back in the items' order by their `i`. */
+function inPositionOrder<R extends { i: number }>(rows: readonly R[], count: number, name: string): R[] {
+  const ordered: (R | undefined)[] = new Array(count).fill(undefined);
+  for (const row of rows) ordered[row.i] = row;
+  if (rows.length !== count || ordered.includes(undefined)) throw new Error(`${name} did not answer one row per item`);
+  return ordered as R[];
+}
+
 /**
  * Revocations coalesced into ta_revoke_tokens (migration 0005): each item gets what
  * ta_revoke_token gives it alone, and the revocations at the database at the same time share
@@ -116,10 +127,11 @@ const revokeBatcher = perDatabase(
         const rows = await database.rows<{ i: number; outcome: RevokeOutcome; session_id: string | null; revoked_count: number }>(
           sql`select i, outcome, session_id, revoked_count from ta_revoke_tokens(${json}::jsonb)`,
         );
-        const results: (RevokeResult | undefined)[] = items.map(() => undefined);
-        for (const row of rows) results[row.i] = { outcome: row.outcome, sessionId: row.session_id, revokedCount: Number(row.revoked_count) };
-        if (results.includes(undefined)) throw new Error("ta_revoke_tokens left an item without a result");
-        return results as RevokeResult[];
+        return inPositionOrder(rows, items.length, "ta_revoke_tokens").map((row) => ({
+          outcome: row.outcome,
+          sessionId: row.session_id,
+          revokedCount: Number(row.revoked_count),
+        }));
       },
       BATCHING,
     ),
@@ -253,10 +265,7 @@ const rotateBatcher = perDatabase(
       async (items) => {
         const json = JSON.stringify(items.map((item, i) => ({ i, ...item })));
         const rows = await database.rows<RotateRow & Record<string, unknown>>(sql`select * from ta_rotate_sessions(${json}::jsonb)`);
-        const results: (RotateRow | undefined)[] = items.map(() => undefined);
-        for (const row of rows) results[row.i] = row;
-        if (results.includes(undefined)) throw new Error("ta_rotate_sessions left an item without a result");
-        return results as RotateRow[];
+        return inPositionOrder(rows, items.length, "ta_rotate_sessions");
       },
       BATCHING,
     ),
