@@ -1,9 +1,10 @@
-// Profiles one phase of the benchmark: `bun bench/profile.ts revoke|introspect|mint [count] [--plain]`.
+// Profiles one phase of the benchmark: `bun bench/profile.ts revoke|introspect|mint|code [count] [--plain]`.
 // Tokens are minted by one server; a second, started from source under `bun --cpu-prof`,
 // serves only the phase, so its profile (bench/results/profile/*.cpuprofile and .md) shows
 // nothing else. With --plain the second server runs without the profiler and the phase's
 // req/s, p99 and CPU per request (server / PostgreSQL / load generator) are printed: a quick
 // A/B of one change. Needs the local PostgreSQL, like `bun run bench`.
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -25,16 +26,18 @@ await admin.unsafe(`create database ${DB_NAME}`);
 const env = { ...process.env, DATABASE_URL: url.toString(), TA_LOG_LEVEL: "warn", TA_ISSUER: "http://127.0.0.1:1" };
 const cwd = mkdtempSync(join(tmpdir(), "ta-profile-"));
 const cli = async (...args: string[]) => {
-  const proc = Bun.spawn(["bun", join(ROOT, "src/main.ts"), ...args], { env, cwd, stdout: "pipe", stderr: "inherit" });
+  const stdin = args[0] === "users" ? new TextEncoder().encode("profile-password\n") : "ignore";
+  const proc = Bun.spawn(["bun", join(ROOT, "src/main.ts"), ...args], { env, cwd, stdin, stdout: "pipe", stderr: "inherit" });
   const out = await new Response(proc.stdout).text();
   if ((await proc.exited) !== 0) throw new Error(`${args.join(" ")} failed`);
   return out;
 };
 await cli("migrate");
-const client = JSON.parse(await cli("clients", "create", "--name", "profile", "--grant-type", "client_credentials", "--scope", "read")) as {
-  client_id: string;
-  client_secret: string;
-};
+const REDIRECT_URI = "http://127.0.0.1/callback";
+const client = JSON.parse(
+  await cli("clients", "create", "--name", "profile", "--grant-type", "client_credentials", "--grant-type", "authorization_code",
+    "--grant-type", "refresh_token", "--redirect-uri", REDIRECT_URI, "--scope", "read"),
+) as { client_id: string; client_secret: string };
 const auth = basic(client.client_id, client.client_secret);
 
 async function serve(profile: boolean) {
@@ -63,6 +66,30 @@ await closedLoop(
 );
 await minter.stop();
 
+// Authorization codes for the code phase: the fixture of bench/run.ts (grant rows holding the
+// SHA-256 hex of a known code and a PKCE S256 challenge), redeemed like any client would.
+const verifier = randomBytes(32).toString("base64url");
+const codes = phase === "code" ? Array.from({ length: count }, () => randomBytes(32).toString("base64url")) : [];
+if (phase === "code") {
+  const user = JSON.parse(await cli("users", "create", "profile-user", "--password-stdin")) as { id: string };
+  const sql = postgres(url.toString(), { max: 1, onnotice: () => {} });
+  const challenge = createHash("sha256").update(verifier).digest("base64url");
+  for (let i = 0; i < codes.length; i += 1000) {
+    const rows = codes.slice(i, i + 1000).map((code) => ({
+      code_hash: createHash("sha256").update(code).digest("hex"),
+      client_id: client.client_id,
+      user_id: user.id,
+      code_challenge: challenge,
+      code_challenge_method: "S256",
+      redirect_uri: REDIRECT_URI,
+      scope: "read",
+      expires_at: new Date(Date.now() + 3600_000),
+    }));
+    await sql`insert into authorization_grants ${sql(rows)}`;
+  }
+  await sql.end();
+}
+
 const server = await serve(!plain);
 const http = httpClient(server.url);
 const databasePids = async () =>
@@ -71,8 +98,9 @@ const send: Record<string, (token: string) => Promise<Reply>> = {
   revoke: (token) => http.post("/oauth/revoke", { token, token_type_hint: "access_token" }, auth),
   introspect: (token) => http.post("/oauth/introspect", { token, token_type_hint: "access_token" }, auth),
   mint: () => http.post("/oauth/token", { grant_type: "client_credentials", scope: "read" }, auth),
+  code: (code) => http.post("/oauth/token", { grant_type: "authorization_code", code, code_verifier: verifier, redirect_uri: REDIRECT_URI }, auth),
 };
-const result = await closedLoop(tokens, 32, send[phase]!, { meter: plain ? () => cpuMeter([server.pid], databasePids) : noMeter });
+const result = await closedLoop(phase === "code" ? codes : tokens, 32, send[phase]!, { meter: plain ? () => cpuMeter([server.pid], databasePids) : noMeter });
 await server.stop();
 const perRequest = (seconds: number) => Math.round((seconds / result.requests) * 1e6);
 console.log(phase, result.rps, "req/s, p99", result.p99, "ms, statuses", JSON.stringify(result.statuses));
