@@ -15,6 +15,8 @@ export interface LoadResult {
   max: number;
   statuses: Record<string, number>;
   cpu: CpuShare;
+  /** Every request's latency in ms, sorted (not written to the JSON result). */
+  readonly latencies?: readonly number[];
 }
 
 export interface CpuShare {
@@ -134,17 +136,13 @@ export async function closedLoop<T>(
   const seconds = (performance.now() - began) / 1000;
   const cpu = await stop();
   const sorted = latencies.slice().sort((a, b) => a - b);
-  return {
-    requests: items.length,
-    seconds: round2(seconds),
-    rps: Math.round(items.length / seconds),
-    p50: percentile(sorted, 50),
-    p90: percentile(sorted, 90),
-    p99: percentile(sorted, 99),
-    max: percentile(sorted, 100),
-    statuses,
-    cpu,
-  };
+  const result: LoadResult = { requests: items.length, seconds: round2(seconds), rps: Math.round(items.length / seconds), ...latencyStats(sorted), statuses, cpu };
+  return Object.defineProperty(result, "latencies", { value: sorted, enumerable: false });
+}
+
+/** p50, p90, p99 and max of sorted latencies. */
+export function latencyStats(sorted: readonly number[]) {
+  return { p50: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99), max: percentile(sorted, 100) };
 }
 
 /**

@@ -22,7 +22,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import postgres from "postgres";
 import type { CpuShare, LoadResult, Reply } from "./lib.ts";
-import { basic, closedLoop, cpuMeter, freePort, httpClient, loadAverage, peakRssMiB, rssMiB } from "./lib.ts";
+import { basic, closedLoop, cpuMeter, freePort, httpClient, latencyStats, loadAverage, peakRssMiB, rssMiB } from "./lib.ts";
 import { wireCounter } from "./wire-counter.ts";
 
 const ROOT = join(import.meta.dir, "..");
@@ -223,6 +223,12 @@ async function pgbench(
   return { tps: Math.round(tps), transactions, database_cpu_us_per_tx: txInWindow > 0 ? Math.round((cpuSeconds / txInWindow) * 1e6) : 0, load };
 }
 
+/** A checkpoint, then a moment for the machine to go quiet (the load average is printed per phase). */
+async function settle(sql: postgres.Sql) {
+  await sql`checkpoint`;
+  await Bun.sleep(2000);
+}
+
 /** Inserts `count` live client_credentials-shaped sessions with jti 'ceil-<n>' for the ceilings. */
 async function ceilingRows(sql: postgres.Sql, clientId: string, count: number) {
   await sql`
@@ -335,6 +341,9 @@ async function main() {
   const auth = basic(client.client_id, client.client_secret);
   const user = JSON.parse(await sh([BINARY, "users", "create", "bench-user", "--password-stdin"], { env, cwd, stdin: "bench-password\n" })) as { id: string };
 
+  // What the previous run and the set-up left to write (a dropped database, fresh rows) is
+  // flushed now, not by a checkpoint in the middle of the first phase.
+  await settle(sql);
   // The load server logs at warn: at info it writes three JSON lines per request to stdout.
   const server = await startServer({ ...env, TA_LOG_LEVEL: "warn" }, cwd, PROFILE_DIR);
   await Bun.sleep(1000);
@@ -488,6 +497,7 @@ async function main() {
   // Each run updates fresh rows (a per-client counter): base offsets keep the runs apart.
   const perRun = 20_000 * PGBENCH_SECONDS;
   await ceilingRows(sql, client.client_id, perRun * 4);
+  await settle(sql);
   const ceilings: Record<string, Ceiling> = {};
   let base = 1;
   for (const c of CONCURRENCIES) {
@@ -542,6 +552,7 @@ async function main() {
     ceilings,
     ratios,
     revoke_rounds_c32: rounds.map((r) => r.rps),
+    revoke_rounds_c32_p99_ms: rounds.map((r) => r.p99),
     // Who slowed down, if anything did: the server process, or PostgreSQL (autovacuum and
     // checkpoints land in "other").
     revoke_rounds_c32_cpu_us: rounds.map((r) => ({
@@ -588,11 +599,8 @@ function merge(parts: LoadResult[]): LoadResult {
     requests,
     seconds: round2(seconds),
     rps: Math.round(requests / seconds),
-    // Percentiles of the merged run: the worst round's (conservative).
-    p50: Math.max(...parts.map((p) => p.p50)),
-    p90: Math.max(...parts.map((p) => p.p90)),
-    p99: Math.max(...parts.map((p) => p.p99)),
-    max: Math.max(...parts.map((p) => p.max)),
+    // Percentiles of every request of the parts together (each round's p99 is reported too).
+    ...latencyStats(parts.flatMap((p) => p.latencies ?? []).sort((a, b) => a - b)),
     statuses,
     cpu: { server: sum("server"), database: sum("database"), loadgen: sum("loadgen"), other: sum("other"), load: parts[0]!.cpu.load },
   };
@@ -622,7 +630,7 @@ function markdown(s: any): string {
     "",
     `Ratios: ${Object.entries(s.ratios).map(([k, v]) => `${k} ${v}`).join(", ")}.`,
     "",
-    `Revocation rounds at c=32 on one process (req/s): ${s.revoke_rounds_c32.join(", ")} (drop ${s.round_drop_percent} %); CPU µs per request server / PostgreSQL / other by round: ${s.revoke_rounds_c32_cpu_us.map((r: { server: number; database: number; other: number }) => `${r.server} / ${r.database} / ${r.other}`).join(", ")}.`,
+    `Revocation rounds at c=32 on one process (req/s): ${s.revoke_rounds_c32.join(", ")} (drop ${s.round_drop_percent} %), p99 ms by round: ${s.revoke_rounds_c32_p99_ms.join(", ")} (the table: all rounds' requests together); CPU µs per request server / PostgreSQL / other by round: ${s.revoke_rounds_c32_cpu_us.map((r: { server: number; database: number; other: number }) => `${r.server} / ${r.database} / ${r.other}`).join(", ")}.`,
     `Round trips: ${rt.revocations} revocations in ${rt.ta_revoke_tokens_statements} ta_revoke_tokens statements (batches of ${rt.mean_batch} on average; ${rt.ta_revoke_token_calls} revocations past its set-based fast path, through ta_revoke_token), ${rt.transactions} transactions in the database of which ${rt.notify_transactions} NOTIFYs (coalesced after commit, and cache heartbeats): ${rt.request_path_transactions_per_revocation} transactions per revocation on the request path.`,
     `Round trips counted on the wire (Sync, Flush or Query messages from a second server instance, ${s.wire_round_trips.revoke.requests} requests each after as many to warm up, c=8): ${Object.entries(
       s.wire_round_trips as Record<string, { per_request: number; by_statement: Record<string, number> }>,
