@@ -2,8 +2,10 @@
 // distinct item per request), latency statistics, and CPU accounting of the server process,
 // the PostgreSQL processes serving it, this process (the load generator), and everything else
 // running on the machine at the same time.
+import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
+import type postgres from "postgres";
 
 export interface LoadResult {
   requests: number;
@@ -264,4 +266,33 @@ export function freePort(): Promise<number> {
     });
     probe.on("error", reject);
   });
+}
+
+/**
+ * The authorization-code fixture: `count` codes, each stored as src/oauth/authorization-codes.ts
+ * stores one (SHA-256 hex, PKCE S256 challenge of one shared verifier), ready to be redeemed
+ * through POST /oauth/token. Answers the codes and the verifier.
+ */
+export async function insertCodeGrants(
+  sql: postgres.Sql,
+  count: number,
+  grant: { clientId: string; userId: string; redirectUri: string },
+): Promise<{ codes: string[]; verifier: string }> {
+  const verifier = randomBytes(32).toString("base64url");
+  const challenge = createHash("sha256").update(verifier).digest("base64url");
+  const codes = Array.from({ length: count }, () => randomBytes(32).toString("base64url"));
+  for (let i = 0; i < codes.length; i += 1000) {
+    const rows = codes.slice(i, i + 1000).map((code) => ({
+      code_hash: createHash("sha256").update(code).digest("hex"),
+      client_id: grant.clientId,
+      user_id: grant.userId,
+      code_challenge: challenge,
+      code_challenge_method: "S256",
+      redirect_uri: grant.redirectUri,
+      scope: "read",
+      expires_at: new Date(Date.now() + 3600_000),
+    }));
+    await sql`insert into authorization_grants ${sql(rows)}`;
+  }
+  return { codes, verifier };
 }

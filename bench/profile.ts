@@ -4,13 +4,12 @@
 // nothing else. With --plain the second server runs without the profiler and the phase's
 // req/s, p99 and CPU per request (server / PostgreSQL / load generator) are printed: a quick
 // A/B of one change. Needs the local PostgreSQL, like `bun run bench`.
-import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import type { Reply } from "./lib.ts";
-import { basic, closedLoop, cpuMeter, freePort, httpClient } from "./lib.ts";
+import { basic, closedLoop, cpuMeter, freePort, httpClient, insertCodeGrants } from "./lib.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const phase = process.argv[2] ?? "revoke";
@@ -68,27 +67,14 @@ await minter.stop();
 
 // Authorization codes for the code phase: the fixture of bench/run.ts (grant rows holding the
 // SHA-256 hex of a known code and a PKCE S256 challenge), redeemed like any client would.
-const verifier = randomBytes(32).toString("base64url");
-const codes = phase === "code" ? Array.from({ length: count }, () => randomBytes(32).toString("base64url")) : [];
+let fixture = { codes: [] as string[], verifier: "" };
 if (phase === "code") {
   const user = JSON.parse(await cli("users", "create", "profile-user", "--password-stdin")) as { id: string };
   const sql = postgres(url.toString(), { max: 1, onnotice: () => {} });
-  const challenge = createHash("sha256").update(verifier).digest("base64url");
-  for (let i = 0; i < codes.length; i += 1000) {
-    const rows = codes.slice(i, i + 1000).map((code) => ({
-      code_hash: createHash("sha256").update(code).digest("hex"),
-      client_id: client.client_id,
-      user_id: user.id,
-      code_challenge: challenge,
-      code_challenge_method: "S256",
-      redirect_uri: REDIRECT_URI,
-      scope: "read",
-      expires_at: new Date(Date.now() + 3600_000),
-    }));
-    await sql`insert into authorization_grants ${sql(rows)}`;
-  }
+  fixture = await insertCodeGrants(sql, count, { clientId: client.client_id, userId: user.id, redirectUri: REDIRECT_URI });
   await sql.end();
 }
+const { codes, verifier } = fixture;
 
 const server = await serve(!plain);
 const http = httpClient(server.url);

@@ -16,13 +16,12 @@
 // BENCH_DELAY_COUNT revocations timed by the delay benchmark (200), BENCH_DATABASE_URL
 // (postgres://postgres@127.0.0.1:5432/postgres), BENCH_PROFILE=DIR runs the load server from
 // source under `bun --cpu-prof` and writes its profile (.cpuprofile and .md) into DIR.
-import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import postgres from "postgres";
 import type { CpuShare, LoadResult, Reply } from "./lib.ts";
-import { basic, closedLoop, cpuMeter, freePort, httpClient, latencyStats, loadAverage, peakRssMiB, rssMiB } from "./lib.ts";
+import { basic, closedLoop, cpuMeter, freePort, httpClient, insertCodeGrants, latencyStats, loadAverage, peakRssMiB, rssMiB } from "./lib.ts";
 import { wireCounter } from "./wire-counter.ts";
 
 const ROOT = join(import.meta.dir, "..");
@@ -373,22 +372,7 @@ async function main() {
 
   // Refresh tokens through the authorization-code fixture (see the top of this file).
   console.log("code exchange…");
-  const verifier = randomBytes(32).toString("base64url");
-  const challenge = createHash("sha256").update(verifier).digest("base64url");
-  const codes = Array.from({ length: 2 * N }, () => randomBytes(32).toString("base64url"));
-  for (let i = 0; i < codes.length; i += 1000) {
-    const rows = codes.slice(i, i + 1000).map((code) => ({
-      code_hash: createHash("sha256").update(code).digest("hex"),
-      client_id: client.client_id,
-      user_id: user.id,
-      code_challenge: challenge,
-      code_challenge_method: "S256",
-      redirect_uri: REDIRECT_URI,
-      scope: "read",
-      expires_at: new Date(Date.now() + 3600_000),
-    }));
-    await sql`insert into authorization_grants ${sql(rows)}`;
-  }
+  const { codes, verifier } = await insertCodeGrants(sql, 2 * N, { clientId: client.client_id, userId: user.id, redirectUri: REDIRECT_URI });
   const refreshTokens: string[] = [];
   results["code exchange c=32"] = await closedLoop(
     codes,
