@@ -32,9 +32,6 @@ export class Batcher<I, O> {
   private queue: Pending<I, O>[] = [];
   private inFlight = 0;
   private scheduled = false;
-  /** Items sent and statements run so far (their ratio is the mean batch size). */
-  items = 0;
-  batches = 0;
 
   /** `run` answers one result per item, in the items' order. */
   constructor(
@@ -74,8 +71,6 @@ export class Batcher<I, O> {
   }
 
   private async execute(batch: Pending<I, O>[]): Promise<void> {
-    this.batches++;
-    this.items += batch.length;
     let results: readonly O[];
     try {
       results = await this.run(batch.map((pending) => pending.item));

@@ -76,11 +76,19 @@ export interface SessionLookupStrategy {
   revoke(database: Database, jti: string, clientId: string, reason: string): Promise<RevokeResult>;
 }
 
+/** One revocation as ta_revoke_tokens (migration 0005) takes it. */
 interface RevokeItem {
   kind: TokenKind;
   jti: string;
-  clientId: string;
+  client_id: string;
   reason: string;
+}
+
+interface RevokeRow {
+  i: number;
+  outcome: RevokeOutcome;
+  session_id: string | null;
+  revoked_count: number;
 }
 
 /**
@@ -106,12 +114,23 @@ function perDatabase<T>(make: (database: Database) => T): (database: Database) =
   };
 }
 
-/** The rows of a batched function, one per item, put back in the items' order by their `i`. */
-function inPositionOrder<R extends { i: number }>(rows: readonly R[], count: number, name: string): R[] {
-  const ordered: (R | undefined)[] = new Array(count).fill(undefined);
-  for (const row of rows) ordered[row.i] = row;
-  if (rows.length !== count || ordered.includes(undefined)) throw new Error(`${name} did not answer one row per item`);
-  return ordered as R[];
+/**
+ * A batched SQL function (ta_revoke_tokens, ta_rotate_sessions): its items go as one JSON array,
+ * each with its position `i`, and it answers one row per item carrying that `i`; the rows are
+ * handed back in the items' order.
+ */
+function batchedFunction<I extends object, R extends { i: number }>(name: string) {
+  return perDatabase(
+    (database) =>
+      new Batcher<I, R>(async (items) => {
+        const json = JSON.stringify(items.map((item, i) => ({ i, ...item })));
+        const rows = await database.rows<R & Record<string, unknown>>(sql`select * from ${sql.raw(name)}(${json}::jsonb)`);
+        const ordered: (R | undefined)[] = new Array(items.length).fill(undefined);
+        for (const row of rows) ordered[row.i] = row;
+        if (rows.length !== items.length || ordered.includes(undefined)) throw new Error(`${name} did not answer one row per item`);
+        return ordered as R[];
+      }, BATCHING),
+  );
 }
 
 /**
@@ -119,23 +138,7 @@ function inPositionOrder<R extends { i: number }>(rows: readonly R[], count: num
  * ta_revoke_token gives it alone, and the revocations at the database at the same time share
  * one round trip and one commit.
  */
-const revokeBatcher = perDatabase(
-  (database) =>
-    new Batcher<RevokeItem, RevokeResult>(
-      async (items) => {
-        const json = JSON.stringify(items.map((item, i) => ({ i, kind: item.kind, jti: item.jti, client_id: item.clientId, reason: item.reason })));
-        const rows = await database.rows<{ i: number; outcome: RevokeOutcome; session_id: string | null; revoked_count: number }>(
-          sql`select i, outcome, session_id, revoked_count from ta_revoke_tokens(${json}::jsonb)`,
-        );
-        return inPositionOrder(rows, items.length, "ta_revoke_tokens").map((row) => ({
-          outcome: row.outcome,
-          sessionId: row.session_id,
-          revokedCount: Number(row.revoked_count),
-        }));
-      },
-      BATCHING,
-    ),
-);
+const revokeBatcher = batchedFunction<RevokeItem, RevokeRow>("ta_revoke_tokens");
 
 function strategyFor(kind: TokenKind, key: "accessTokenJti" | "refreshTokenJti"): SessionLookupStrategy {
   const column: PgColumn = sessions[key];
@@ -158,7 +161,10 @@ function strategyFor(kind: TokenKind, key: "accessTokenJti" | "refreshTokenJti")
   return {
     kind,
     find: (database, jti) => findBatcher(database).submit(jti),
-    revoke: (database, jti, clientId, reason) => revokeBatcher(database).submit({ kind, jti, clientId, reason }),
+    revoke: async (database, jti, clientId, reason) => {
+      const row = await revokeBatcher(database).submit({ kind, jti, client_id: clientId, reason });
+      return { outcome: row.outcome, sessionId: row.session_id, revokedCount: Number(row.revoked_count) };
+    },
   };
 }
 
@@ -259,17 +265,7 @@ interface RotateRow {
 }
 
 /** Refresh-token rotations coalesced into ta_rotate_sessions: each item as ta_rotate_session alone. */
-const rotateBatcher = perDatabase(
-  (database) =>
-    new Batcher<RotateItem, RotateRow>(
-      async (items) => {
-        const json = JSON.stringify(items.map((item, i) => ({ i, ...item })));
-        const rows = await database.rows<RotateRow & Record<string, unknown>>(sql`select * from ta_rotate_sessions(${json}::jsonb)`);
-        return inPositionOrder(rows, items.length, "ta_rotate_sessions");
-      },
-      BATCHING,
-    ),
-);
+const rotateBatcher = batchedFunction<RotateItem, RotateRow>("ta_rotate_sessions");
 
 export class SessionService {
   constructor(
