@@ -173,9 +173,6 @@ export function httpClient(base: string) {
       if (connection.reusable) idle.push(connection);
       return reply;
     },
-    close() {
-      for (const connection of idle.splice(0)) connection.close();
-    },
   };
 }
 

@@ -566,6 +566,9 @@ async function main() {
   writeFileSync(join(ROOT, "bench", "results", "latest.md"), md);
   console.log(md);
   if (stillActive > 0) throw new Error(`${stillActive} revoked tokens are still active`);
+  // Every revocation killed a live session of its own (the access tokens' sessions, and one live
+  // session per family): batching must not have dropped one.
+  if (dbRevoked!.n !== revocations) throw new Error(`${dbRevoked!.n} revoked sessions for ${revocations} revocations`);
   if (introspectedInactive > 0) throw new Error(`${introspectedInactive} live tokens were introspected inactive`);
 }
 

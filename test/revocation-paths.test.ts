@@ -150,6 +150,7 @@ describe.each(backends)("revocation paths [%s]", (backend) => {
     expect(results[1]!.revokedCount).toBe(1);
     expect((await t.services.verifier.verify(plain.accessToken)).ok).toBe(false);
     expect((await t.services.verifier.verify(family.accessToken)).ok).toBe(false);
+    expect((await t.services.verifier.verify(family.refreshToken!)).ok).toBe(false);
     expect((await t.services.verifier.verify(foreign.accessToken)).ok).toBe(true);
     expect(await feedEntries(t, plain.accessToken)).toBe(1);
   });
