@@ -161,8 +161,10 @@ UPDATE sessions SET status = 'revoked', revoked_at = now(), updated_at = now(), 
 SELECT outcome, session_id, revoked_count FROM ta_revoke_token('access_token', 'ceil-' || :id, :client, 'bench');
 `,
   // What minting must do at the least: one INSERT of a session row.
-  insert: `INSERT INTO sessions (client_id, subject, scope, audience, access_token_jti, access_expires_at)
-VALUES (:client, 'bench', 'read', ARRAY['http://127.0.0.1/api'], gen_random_uuid()::text, now() + interval '1 hour') RETURNING id;
+  // (The row carries a token digest, as the server's do: a constant, the cheapest to make.)
+  insert: `INSERT INTO sessions (client_id, subject, scope, audience, access_token_jti, access_token_sha256, access_expires_at)
+VALUES (:client, 'bench', 'read', ARRAY['http://127.0.0.1/api'], gen_random_uuid()::text,
+        'ceilingceilingceilingceilingceilingceiling0', now() + interval '1 hour') RETURNING id;
 `,
 } as const;
 
@@ -228,11 +230,12 @@ async function settle(sql: postgres.Sql) {
   await Bun.sleep(2000);
 }
 
-/** Inserts `count` live client_credentials-shaped sessions with jti 'ceil-<n>' for the ceilings. */
+/** Inserts `count` live client_credentials-shaped sessions (jti 'ceil-<n>', a token digest, as the server's) for the ceilings. */
 async function ceilingRows(sql: postgres.Sql, clientId: string, count: number) {
   await sql`
-    insert into sessions (client_id, subject, scope, audience, access_token_jti, access_expires_at)
-    select ${clientId}, 'bench', 'read', array['http://127.0.0.1/api'], 'ceil-' || g, now() + interval '1 hour'
+    insert into sessions (client_id, subject, scope, audience, access_token_jti, access_token_sha256, access_expires_at)
+    select ${clientId}, 'bench', 'read', array['http://127.0.0.1/api'], 'ceil-' || g,
+           rtrim(encode(sha256(('ceil-' || g)::bytea), 'base64'), '='), now() + interval '1 hour'
       from generate_series(1, ${count}) g`;
   await sql`analyze sessions`;
 }

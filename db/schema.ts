@@ -95,6 +95,14 @@ export const sessions = pgTable(
     audience: text("audience").array().notNull().default(sql`'{}'::text[]`),
     accessTokenJti: text("access_token_jti").notNull().unique(),
     refreshTokenJti: text("refresh_token_jti").unique(),
+    /**
+     * SHA-256 (base64url) of the access token as issued: a presented token equal to it is
+     * ours without an ECDSA verification (src/oauth/tokens.ts). Null for sessions issued before
+     * migration 0007 (or whose digests could not be stored): their tokens are verified.
+     */
+    accessTokenSha256: text("access_token_sha256"),
+    /** SHA-256 (base64url) of the refresh token as issued, like accessTokenSha256. */
+    refreshTokenSha256: text("refresh_token_sha256"),
     status: sessionStatus("status").notNull().default("created"),
     accessExpiresAt: timestamp("access_expires_at", { withTimezone: true }).notNull(),
     refreshExpiresAt: timestamp("refresh_expires_at", { withTimezone: true }),

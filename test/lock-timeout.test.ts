@@ -118,7 +118,7 @@ describe.skipIf(!TEST_DATABASE_URL)("a lock held elsewhere [postgres]", () => {
     const began = performance.now();
     try {
       // Submitted in one turn of the event loop, both go out in one statement.
-      const revoke = (id: string) => sessionLookup.access_token.revoke(t.database, id, c.client.clientId, "revoked_by_client");
+      const revoke = (id: string) => sessionLookup.access_token.revoke(t.database, id, c.client.clientId, "revoked_by_client", null);
       const [stuckResult, otherResult] = await Promise.allSettled([
         revoke(stuckJti),
         revoke(otherJti).finally(() => expect(performance.now() - began).toBeGreaterThan(900)),
@@ -163,7 +163,7 @@ describe.skipIf(!TEST_DATABASE_URL)("a lock held elsewhere [postgres]", () => {
       await stepped;
       // Items in (kind, jti) order: family one is locked and revoked, then the batch waits for two.
       const batch = Promise.all([a1, r2].map((id, i) =>
-        sessionLookup[i === 0 ? "access_token" : "refresh_token"].revoke(instance, id, c.client.clientId, "revoked_by_client"),
+        sessionLookup[i === 0 ? "access_token" : "refresh_token"].revoke(instance, id, c.client.clientId, "revoked_by_client", null),
       ));
       await Bun.sleep(300);
       proceed();

@@ -142,7 +142,7 @@ describe.each(backends)("revocation paths [%s]", (backend) => {
       { kind: "access_token", jti: await jti(plain.accessToken) },
     ] as const;
     const statements = countStatements(t.database, "ta_revoke_tokens");
-    const results = await Promise.all(items.map((item) => sessionLookup[item.kind].revoke(t.database, item.jti, c.client.clientId, "revoked_by_client")));
+    const results = await Promise.all(items.map((item) => sessionLookup[item.kind].revoke(t.database, item.jti, c.client.clientId, "revoked_by_client", null)));
     expect(statements.stop()).toBe(1);
     // The same token twice in one batch: revoked once, then found revoked.
     expect(results.map((r) => r.outcome)).toEqual(["revoked", "revoked", "other_client", "already_revoked", "unknown", "already_revoked"]);

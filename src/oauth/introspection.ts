@@ -1,6 +1,6 @@
-// Token introspection (RFC 7662): decode the token, find its session through the same
+// Token introspection (RFC 7662): read the token, find its session through the same
 // strategy map as revocation (hint first, then the others), and describe it only if it is
-// live AND the caller may see it. Anything else is exactly `{"active": false}`.
+// authentic (its session's digest or its signature), live AND the caller may see it. Anything else is exactly `{"active": false}`.
 import type { Database } from "../../db/client.ts";
 import type { Client } from "../../db/schema.ts";
 import type { Logger } from "../log.ts";
@@ -9,7 +9,7 @@ import type { Session } from "./sessions.ts";
 import { lookupOrder, parseHint } from "./sessions.ts";
 import type { TokenClaims, TokenKind, TokenService } from "./tokens.ts";
 import { TokenFormatError } from "./tokens.ts";
-import { sessionState } from "./verification.ts";
+import { sessionState, storedDigest } from "./verification.ts";
 
 export interface IntrospectionRequest {
   token: string;
@@ -81,22 +81,24 @@ export class IntrospectionService {
     const cached = this.cache?.get(token, this.now());
     if (cached) return mayIntrospect(caller, cached.kind, cached, cached.claims) ? active(cached) : inactive("not_allowed");
     const mark = this.cache?.mark();
-    let verified;
+    let presented;
     try {
-      verified = await this.tokens.verify(token);
+      presented = await this.tokens.read(token);
     } catch (error) {
       if (error instanceof TokenFormatError) return inactive("malformed");
       throw error;
     }
-    if (verified.expired) return inactive("expired");
-    const { kind, claims } = verified;
+    if (presented.expired) return inactive("expired");
+    const { kind, claims } = presented;
     // RFC 7662 §2.1: the hint only orders the search; if the hinted lookup fails the server
     // MUST extend its search across all of its supported token types.
     for (const strategy of lookupOrder(parseHint(tokenTypeHint) ?? kind)) {
       const session = await strategy.find(this.database, claims.jti);
       if (!session) continue;
-      // The column that holds the jti names the token's kind; it must agree with the signed typ.
+      // The column that holds the jti names the token's kind; it must agree with the typ.
       if (strategy.kind !== kind) return inactive("unknown");
+      // Only now are the claims trusted: the token is the one this session issued, or signed.
+      if (!(await this.tokens.authenticate(token, presented, storedDigest(session, kind)))) return inactive("malformed");
       // Revoked, rotated away (refreshed) or expired sessions describe no live token.
       const state = sessionState(session, kind, this.now());
       if (state !== "live") return inactive(state);

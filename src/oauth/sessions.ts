@@ -9,9 +9,11 @@ import { Batcher } from "../../db/batcher.ts";
 import type { Database, Db } from "../../db/client.ts";
 import type { Client, Session } from "../../db/schema.ts";
 import { sessions } from "../../db/schema.ts";
-import { isConnectionFailure } from "../errors.ts";
+import { errorForLog, isConnectionFailure } from "../errors.ts";
+import type { Logger } from "../log.ts";
 import type { RevocationNotifier } from "./revocation-notifier.ts";
 import type { TokenKind, TokenService } from "./tokens.ts";
+import { tokenSha256 } from "./tokens.ts";
 
 export type { Session };
 
@@ -57,7 +59,8 @@ export type RotateResult =
 export type RevokeOutcome = "revoked" | "already_revoked" | "unknown" | "other_client";
 
 export interface RevokeResult {
-  outcome: RevokeOutcome;
+  /** `unverified`: the session holds no digest of the token, or another; nothing was done. */
+  outcome: RevokeOutcome | "unverified";
   sessionId: string | null;
   revokedCount: number;
 }
@@ -71,9 +74,11 @@ export interface SessionLookupStrategy {
   find(database: Database, jti: string): Promise<Session | undefined>;
   /**
    * Finds the session, checks it belongs to `clientId`, revokes its family: one round trip at
-   * most, shared with the revocations made at the same time (ta_revoke_tokens).
+   * most, shared with the revocations made at the same time (ta_revoke_tokens). With `sha256`
+   * (a token whose signature was not checked) only a session that stored that digest is
+   * revoked; `null` means the caller verified the token's signature.
    */
-  revoke(database: Database, jti: string, clientId: string, reason: string): Promise<RevokeResult>;
+  revoke(database: Database, jti: string, clientId: string, reason: string, sha256: string | null): Promise<RevokeResult>;
 }
 
 /** One revocation as ta_revoke_tokens (migration 0005) takes it. */
@@ -82,11 +87,12 @@ interface RevokeItem {
   jti: string;
   client_id: string;
   reason: string;
+  sha256: string | null;
 }
 
 interface RevokeRow {
   i: number;
-  outcome: RevokeOutcome;
+  outcome: RevokeOutcome | "unverified";
   session_id: string | null;
   revoked_count: number;
 }
@@ -134,7 +140,7 @@ function batchedFunction<I extends object, R extends { i: number }>(name: string
 }
 
 /**
- * Revocations coalesced into ta_revoke_tokens (migration 0005): each item gets what
+ * Revocations coalesced into ta_revoke_tokens (migrations 0005, 0007): each item gets what
  * ta_revoke_token gives it alone, and the revocations at the database at the same time share
  * one round trip and one commit.
  */
@@ -161,8 +167,8 @@ function strategyFor(kind: TokenKind, key: "accessTokenJti" | "refreshTokenJti")
   return {
     kind,
     find: (database, jti) => findBatcher(database).submit(jti),
-    revoke: async (database, jti, clientId, reason) => {
-      const row = await revokeBatcher(database).submit({ kind, jti, client_id: clientId, reason });
+    revoke: async (database, jti, clientId, reason, sha256) => {
+      const row = await revokeBatcher(database).submit({ kind, jti, client_id: clientId, reason, sha256 });
       return { outcome: row.outcome, sessionId: row.session_id, revokedCount: Number(row.revoked_count) };
     },
   };
@@ -197,6 +203,8 @@ interface SessionRow {
   audience: string[];
   accessTokenJti: string;
   refreshTokenJti: string | null;
+  accessTokenSha256: string;
+  refreshTokenSha256: string | null;
   accessExpiresAt: Date;
   refreshExpiresAt: Date | null;
 }
@@ -218,18 +226,21 @@ const insertBatcher = perDatabase(
             audience: row.audience,
             access_token_jti: row.accessTokenJti,
             refresh_token_jti: row.refreshTokenJti,
+            access_token_sha256: row.accessTokenSha256,
+            refresh_token_sha256: row.refreshTokenSha256,
             access_expires_at: row.accessExpiresAt.toISOString(),
             refresh_expires_at: row.refreshExpiresAt?.toISOString() ?? null,
           })),
         );
         const inserted = await database.rows<{ id: string; access_token_jti: string }>(sql`
           insert into sessions (grant_id, client_id, subject, scope, audience, access_token_jti, refresh_token_jti,
-                                access_expires_at, refresh_expires_at)
+                                access_token_sha256, refresh_token_sha256, access_expires_at, refresh_expires_at)
           select x.grant_id, x.client_id, x.subject, x.scope, array(select jsonb_array_elements_text(x.audience)),
-                 x.access_token_jti, x.refresh_token_jti, x.access_expires_at, x.refresh_expires_at
+                 x.access_token_jti, x.refresh_token_jti, x.access_token_sha256, x.refresh_token_sha256,
+                 x.access_expires_at, x.refresh_expires_at
             from jsonb_to_recordset(${json}::jsonb) as x(grant_id uuid, client_id text, subject text, scope text,
-                 audience jsonb, access_token_jti text, refresh_token_jti text, access_expires_at timestamptz,
-                 refresh_expires_at timestamptz)
+                 audience jsonb, access_token_jti text, refresh_token_jti text, access_token_sha256 text,
+                 refresh_token_sha256 text, access_expires_at timestamptz, refresh_expires_at timestamptz)
           returning id, access_token_jti`);
         const ids = new Map(inserted.map((row) => [row.access_token_jti, row.id]));
         return rows.map((row) => {
@@ -267,6 +278,30 @@ interface RotateRow {
 /** Refresh-token rotations coalesced into ta_rotate_sessions: each item as ta_rotate_session alone. */
 const rotateBatcher = batchedFunction<RotateItem, RotateRow>("ta_rotate_sessions");
 
+interface TokenDigests {
+  id: string;
+  access_token_jti: string;
+  access_token_sha256: string;
+  refresh_token_sha256: string;
+}
+
+/**
+ * The digests of rotated sessions' tokens, stored after the rotation (its tokens are signed
+ * from what the rotation returns), coalesced into one UPDATE per batch.
+ */
+const digestBatcher = perDatabase(
+  (database) =>
+    new Batcher<TokenDigests, void>(async (items) => {
+      await database.rows(sql`
+        update sessions s
+           set access_token_sha256 = x.access_token_sha256, refresh_token_sha256 = x.refresh_token_sha256
+          from jsonb_to_recordset(${JSON.stringify(items)}::jsonb)
+               as x(id uuid, access_token_jti text, access_token_sha256 text, refresh_token_sha256 text)
+         where s.id = x.id and s.access_token_jti = x.access_token_jti`);
+      return items.map(() => undefined);
+    }, BATCHING),
+);
+
 export class SessionService {
   constructor(
     private readonly database: Database,
@@ -274,6 +309,7 @@ export class SessionService {
     private readonly defaults: SessionDefaults,
     private readonly now: () => number = Date.now,
     private readonly notifier?: RevocationNotifier,
+    private readonly log?: Logger,
   ) {}
 
   /** Creates a session row and signs its tokens; `db` may be a transaction to insert within. */
@@ -314,6 +350,8 @@ export class SessionService {
       audience,
       accessTokenJti: accessJti,
       refreshTokenJti: refreshJti ?? null,
+      accessTokenSha256: tokenSha256(accessToken),
+      refreshTokenSha256: refreshToken ? tokenSha256(refreshToken) : null,
       accessExpiresAt: new Date((iat + accessTtl) * 1000),
       refreshExpiresAt: refreshJti ? new Date((iat + refreshTtl) * 1000) : null,
     };
@@ -360,9 +398,15 @@ export class SessionService {
       this.tokens.sign("access_token", { ...common, exp: accessExp, jti: accessJti }),
       this.tokens.sign("refresh_token", { ...common, exp: refreshExp, jti: refreshJti }),
     ]);
+    const sessionId = row.new_session_id!;
+    // The rotation has committed: its tokens must reach the client even if this fails, which
+    // only leaves them to be verified by signature (their session holds no digest).
+    await digestBatcher(this.database)
+      .submit({ id: sessionId, access_token_jti: accessJti, access_token_sha256: tokenSha256(accessToken), refresh_token_sha256: tokenSha256(refreshToken) })
+      .catch((error) => this.log?.warn("session.digests_not_stored", { session_id: sessionId, error: errorForLog(error) }));
     return {
       outcome: row.outcome,
-      tokens: { sessionId: row.new_session_id!, accessToken, refreshToken, expiresIn: accessTtl, scope: row.scope! },
+      tokens: { sessionId, accessToken, refreshToken, expiresIn: accessTtl, scope: row.scope! },
     };
   }
 

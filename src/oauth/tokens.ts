@@ -1,6 +1,8 @@
 // Token format (not storage): signs access tokens as RFC 9068 JWTs (typ at+jwt) and refresh
 // tokens as JWTs of their own type (rt+jwt), and verifies both against this server's keys.
-import { CompactSign, compactVerify, decodeProtectedHeader } from "jose";
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { CryptoKey } from "jose";
+import { base64url, CompactSign, compactVerify, decodeProtectedHeader } from "jose";
 import type { KeyStore } from "./keys.ts";
 import { ALLOWED_ALGS } from "./keys.ts";
 
@@ -34,6 +36,16 @@ export interface VerifiedToken {
   expired: boolean;
 }
 
+/**
+ * A token read but not yet authenticated: well formed, of a type, algorithm, key and issuer of
+ * this server, its claims NOT to be trusted — they may only name the session to look at. It is
+ * authenticated by `authenticate` against that session (or by `verify`).
+ */
+export interface PresentedToken extends VerifiedToken {
+  /** SHA-256 of the token (base64url), as sessions store it for the tokens they issued. */
+  sha256: string;
+}
+
 export class TokenFormatError extends Error {
   override name = "TokenFormatError";
 }
@@ -46,12 +58,68 @@ export interface TokenService {
    * Throws TokenFormatError for anything that is not a token of this server.
    */
   verify(token: string): Promise<VerifiedToken>;
+  /** Every check of `verify` but the signature; throws TokenFormatError like it. */
+  read(token: string): Promise<PresentedToken>;
+  /**
+   * Whether a token read by `read` is authentic: byte for byte the token whose digest its
+   * session stored when it issued it (`storedSha256`, compared in constant time) or, when the
+   * session stored none, carrying a valid signature.
+   */
+  authenticate(token: string, presented: PresentedToken, storedSha256: string | null): Promise<boolean>;
+}
+
+/** The digest sessions store of the tokens they issue (db/schema.ts). */
+export function tokenSha256(token: string): string {
+  return createHash("sha256").update(token).digest("base64url");
 }
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 export function createTokenService(keys: KeyStore, issuer: string, now: () => number = Date.now): TokenService {
+  async function read(token: string): Promise<PresentedToken & { key: CryptoKey }> {
+    if (token.length > MAX_TOKEN_LENGTH) throw new TokenFormatError("token too long");
+    const parts = token.split(".");
+    if (parts.length !== 3) throw new TokenFormatError("not a JWS");
+    let header: ReturnType<typeof decodeProtectedHeader>;
+    try {
+      header = decodeProtectedHeader(token);
+    } catch {
+      throw new TokenFormatError("not a JWS");
+    }
+    if (!header.alg || !ALLOWED_ALGS.includes(header.alg)) throw new TokenFormatError("algorithm not allowed");
+    const kind = typeof header.typ === "string" ? KIND_BY_TYP.get(header.typ.toLowerCase()) : undefined;
+    if (!kind) throw new TokenFormatError("unknown token type");
+    const verificationKey = await keys.verificationKey(header.kid);
+    if (!verificationKey || verificationKey.alg !== header.alg) throw new TokenFormatError("unknown key");
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(decoder.decode(base64url.decode(parts[1]!)));
+    } catch {
+      throw new TokenFormatError("payload is not JSON");
+    }
+    // RFC 7519 §7.2: the claims set must be a JSON object (`null` or `[]` parse too).
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+      throw new TokenFormatError("payload is not a JSON object");
+    }
+    const claims = parsed as TokenClaims;
+    if (claims.iss !== issuer) throw new TokenFormatError("issuer mismatch");
+    if (typeof claims.jti !== "string" || claims.jti === "" || typeof claims.exp !== "number") {
+      throw new TokenFormatError("missing claims");
+    }
+    const expired = claims.exp * 1000 <= now();
+    return { kind, claims, expired, sha256: tokenSha256(token), key: verificationKey.key };
+  }
+
+  async function signatureHolds(token: string, key: CryptoKey): Promise<boolean> {
+    try {
+      await compactVerify(token, key, { algorithms: [...ALLOWED_ALGS] });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   return {
     async sign(kind, claims) {
       const { kid, alg, key } = keys.signingKey();
@@ -59,42 +127,29 @@ export function createTokenService(keys: KeyStore, issuer: string, now: () => nu
       return new CompactSign(payload).setProtectedHeader({ alg, kid, typ: TYP[kind] }).sign(key);
     },
 
+    async read(token) {
+      const { key: _key, ...presented } = await read(token);
+      return presented;
+    },
+
     async verify(token) {
-      if (token.length > MAX_TOKEN_LENGTH) throw new TokenFormatError("token too long");
-      let header: ReturnType<typeof decodeProtectedHeader>;
-      try {
-        header = decodeProtectedHeader(token);
-      } catch {
-        throw new TokenFormatError("not a JWS");
-      }
-      if (!header.alg || !ALLOWED_ALGS.includes(header.alg)) throw new TokenFormatError("algorithm not allowed");
-      const kind = typeof header.typ === "string" ? KIND_BY_TYP.get(header.typ.toLowerCase()) : undefined;
-      if (!kind) throw new TokenFormatError("unknown token type");
-      const verificationKey = await keys.verificationKey(header.kid);
-      if (!verificationKey || verificationKey.alg !== header.alg) throw new TokenFormatError("unknown key");
-      let payload: Uint8Array;
-      try {
-        ({ payload } = await compactVerify(token, verificationKey.key, { algorithms: [...ALLOWED_ALGS] }));
-      } catch {
-        throw new TokenFormatError("bad signature");
-      }
-      // Only now, with the signature verified, are the claims trusted.
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(decoder.decode(payload));
-      } catch {
-        throw new TokenFormatError("payload is not JSON");
-      }
-      // RFC 7519 §7.2: the claims set must be a JSON object (`null` or `[]` parse too).
-      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
-        throw new TokenFormatError("payload is not a JSON object");
-      }
-      const claims = parsed as TokenClaims;
-      if (claims.iss !== issuer) throw new TokenFormatError("issuer mismatch");
-      if (typeof claims.jti !== "string" || claims.jti === "" || typeof claims.exp !== "number") {
-        throw new TokenFormatError("missing claims");
-      }
-      return { kind, claims, expired: claims.exp * 1000 <= now() };
+      const { kind, claims, expired, key } = await read(token);
+      // Only with the signature verified are the claims trusted.
+      if (!(await signatureHolds(token, key))) throw new TokenFormatError("bad signature");
+      return { kind, claims, expired };
+    },
+
+    async authenticate(token, presented, storedSha256) {
+      if (storedSha256 !== null) return digestsEqual(presented.sha256, storedSha256);
+      const key = await keys.verificationKey(decodeProtectedHeader(token).kid);
+      return key !== undefined && (await signatureHolds(token, key.key));
     },
   };
+}
+
+/** Constant-time comparison of two digests (base64url of SHA-256, 43 characters). */
+function digestsEqual(a: string, b: string): boolean {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
 }

@@ -1,6 +1,6 @@
-// The server's own verification of an access token: signature, type, issuer, expiry, and —
-// so that no endpoint can forget it — that its session is still live (not revoked, not
-// rotated away). Introspection and the resource-server helpers build on this.
+// The server's own verification of an access token: type, issuer, expiry, authenticity (the
+// digest its session stored, or the signature), and — so that no endpoint can forget it —
+// that its session is still live (not revoked, not rotated away). Introspection and the resource-server helpers build on this.
 import type { Database } from "../../db/client.ts";
 import type { Session } from "../../db/schema.ts";
 import { sessionLookup } from "./sessions.ts";
@@ -23,6 +23,11 @@ export function sessionState(session: Session, kind: TokenKind, now: number): "l
   return expiresAt && expiresAt.getTime() > now ? "live" : "expired";
 }
 
+/** The digest a session stored of its token of `kind` when it issued it (null before migration 0007). */
+export function storedDigest(session: Session, kind: TokenKind): string | null {
+  return kind === "access_token" ? session.accessTokenSha256 : session.refreshTokenSha256;
+}
+
 export class TokenVerifier {
   constructor(
     private readonly database: Database,
@@ -32,19 +37,23 @@ export class TokenVerifier {
 
   /** Verifies a token and checks its session is live; `kind` restricts the accepted type. */
   async verify(token: string, kind?: TokenKind): Promise<VerificationResult> {
-    let verified;
+    let presented;
     try {
-      verified = await this.tokens.verify(token);
+      presented = await this.tokens.read(token);
     } catch (error) {
       if (error instanceof TokenFormatError) return { ok: false, reason: "malformed" };
       throw error;
     }
-    if (kind && verified.kind !== kind) return { ok: false, reason: "wrong_kind" };
-    if (verified.expired) return { ok: false, reason: "expired" };
-    const session = await sessionLookup[verified.kind].find(this.database, verified.claims.jti);
+    if (kind && presented.kind !== kind) return { ok: false, reason: "wrong_kind" };
+    if (presented.expired) return { ok: false, reason: "expired" };
+    const session = await sessionLookup[presented.kind].find(this.database, presented.claims.jti);
     if (!session) return { ok: false, reason: "inactive" };
-    const state = sessionState(session, verified.kind, this.now());
+    // Only now are the claims trusted: the token is the one this session issued, or signed.
+    if (!(await this.tokens.authenticate(token, presented, storedDigest(session, presented.kind)))) {
+      return { ok: false, reason: "malformed" };
+    }
+    const state = sessionState(session, presented.kind, this.now());
     if (state !== "live") return { ok: false, reason: state };
-    return { ok: true, kind: verified.kind, claims: verified.claims, session };
+    return { ok: true, kind: presented.kind, claims: presented.claims, session };
   }
 }

@@ -1,0 +1,179 @@
+// Token digests (migration 0007): every session stores the SHA-256 of the tokens it issued, and
+// a presented token equal to one of them is recognised as ours without an ECDSA verification.
+// A session that stored no digest (issued before 0007) has its tokens verified by signature; a
+// token that is not the one its session stored never takes effect through the digest.
+import { describe, expect, test } from "bun:test";
+import { eq, sql } from "drizzle-orm";
+import { base64url, CompactSign, generateKeyPair } from "jose";
+import { sessions } from "../db/schema.ts";
+import { sessionLookup } from "../src/oauth/sessions.ts";
+import { tokenSha256 } from "../src/oauth/tokens.ts";
+import type { TestApp, TestClient } from "./helpers/app.ts";
+import { countStatements, createClient, mintClientSession, mintCodeSession, post, useTestApp } from "./helpers/app.ts";
+import { backends } from "./helpers/db.ts";
+import { issueCode, redeem, refresh } from "./helpers/grants.ts";
+
+const revoke = (t: TestApp, c: TestClient, token: string, hint = "access_token") =>
+  post(t, "/oauth/revoke", { token, token_type_hint: hint }, c.auth.headers);
+const introspect = (t: TestApp, c: TestClient, token: string) => post(t, "/oauth/introspect", { token }, c.auth.headers);
+
+async function sessionOf(t: TestApp, sessionId: string) {
+  const [row] = await t.database.db.select().from(sessions).where(eq(sessions.id, sessionId));
+  return row!;
+}
+
+/** The session's state as a session issued before migration 0007: no digests. */
+const forgetDigests = (t: TestApp, sessionId: string) =>
+  t.database.db.update(sessions).set({ accessTokenSha256: null, refreshTokenSha256: null }).where(eq(sessions.id, sessionId));
+
+/** The same header and claims signed by a fresh key: a forgery of the token, naming its session. */
+async function forge(token: string): Promise<string> {
+  const [header, payload] = token.split(".") as [string, string];
+  const { privateKey } = await generateKeyPair("ES256");
+  const decoded = JSON.parse(new TextDecoder().decode(base64url.decode(header))) as { alg: string };
+  return new CompactSign(base64url.decode(payload)).setProtectedHeader(decoded).sign(privateKey);
+}
+
+/** Counts the token service's signature verifications (`verify`) until `stop()`. */
+function countVerifications(t: TestApp) {
+  const tokens = t.services.tokens;
+  const original = tokens.verify;
+  let count = 0;
+  tokens.verify = (token) => {
+    count++;
+    return original(token);
+  };
+  return {
+    stop: () => {
+      tokens.verify = original;
+      return count;
+    },
+  };
+}
+
+describe.each(backends)("token digests [%s]", (backend) => {
+  const ready = useTestApp(backend, { TA_INTROSPECTION_CACHE_TTL: "0" });
+
+  test("every way of issuing stores the SHA-256 of the tokens it returns", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const minted = await mintClientSession(t, c);
+    expect((await sessionOf(t, minted.sessionId)).accessTokenSha256).toBe(tokenSha256(minted.accessToken));
+
+    const [res, body] = await redeem(t, c, await issueCode(t, c));
+    expect(res.status).toBe(200);
+    const [redeemed] = await t.database.db.select().from(sessions).where(eq(sessions.accessTokenSha256, tokenSha256(body.access_token)));
+    expect(redeemed!.refreshTokenSha256).toBe(tokenSha256(body.refresh_token));
+
+    const [rotatedRes, rotated] = await refresh(t, c, body.refresh_token);
+    expect(rotatedRes.status).toBe(200);
+    const [child] = await t.database.db.select().from(sessions).where(eq(sessions.parentId, redeemed!.id));
+    expect(child!.accessTokenSha256).toBe(tokenSha256(rotated.access_token));
+    expect(child!.refreshTokenSha256).toBe(tokenSha256(rotated.refresh_token));
+  });
+
+  // Without digests, each revocation's statement answers `unverified` without effect, then the
+  // signature is checked and a second statement revokes.
+  test.each([
+    ["revoking a token its session stored takes one statement and no signature verification", true, 1, 0],
+    ["a session without digests: its tokens are verified by signature, then revoked", false, 2, 1],
+  ] as const)("%s", async (_name, digests, statementsEach, verificationsEach) => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const plain = await mintClientSession(t, c);
+    const family = await mintCodeSession(t, c);
+    if (!digests) {
+      await forgetDigests(t, plain.sessionId);
+      await forgetDigests(t, family.sessionId);
+    }
+    const verifications = countVerifications(t);
+    const statements = countStatements(t.database, "ta_revoke_tokens");
+    try {
+      expect((await revoke(t, c, plain.accessToken))[0].status).toBe(200);
+      expect((await revoke(t, c, family.refreshToken!, "refresh_token"))[0].status).toBe(200);
+    } finally {
+      expect(statements.stop()).toBe(2 * statementsEach);
+      expect(verifications.stop()).toBe(2 * verificationsEach);
+    }
+    expect((await sessionOf(t, plain.sessionId)).status).toBe("revoked");
+    expect((await sessionOf(t, family.sessionId)).status).toBe("revoked");
+  });
+
+  test("a forgery naming a live session is refused, whether or not the session stored a digest", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    for (const digests of [true, false]) {
+      const plain = await mintClientSession(t, c);
+      const family = await mintCodeSession(t, c);
+      if (!digests) {
+        await forgetDigests(t, plain.sessionId);
+        await forgetDigests(t, family.sessionId);
+      }
+      for (const [token, hint] of [[plain.accessToken, "access_token"], [family.refreshToken!, "refresh_token"]] as const) {
+        const [res, body] = await revoke(t, c, await forge(token), hint);
+        expect(res.status).toBe(400);
+        expect(body.error).toBe("unsupported_token_type");
+        const [, described] = await introspect(t, c, await forge(token));
+        expect(described).toEqual({ active: false });
+      }
+      expect((await sessionOf(t, plain.sessionId)).status).toBe("created");
+      expect((await sessionOf(t, family.sessionId)).status).toBe("created");
+      expect((await introspect(t, c, plain.accessToken))[1].active).toBe(true);
+    }
+  });
+
+  test("in one batch, an item whose digest its session does not hold comes back unverified, without effect", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const matching = await mintClientSession(t, c);
+    const mismatched = await mintClientSession(t, c);
+    const withoutDigest = await mintCodeSession(t, c);
+    await forgetDigests(t, withoutDigest.sessionId);
+    const jti = async (token: string) => (await t.services.tokens.read(token)).claims.jti;
+    const jtis = [await jti(matching.accessToken), await jti(mismatched.accessToken), await jti(withoutDigest.refreshToken!)];
+    const statements = countStatements(t.database, "ta_revoke_tokens");
+    // Submitted in one turn of the event loop: one statement.
+    const results = await Promise.all([
+      sessionLookup.access_token.revoke(t.database, jtis[0]!, c.client.clientId, "revoked_by_client", tokenSha256(matching.accessToken)),
+      sessionLookup.access_token.revoke(t.database, jtis[1]!, c.client.clientId, "revoked_by_client", tokenSha256(matching.accessToken)),
+      sessionLookup.refresh_token.revoke(t.database, jtis[2]!, c.client.clientId, "revoked_by_client", tokenSha256(withoutDigest.refreshToken!)),
+    ]);
+    expect(statements.stop()).toBe(1);
+    expect(results.map((r) => r.outcome)).toEqual(["revoked", "unverified", "unverified"]);
+    expect((await sessionOf(t, matching.sessionId)).status).toBe("revoked");
+    expect((await sessionOf(t, mismatched.sessionId)).status).toBe("created");
+    expect((await sessionOf(t, withoutDigest.sessionId)).status).toBe("created");
+  });
+
+  test("introspection and resource-server verification take the stored digest as the proof, or the signature without one", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    // The stored digest decides: a session made to hold a forgery's digest vouches for the
+    // forgery (no signature check), and no longer for the token it issued.
+    const swapped = await mintClientSession(t, c);
+    const forgery = await forge(swapped.accessToken);
+    await t.database.db.update(sessions).set({ accessTokenSha256: tokenSha256(forgery) }).where(eq(sessions.id, swapped.sessionId));
+    expect((await introspect(t, c, forgery))[1].active).toBe(true);
+    expect((await t.services.verifier.verify(forgery)).ok).toBe(true);
+    expect((await introspect(t, c, swapped.accessToken))[1]).toEqual({ active: false });
+    expect(await t.services.verifier.verify(swapped.accessToken)).toEqual({ ok: false, reason: "malformed" });
+
+    const legacy = await mintClientSession(t, c);
+    await forgetDigests(t, legacy.sessionId);
+    expect((await introspect(t, c, legacy.accessToken))[1].active).toBe(true);
+    expect((await t.services.verifier.verify(legacy.accessToken)).ok).toBe(true);
+    expect((await introspect(t, c, await forge(legacy.accessToken)))[1]).toEqual({ active: false });
+    expect(await t.services.verifier.verify(await forge(legacy.accessToken))).toEqual({ ok: false, reason: "malformed" });
+  });
+
+  test("the digests are of tokens, not tokens: no token appears in the sessions table", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const family = await mintCodeSession(t, c);
+    const [row] = await t.database.rows<{ text: string }>(sql`select ${sessions}::text as text from ${sessions} where id = ${family.sessionId}`);
+    expect(row!.text).toContain(tokenSha256(family.accessToken));
+    for (const token of [family.accessToken, family.refreshToken!]) {
+      for (const part of token.split(".")) expect(row!.text).not.toContain(part);
+    }
+  });
+});
