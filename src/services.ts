@@ -65,7 +65,7 @@ export async function createServices(deps: Deps): Promise<Services> {
   const clientAuthGuard = new ClientAuthGuard(config, now);
   const tokens = createTokenService(keys, config.issuer, now);
   const notifier = new RevocationNotifier(database, log);
-  const sessions = new SessionService(database, tokens, config, now, notifier, log);
+  const sessions = new SessionService(database, tokens, config, now, notifier);
   const verifier = new TokenVerifier(database, tokens, now);
   const revocation = new RevocationService(database, tokens, log, notifier, metrics);
   const introspectionCache =

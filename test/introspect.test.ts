@@ -57,15 +57,15 @@ const states: Record<string, (t: TestApp, f: Fixtures) => Promise<{ token: strin
   },
   "access token rotated away": async (t, f) => {
     const s = await mintCodeSession(t, f.owner);
-    const { claims } = await t.services.tokens.verify(s.refreshToken!);
-    const rotated = await t.services.sessions.rotate({ refreshJti: claims.jti, client: f.owner.client, scope: undefined, graceSeconds: 0 });
+    const presented = await t.services.tokens.read(s.refreshToken!);
+    const rotated = await t.services.sessions.rotate({ presented, verified: false, client: f.owner.client, scope: undefined, graceSeconds: 0 });
     expect(rotated.outcome).toBe("rotated");
     return { token: s.accessToken, kind: "access" };
   },
   "refresh token rotated away": async (t, f) => {
     const s = await mintCodeSession(t, f.owner);
-    const { claims } = await t.services.tokens.verify(s.refreshToken!);
-    const rotated = await t.services.sessions.rotate({ refreshJti: claims.jti, client: f.owner.client, scope: undefined, graceSeconds: 0 });
+    const presented = await t.services.tokens.read(s.refreshToken!);
+    const rotated = await t.services.sessions.rotate({ presented, verified: false, client: f.owner.client, scope: undefined, graceSeconds: 0 });
     expect(rotated.outcome).toBe("rotated");
     return { token: s.refreshToken!, kind: "refresh" };
   },

@@ -86,14 +86,14 @@ describe.each(backends)("pruning [%s]", (backend) => {
     const t = await ready();
     const c = await createClient(t, "public");
     const s = await mintCodeSession(t, c);
-    const { claims } = await t.services.tokens.verify(s.refreshToken!);
-    const first = await t.services.sessions.rotate({ refreshJti: claims.jti, client: c.client, scope: undefined, graceSeconds: 0 });
+    const presented = await t.services.tokens.read(s.refreshToken!);
+    const first = await t.services.sessions.rotate({ presented, verified: false, client: c.client, scope: undefined, graceSeconds: 0 });
     if (first.outcome !== "rotated") throw new Error(`rotation failed: ${first.outcome}`);
     // The rotated-away session's access token has expired long ago; its refresh token has not.
     await t.database.db.update(sessions).set({ accessExpiresAt: ago(2 * HOUR) }).where(eq(sessions.id, s.sessionId));
     await prune(t.database);
     expect(await exists(t, sessions, s.sessionId)).toBe(true);
-    const replay = await t.services.sessions.rotate({ refreshJti: claims.jti, client: c.client, scope: undefined, graceSeconds: 0 });
+    const replay = await t.services.sessions.rotate({ presented, verified: false, client: c.client, scope: undefined, graceSeconds: 0 });
     expect(replay.outcome).toBe("reuse");
     expect((await t.services.verifier.verify(first.tokens.accessToken)).ok).toBe(false);
   });

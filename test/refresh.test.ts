@@ -4,8 +4,9 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { eq, sql } from "drizzle-orm";
 import { sessions } from "../db/schema.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
-import { countStatements, createClient, post, useTestApp } from "./helpers/app.ts";
+import { countStatements, createClient, holdStatements, post, useTestApp } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
+import type { PresentedToken } from "../src/oauth/tokens.ts";
 import { issueCode, redeem, refresh, warmPool } from "./helpers/grants.ts";
 
 setDefaultTimeout(30_000);
@@ -161,15 +162,37 @@ describe.each(backends)("refresh_token grant [%s]", (backend) => {
     const c = await createClient(t, "confidential");
     const a = await signIn(t, c);
     const b = await signIn(t, c);
-    const jti = async (token: string) => (await t.services.tokens.verify(token)).claims.jti;
-    const [aJti, bJti] = [await jti(a.refreshToken), await jti(b.refreshToken)];
+    const d = await signIn(t, c);
+    const [aToken, bToken, dToken] = await Promise.all([a, b, d].map((s) => t.services.tokens.read(s.refreshToken)));
+    const rotate = (presented: PresentedToken) =>
+      t.services.sessions.rotate({ presented, verified: false, client: c.client, scope: undefined, graceSeconds: 0 });
+    // d's rotation is at the database (held there) while the others arrive: they wait for it
+    // and then go out together — b's refresh token twice: the first rotates, the second is reuse.
     const statements = countStatements(t.database, "ta_rotate_sessions");
-    const rotate = (refreshJti: string) => t.services.sessions.rotate({ refreshJti, client: c.client, scope: undefined, graceSeconds: 0 });
-    // b's refresh token twice in one batch: the first rotates, the second is reuse.
-    const [ra, rb, again] = await Promise.all([rotate(aJti), rotate(bJti), rotate(bJti)]);
-    expect(statements.stop()).toBe(1);
-    expect([ra.outcome, rb.outcome, again.outcome]).toEqual(["rotated", "rotated", "reuse"]);
-    if (ra.outcome !== "rotated" || rb.outcome !== "rotated") throw new Error("not rotated");
+    const held = holdStatements(t.database, "ta_rotate_sessions");
+    const first = rotate(dToken!);
+    await held.sent;
+    const sign = t.services.tokens.sign;
+    const { promise: allSigned, resolve } = Promise.withResolvers<void>();
+    let signatures = 0;
+    t.services.tokens.sign = async (...args) => {
+      const token = await sign(...args);
+      if (++signatures === 6) resolve();
+      return token;
+    };
+    const together = Promise.all([rotate(aToken!), rotate(bToken!), rotate(bToken!)]);
+    await allSigned;
+    t.services.tokens.sign = sign;
+    await Bun.sleep(0); // each rotation hands its item to the batcher once its two signatures are done
+    held.release();
+    expect((await first).outcome).toBe("rotated");
+    const [ra, ...twice] = await together;
+    expect(statements.stop()).toBe(2);
+    expect(ra.outcome).toBe("rotated");
+    // Which of the two came first in the batch depends on which was signed first.
+    expect(twice.map((r) => r.outcome).sort()).toEqual(["reuse", "rotated"]);
+    const rb = twice.find((r) => r.outcome === "rotated");
+    if (ra.outcome !== "rotated" || rb?.outcome !== "rotated") throw new Error("not rotated");
     expect(await isLive(t, ra.tokens.accessToken)).toBe(true);
     expect(await isLive(t, ra.tokens.refreshToken!)).toBe(true);
     expect(await isLive(t, a.accessToken)).toBe(false);

@@ -13,7 +13,7 @@ import { KeyStore } from "../src/oauth/keys.ts";
 import { SessionService } from "../src/oauth/sessions.ts";
 import { createTokenService, MAX_TOKEN_LENGTH } from "../src/oauth/tokens.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
-import { allLogLines, basic, createClient, createTestApp, mintClientSession, mintCodeSession, post, request } from "./helpers/app.ts";
+import { allLogLines, basic, createClient, createTestApp, holdStatements, mintClientSession, mintCodeSession, post, request } from "./helpers/app.ts";
 import type { Backend } from "./helpers/db.ts";
 import { backends, createPostgresDatabase, openTestDatabase, TEST_DATABASE_URL } from "./helpers/db.ts";
 import { tokenRequest } from "./helpers/grants.ts";
@@ -86,7 +86,8 @@ async function jtiOf(t: TestApp, token: string): Promise<string> {
 /** Rotates the family's refresh token (the primitive under /oauth/token's refresh_token grant). */
 async function rotate(t: TestApp, f: Family, refreshToken = f.refreshToken!) {
   const result = await t.services.sessions.rotate({
-    refreshJti: await jtiOf(t, refreshToken),
+    presented: await t.services.tokens.read(refreshToken),
+    verified: false,
     client: f.owner.client,
     scope: undefined,
     graceSeconds: 0,
@@ -628,11 +629,16 @@ describe.each(backends)("revoking families [%s]", (backend) => {
     for (let round = 0; round < 30; round++) {
       const f = await codeFamily(t, owner);
       const token = round % 4 < 2 ? f.refreshToken! : f.accessToken;
-      const refreshJti = await jtiOf(t, f.refreshToken!);
-      const rotate = () => t.services.sessions.rotate({ refreshJti, client: owner.client, scope: undefined, graceSeconds: 0 });
+      const presented = await t.services.tokens.read(f.refreshToken!);
+      const rotate = () => t.services.sessions.rotate({ presented, verified: false, client: owner.client, scope: undefined, graceSeconds: 0 });
       let rotation: ReturnType<typeof rotate> | undefined;
       if (round % 2 === 0) {
-        rotation = rotate(); // the refresh goes first; the revocation follows it closely
+        // The refresh goes first (its tokens are signed before its statement leaves); the
+        // revocation follows it closely.
+        const held = holdStatements(t.database, "ta_rotate_sessions");
+        rotation = rotate();
+        await held.sent;
+        held.release();
       } else {
         // The refresh leaves the moment the revocation's statement does: both are in flight at once.
         await t.services.notifier.flush();

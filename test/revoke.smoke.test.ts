@@ -23,13 +23,13 @@ describe.each(backends)("rotation smoke [%s]", (backend) => {
     const t = await ready();
     const c = await createClient(t, "confidential");
     const s = await mintCodeSession(t, c);
-    const verified = await t.services.tokens.verify(s.refreshToken!);
-    const first = await t.services.sessions.rotate({ refreshJti: verified.claims.jti, client: c.client, scope: undefined, graceSeconds: 0 });
+    const presented = await t.services.tokens.read(s.refreshToken!);
+    const first = await t.services.sessions.rotate({ presented, verified: false, client: c.client, scope: undefined, graceSeconds: 0 });
     expect(first.outcome).toBe("rotated");
     if (first.outcome !== "rotated") throw new Error("unreachable");
     expect((await t.services.verifier.verify(first.tokens.accessToken)).ok).toBe(true);
     expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(false);
-    const again = await t.services.sessions.rotate({ refreshJti: verified.claims.jti, client: c.client, scope: undefined, graceSeconds: 0 });
+    const again = await t.services.sessions.rotate({ presented, verified: false, client: c.client, scope: undefined, graceSeconds: 0 });
     expect(again.outcome).toBe("reuse");
     expect((await t.services.verifier.verify(first.tokens.accessToken)).ok).toBe(false);
   });

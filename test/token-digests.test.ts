@@ -122,6 +122,61 @@ describe.each(backends)("token digests [%s]", (backend) => {
     }
   });
 
+  test.each([true, false])("refresh rotation with digests stored %p: signature checked only without them, child sessions hold digests", async (digests) => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const [, body] = await redeem(t, c, await issueCode(t, c));
+    const [parent] = await t.database.db.select().from(sessions).where(eq(sessions.accessTokenSha256, tokenSha256(body.access_token)));
+    if (!digests) await forgetDigests(t, parent!.id);
+    const verifications = countVerifications(t);
+    const statements = countStatements(t.database, "ta_rotate_sessions");
+    let rotated;
+    try {
+      const [res, json] = await refresh(t, c, body.refresh_token);
+      expect(res.status).toBe(200);
+      rotated = json;
+    } finally {
+      // Without digests: `unverified` (nothing done), the signature, then the rotation.
+      expect(statements.stop()).toBe(digests ? 1 : 2);
+      expect(verifications.stop()).toBe(digests ? 0 : 1);
+    }
+    const [child] = await t.database.db.select().from(sessions).where(eq(sessions.parentId, parent!.id));
+    expect(child!.refreshTokenSha256).toBe(tokenSha256(rotated.refresh_token));
+    expect((await sessionOf(t, parent!.id)).status).toBe("refreshed");
+    expect((await introspect(t, c, rotated.access_token))[1].active).toBe(true);
+  });
+
+  test("a forged refresh token naming a live session is refused and is not taken for reuse", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    for (const digests of [true, false]) {
+      const family = await mintCodeSession(t, c);
+      if (!digests) await forgetDigests(t, family.sessionId);
+      const [res, body] = await refresh(t, c, await forge(family.refreshToken!));
+      expect(res.status).toBe(400);
+      expect(body.error).toBe("invalid_grant");
+      // Reuse would have revoked the family: it is untouched, and its own token still rotates.
+      expect((await sessionOf(t, family.sessionId)).status).toBe("created");
+      expect((await refresh(t, c, family.refreshToken!))[0].status).toBe(200);
+    }
+  });
+
+  test("a session edited since its token was issued: the rotation's tokens are signed from the session, without digests", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const family = await mintCodeSession(t, c, "user-before");
+    await t.database.db.update(sessions).set({ subject: "user-after" }).where(eq(sessions.id, family.sessionId));
+    const [res, body] = await refresh(t, c, family.refreshToken!);
+    expect(res.status).toBe(200);
+    const [child] = await t.database.db.select().from(sessions).where(eq(sessions.parentId, family.sessionId));
+    expect(child!.subject).toBe("user-after");
+    expect(child!.accessTokenSha256).toBeNull();
+    expect(child!.refreshTokenSha256).toBeNull();
+    const [, described] = await introspect(t, c, body.access_token);
+    expect(described).toMatchObject({ active: true, sub: "user-after" });
+    expect((await t.services.tokens.verify(body.refresh_token)).claims.sub).toBe("user-after");
+  });
+
   test("in one batch, an item whose digest its session does not hold comes back unverified, without effect", async () => {
     const t = await ready();
     const c = await createClient(t, "confidential");

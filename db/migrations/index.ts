@@ -7,6 +7,7 @@ import m4 from "./0004_revoke_token_fast_path.sql" with { type: "text" };
 import m5 from "./0005_revoke_tokens_batch.sql" with { type: "text" };
 import m6 from "./0006_rotate_sessions_batch.sql" with { type: "text" };
 import m7 from "./0007_token_digests.sql" with { type: "text" };
+import m8 from "./0008_rotate_with_digests.sql" with { type: "text" };
 
 export interface EmbeddedMigration {
   tag: string;
@@ -24,4 +25,5 @@ export const migrations: readonly EmbeddedMigration[] = [
   { tag: "0005_revoke_tokens_batch", when: 1796158184463, breakpoints: true, sql: m5 },
   { tag: "0006_rotate_sessions_batch", when: 1796160939603, breakpoints: true, sql: m6 },
   { tag: "0007_token_digests", when: 1796163887882, breakpoints: true, sql: m7 },
+  { tag: "0008_rotate_with_digests", when: 1796164522356, breakpoints: true, sql: m8 },
 ];

@@ -9,10 +9,9 @@ import { Batcher } from "../../db/batcher.ts";
 import type { Database, Db } from "../../db/client.ts";
 import type { Client, Session } from "../../db/schema.ts";
 import { sessions } from "../../db/schema.ts";
-import { errorForLog, isConnectionFailure } from "../errors.ts";
-import type { Logger } from "../log.ts";
+import { isConnectionFailure } from "../errors.ts";
 import type { RevocationNotifier } from "./revocation-notifier.ts";
-import type { TokenKind, TokenService } from "./tokens.ts";
+import type { PresentedToken, TokenClaims, TokenKind, TokenService } from "./tokens.ts";
 import { tokenSha256 } from "./tokens.ts";
 
 export type { Session };
@@ -41,10 +40,17 @@ export interface IssuedTokens {
   scope: string;
 }
 
-export type RotateOutcome = "rotated" | "replaced" | "reuse" | "unknown" | "expired" | "invalid_scope";
+export type RotateOutcome = "rotated" | "replaced" | "reuse" | "unknown" | "expired" | "invalid_scope" | "unverified";
 
 export interface RotateRequest {
-  refreshJti: string;
+  /**
+   * The presented refresh token as read: its claims become the child's tokens' (signed before
+   * the rotation, so that their digests are stored with the child) and are trusted only once
+   * its session proves it (its stored digest), unless `verified`.
+   */
+  presented: PresentedToken;
+  /** Its signature was checked: no stored digest is needed to accept it. */
+  verified: boolean;
   client: Client;
   /** Requested scope; empty or absent keeps the session's scope. */
   scope: string | undefined;
@@ -253,15 +259,24 @@ const insertBatcher = perDatabase(
     ),
 );
 
-/** One rotation as ta_rotate_sessions (migration 0006) takes it. */
+/** One rotation as ta_rotate_sessions (migration 0008) takes it. */
 interface RotateItem {
   refresh_jti: string;
   client_id: string;
   scope: string;
   new_access_jti: string;
   new_refresh_jti: string;
-  access_ttl: number;
+  access_expires_at: string;
   grace_seconds: number;
+  /** The presented token's digest, which its session must hold; null once its signature held. */
+  presented_sha256: string | null;
+  /** What the child's tokens were signed with, and their digests. */
+  subject: string;
+  audience: string[];
+  signed_scope: string;
+  refresh_expires_at: string;
+  access_sha256: string;
+  refresh_sha256: string;
 }
 
 interface RotateRow {
@@ -273,34 +288,12 @@ interface RotateRow {
   audience: string[] | null;
   access_expires_at: Date | string | null;
   refresh_expires_at: Date | string | null;
+  /** The child session is what the tokens were signed with (and holds their digests). */
+  signed: boolean;
 }
 
 /** Refresh-token rotations coalesced into ta_rotate_sessions: each item as ta_rotate_session alone. */
 const rotateBatcher = batchedFunction<RotateItem, RotateRow>("ta_rotate_sessions");
-
-interface TokenDigests {
-  id: string;
-  access_token_jti: string;
-  access_token_sha256: string;
-  refresh_token_sha256: string;
-}
-
-/**
- * The digests of rotated sessions' tokens, stored after the rotation (its tokens are signed
- * from what the rotation returns), coalesced into one UPDATE per batch.
- */
-const digestBatcher = perDatabase(
-  (database) =>
-    new Batcher<TokenDigests, void>(async (items) => {
-      await database.rows(sql`
-        update sessions s
-           set access_token_sha256 = x.access_token_sha256, refresh_token_sha256 = x.refresh_token_sha256
-          from jsonb_to_recordset(${JSON.stringify(items)}::jsonb)
-               as x(id uuid, access_token_jti text, access_token_sha256 text, refresh_token_sha256 text)
-         where s.id = x.id and s.access_token_jti = x.access_token_jti`);
-      return items.map(() => undefined);
-    }, BATCHING),
-);
 
 export class SessionService {
   constructor(
@@ -309,7 +302,6 @@ export class SessionService {
     private readonly defaults: SessionDefaults,
     private readonly now: () => number = Date.now,
     private readonly notifier?: RevocationNotifier,
-    private readonly log?: Logger,
   ) {}
 
   /** Creates a session row and signs its tokens; `db` may be a transaction to insert within. */
@@ -362,52 +354,70 @@ export class SessionService {
     return { sessionId, accessToken, refreshToken, expiresIn: accessTtl, scope };
   }
 
-
-
   /**
    * Refresh-token rotation (one round trip, see ta_rotate_session): the presented session
    * becomes `refreshed` and a child session with new JTIs is created; reuse of a refresh token
    * revokes its family. Exactly one of several concurrent rotations of one token succeeds.
+   * `unverified`: the session holds no digest of the presented token (or another) and nothing
+   * happened; the caller checks the signature and rotates again with `verified`.
    */
   async rotate(request: RotateRequest): Promise<RotateResult> {
-    const { client } = request;
+    const { client, presented } = request;
     const accessTtl = client.accessTokenTtl ?? this.defaults.accessTokenTtl;
-    const accessJti = newJti();
-    const refreshJti = newJti();
+    const iat = Math.floor(this.now() / 1000);
+    // The child keeps its parent's subject, audience and refresh expiry; the tokens are signed
+    // with them now, and the rotation checks its session agrees (`signed`).
+    const claims: Omit<TokenClaims, "iss"> = {
+      sub: presented.claims.sub,
+      aud: presented.claims.aud,
+      exp: presented.claims.exp,
+      iat,
+      jti: newJti(),
+      client_id: client.clientId,
+      scope: request.scope || presented.claims.scope,
+    };
+    const access = { ...claims, exp: iat + accessTtl, jti: newJti() };
+    const [accessToken, refreshToken] = await Promise.all([this.tokens.sign("access_token", access), this.tokens.sign("refresh_token", claims)]);
     const row = await rotateBatcher(this.database).submit({
-      refresh_jti: request.refreshJti,
+      refresh_jti: presented.claims.jti,
       client_id: client.clientId,
       scope: request.scope ?? "",
-      new_access_jti: accessJti,
-      new_refresh_jti: refreshJti,
-      access_ttl: accessTtl,
+      new_access_jti: access.jti,
+      new_refresh_jti: claims.jti,
+      access_expires_at: new Date(access.exp * 1000).toISOString(),
       grace_seconds: request.graceSeconds,
+      presented_sha256: request.verified ? null : presented.sha256,
+      subject: claims.sub,
+      audience: Array.isArray(claims.aud) ? claims.aud : [claims.aud],
+      signed_scope: claims.scope,
+      refresh_expires_at: new Date(claims.exp * 1000).toISOString(),
+      access_sha256: tokenSha256(accessToken),
+      refresh_sha256: tokenSha256(refreshToken),
     });
     // Rotation retires the old access token, reuse revokes the family: both reach the feed.
     if (row.outcome === "rotated" || row.outcome === "replaced" || row.outcome === "reuse") this.notifier?.committed();
     if (row.outcome !== "rotated" && row.outcome !== "replaced") {
       return { outcome: row.outcome, sessionId: row.new_session_id };
     }
+    const scope = row.scope!;
+    const tokens = row.signed ? { accessToken, refreshToken } : await this.signFromRow(row, iat, client.clientId, access.jti, claims.jti);
+    return { outcome: row.outcome, tokens: { sessionId: row.new_session_id!, ...tokens, expiresIn: accessTtl, scope } };
+  }
+
+  /**
+   * The child's tokens signed from what the rotation returned, when its session no longer held
+   * what the presented token said (a row edited since): the child holds no digests of them.
+   */
+  private async signFromRow(row: RotateRow, iat: number, clientId: string, accessJti: string, refreshJti: string) {
     const audience = row.audience ?? [];
     const aud = audience.length === 1 ? audience[0]! : audience;
-    const iat = Math.floor(this.now() / 1000);
-    const accessExp = Math.floor(new Date(row.access_expires_at!).getTime() / 1000);
-    const refreshExp = Math.floor(new Date(row.refresh_expires_at!).getTime() / 1000);
-    const common = { sub: row.subject!, aud, iat, client_id: client.clientId, scope: row.scope! };
+    const seconds = (at: Date | string | null) => Math.floor(new Date(at!).getTime() / 1000);
+    const common = { sub: row.subject!, aud, iat, client_id: clientId, scope: row.scope! };
     const [accessToken, refreshToken] = await Promise.all([
-      this.tokens.sign("access_token", { ...common, exp: accessExp, jti: accessJti }),
-      this.tokens.sign("refresh_token", { ...common, exp: refreshExp, jti: refreshJti }),
+      this.tokens.sign("access_token", { ...common, exp: seconds(row.access_expires_at), jti: accessJti }),
+      this.tokens.sign("refresh_token", { ...common, exp: seconds(row.refresh_expires_at), jti: refreshJti }),
     ]);
-    const sessionId = row.new_session_id!;
-    // The rotation has committed: its tokens must reach the client even if this fails, which
-    // only leaves them to be verified by signature (their session holds no digest).
-    await digestBatcher(this.database)
-      .submit({ id: sessionId, access_token_jti: accessJti, access_token_sha256: tokenSha256(accessToken), refresh_token_sha256: tokenSha256(refreshToken) })
-      .catch((error) => this.log?.warn("session.digests_not_stored", { session_id: sessionId, error: errorForLog(error) }));
-    return {
-      outcome: row.outcome,
-      tokens: { sessionId, accessToken, refreshToken, expiresIn: accessTtl, scope: row.scope! },
-    };
+    return { accessToken, refreshToken };
   }
 
   /**

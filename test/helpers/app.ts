@@ -187,3 +187,26 @@ export function countStatements(database: Database, match: string) {
     },
   };
 }
+
+/**
+ * Holds back the raw statements whose SQL contains `match` until `release()`: `sent` resolves
+ * once the first of them has been issued (and is waiting).
+ */
+export function holdStatements(database: Database, match: string) {
+  const original = database.rows;
+  const dialect = new PgDialect();
+  const { promise: sent, resolve: issued } = Promise.withResolvers<void>();
+  const { promise: released, resolve: release } = Promise.withResolvers<void>();
+  (database as { rows: Database["rows"] }).rows = ((query) => {
+    if (!dialect.sqlToQuery(query).sql.includes(match)) return original(query);
+    issued();
+    return released.then(() => original(query));
+  }) as Database["rows"];
+  return {
+    sent,
+    release() {
+      (database as { rows: Database["rows"] }).rows = original;
+      release();
+    },
+  };
+}

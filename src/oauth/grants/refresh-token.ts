@@ -14,23 +14,24 @@ export const refreshTokenGrant = defineGrant({
   params: t.Object({ refresh_token: t.String({ minLength: 1, maxLength: MAX_TOKEN_LENGTH }), scope: scopeParam }),
   async handle(params, { services, client }) {
     const { config, log, sessions, tokens } = services;
-    let verified;
-    try {
-      verified = await tokens.verify(params.refresh_token);
-    } catch (error) {
+    const invalid = (error: unknown): never => {
       if (error instanceof TokenFormatError) throw OAuthError.invalidGrant("invalid refresh token");
       throw error;
-    }
-    if (verified.kind !== "refresh_token") throw OAuthError.invalidGrant("not a refresh token");
-    if (verified.expired) throw OAuthError.invalidGrant("refresh token expired");
+    };
+    const presented = await tokens.read(params.refresh_token).catch(invalid);
+    if (presented.kind !== "refresh_token") throw OAuthError.invalidGrant("not a refresh token");
+    if (presented.expired) throw OAuthError.invalidGrant("refresh token expired");
     // RFC 6749 §6: the scope may be narrowed, never widened (checked against the session in SQL).
     const scope = params.scope === undefined ? undefined : knownScope(params.scope, config.scopes);
-    const result = await sessions.rotate({
-      refreshJti: verified.claims.jti,
-      client,
-      scope,
-      graceSeconds: config.refreshReuseGrace,
-    });
+    const rotate = (verified: boolean) =>
+      sessions.rotate({ presented, verified, client, scope, graceSeconds: config.refreshReuseGrace });
+    // The token is trusted once its session shows it issued it (its digest); a session that
+    // cannot (issued before digests were stored) leaves it to its signature.
+    let result = await rotate(false);
+    if (result.outcome === "unverified") {
+      await tokens.verify(params.refresh_token).catch(invalid);
+      result = await rotate(true);
+    }
     switch (result.outcome) {
       case "rotated":
       case "replaced":
@@ -44,7 +45,7 @@ export const refreshTokenGrant = defineGrant({
         services.metrics.refreshReuse.inc();
         log.warn("security.token.theft_detected", {
           client_id: client.clientId,
-          token_client_id: verified.claims.client_id,
+          token_client_id: presented.claims.client_id,
           session_id: result.sessionId,
         });
         throw OAuthError.invalidGrant("refresh token already used or revoked");
@@ -53,6 +54,7 @@ export const refreshTokenGrant = defineGrant({
       case "expired":
         throw OAuthError.invalidGrant("refresh token expired");
       case "unknown":
+      case "unverified":
         throw OAuthError.invalidGrant("invalid refresh token");
     }
   },
