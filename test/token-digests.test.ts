@@ -221,6 +221,24 @@ describe.each(backends)("token digests [%s]", (backend) => {
     expect(await t.services.verifier.verify(await forge(legacy.accessToken))).toEqual({ ok: false, reason: "malformed" });
   });
 
+  test("during a rolling upgrade, the previous version's calls (no digests) still work", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const family = await mintCodeSession(t, c);
+    const { claims } = await t.services.tokens.verify(family.refreshToken!);
+    // As the previous version rotates (0006) and revokes (0005): items without digests.
+    const rotation = JSON.stringify([{ i: 0, refresh_jti: claims.jti, client_id: c.client.clientId, scope: "",
+      new_access_jti: crypto.randomUUID(), new_refresh_jti: crypto.randomUUID(), access_ttl: 60, grace_seconds: 0 }]);
+    const [rotated] = await t.database.rows<{ outcome: string; new_session_id: string }>(sql`select * from ta_rotate_sessions(${rotation}::jsonb)`);
+    expect(rotated!.outcome).toBe("rotated");
+    const child = await sessionOf(t, rotated!.new_session_id);
+    expect(child.accessTokenSha256).toBeNull();
+    const revocation = JSON.stringify([{ i: 0, kind: "access_token", jti: child.accessTokenJti, client_id: c.client.clientId, reason: "revoked_by_client" }]);
+    const [revoked] = await t.database.rows<{ outcome: string }>(sql`select * from ta_revoke_tokens(${revocation}::jsonb)`);
+    expect(revoked!.outcome).toBe("revoked");
+    expect((await sessionOf(t, child.id)).status).toBe("revoked");
+  });
+
   test("the digests are of tokens, not tokens: no token appears in the sessions table", async () => {
     const t = await ready();
     const c = await createClient(t, "confidential");

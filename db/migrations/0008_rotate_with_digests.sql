@@ -114,10 +114,10 @@ END
 $$;
 --> statement-breakpoint
 -- ta_rotate_sessions (0006) over the function above: each item gets what it gives alone, in
--- (refresh_jti, position) order.
-DROP FUNCTION ta_rotate_sessions(jsonb);
---> statement-breakpoint
-CREATE FUNCTION ta_rotate_sessions(p_items jsonb)
+-- (refresh_jti, position) order. A function of its own, not a replacement: instances of the
+-- previous version go on calling ta_rotate_sessions and the 7-argument ta_rotate_session
+-- during a rolling upgrade (both stay until a later release drops them).
+CREATE FUNCTION ta_rotate_sessions_with_digests(p_items jsonb)
 RETURNS TABLE (
   i integer,
   outcome text,
@@ -146,6 +146,3 @@ BEGIN
   END LOOP;
 END
 $$;
---> statement-breakpoint
--- The previous per-item function has no caller left.
-DROP FUNCTION ta_rotate_session(text, text, text, text, text, integer, integer);

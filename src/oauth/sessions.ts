@@ -127,9 +127,9 @@ function perDatabase<T>(make: (database: Database) => T): (database: Database) =
 }
 
 /**
- * A batched SQL function (ta_revoke_tokens, ta_rotate_sessions): its items go as one JSON array,
- * each with its position `i`, and it answers one row per item carrying that `i`; the rows are
- * handed back in the items' order.
+ * A batched SQL function (ta_revoke_tokens, ta_rotate_sessions_with_digests): its items go as
+ * one JSON array, each with its position `i`, and it answers one row per item carrying that
+ * `i`; the rows are handed back in the items' order.
  */
 function batchedFunction<I extends object, R extends { i: number }>(name: string) {
   return perDatabase(
@@ -259,7 +259,7 @@ const insertBatcher = perDatabase(
     ),
 );
 
-/** One rotation as ta_rotate_sessions (migration 0008) takes it. */
+/** One rotation as ta_rotate_sessions_with_digests (migration 0008) takes it. */
 interface RotateItem {
   refresh_jti: string;
   client_id: string;
@@ -292,8 +292,8 @@ interface RotateRow {
   signed: boolean;
 }
 
-/** Refresh-token rotations coalesced into ta_rotate_sessions: each item as ta_rotate_session alone. */
-const rotateBatcher = batchedFunction<RotateItem, RotateRow>("ta_rotate_sessions");
+/** Refresh-token rotations coalesced into ta_rotate_sessions_with_digests: each as ta_rotate_session alone. */
+const rotateBatcher = batchedFunction<RotateItem, RotateRow>("ta_rotate_sessions_with_digests");
 
 export class SessionService {
   constructor(
