@@ -1,6 +1,7 @@
 // Token introspection (RFC 7662): read the token, find its session through the same
 // strategy map as revocation (hint first, then the others), and describe it only if it is
-// authentic (its session's digest or its signature), live AND the caller may see it. Anything else is exactly `{"active": false}`.
+// authentic (its session's digest or its signature), live AND the caller may see it. Anything
+// else is exactly `{"active": false}`.
 import type { Database } from "../../db/client.ts";
 import type { Client } from "../../db/schema.ts";
 import type { Logger } from "../log.ts";

@@ -1,5 +1,7 @@
 // Token format (not storage): signs access tokens as RFC 9068 JWTs (typ at+jwt) and refresh
-// tokens as JWTs of their own type (rt+jwt), and verifies both against this server's keys.
+// tokens as JWTs of their own type (rt+jwt), and verifies both against this server's keys — or
+// reads one without trusting it (`read`), to be authenticated by the digest its session stored
+// when it issued it (`authenticate`), the signature being checked only where there is none.
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { CryptoKey } from "jose";
 import { base64url, CompactSign, compactVerify, decodeProtectedHeader } from "jose";
