@@ -1,5 +1,7 @@
 // grant_type=client_credentials at POST /oauth/token, on every backend.
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import { eq } from "drizzle-orm";
+import { sessions } from "../db/schema.ts";
 import { countStatements, createClient, post, useTestApp } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
 import { tokenRequest } from "./helpers/grants.ts";
@@ -125,7 +127,8 @@ describe.each(backends)("client_credentials grant [%s]", (backend) => {
       const verified = await t.services.verifier.verify(s.accessToken);
       if (!verified.ok) throw new Error(`token ${i} is not live: ${verified.reason}`);
       expect(verified.session.id).toBe(s.sessionId);
-      expect(verified.session.audience).toEqual([`https://api${i}.example`]);
+      const [row] = await t.database.db.select().from(sessions).where(eq(sessions.id, s.sessionId));
+      expect(row!.audience).toEqual([`https://api${i}.example`]);
       expect(verified.session.refreshTokenJti).toBeNull();
       expect(verified.session.accessExpiresAt.getTime()).toBe(verified.claims.exp * 1000);
     }

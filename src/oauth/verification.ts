@@ -2,7 +2,7 @@
 // digest its session stored, or the signature), and — so that no endpoint can forget it —
 // that its session is still live (not revoked, not rotated away). Introspection and the resource-server helpers build on this.
 import type { Database } from "../../db/client.ts";
-import type { Session } from "../../db/schema.ts";
+import type { FoundSession } from "./sessions.ts";
 import { sessionLookup } from "./sessions.ts";
 import type { TokenClaims, TokenKind, TokenService } from "./tokens.ts";
 import { TokenFormatError } from "./tokens.ts";
@@ -10,21 +10,21 @@ import { TokenFormatError } from "./tokens.ts";
 export type VerificationFailure = "malformed" | "expired" | "inactive" | "wrong_kind";
 
 export type VerificationResult =
-  | { ok: true; kind: TokenKind; claims: TokenClaims; session: Session }
+  | { ok: true; kind: TokenKind; claims: TokenClaims; session: FoundSession }
   | { ok: false; reason: VerificationFailure };
 
 /**
  * The one rule for whether a session still backs a token of `kind`: status `created` (not
  * revoked, not rotated away) and that token's expiry not passed. Introspection uses it too.
  */
-export function sessionState(session: Session, kind: TokenKind, now: number): "live" | "inactive" | "expired" {
+export function sessionState(session: FoundSession, kind: TokenKind, now: number): "live" | "inactive" | "expired" {
   if (session.status !== "created") return "inactive";
   const expiresAt = kind === "access_token" ? session.accessExpiresAt : session.refreshExpiresAt;
   return expiresAt && expiresAt.getTime() > now ? "live" : "expired";
 }
 
 /** The digest a session stored of its token of `kind` when it issued it (null before migration 0007). */
-export function storedDigest(session: Session, kind: TokenKind): string | null {
+export function storedDigest(session: FoundSession, kind: TokenKind): string | null {
   return kind === "access_token" ? session.accessTokenSha256 : session.refreshTokenSha256;
 }
 
