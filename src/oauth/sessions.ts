@@ -212,10 +212,17 @@ export const sessionLookup: Readonly<Record<TokenKind, SessionLookupStrategy>> =
  * The order in which to try the strategies: the preferred kind first, then the others
  * (RFC 7009 §2.1: if the hinted lookup fails the server MUST extend its search).
  */
-export function lookupOrder(preferred: TokenKind): SessionLookupStrategy[] {
-  const first = sessionLookup[preferred];
-  return [first, ...Object.values(sessionLookup).filter((s) => s !== first)];
+export function lookupOrder(preferred: TokenKind): readonly SessionLookupStrategy[] {
+  return LOOKUP_ORDERS[preferred];
 }
+
+/** Each kind's lookup order, made once (it is asked for on every revocation and introspection). */
+const LOOKUP_ORDERS = Object.fromEntries(
+  Object.values(sessionLookup).map((first) => [
+    first.kind,
+    Object.freeze([first, ...Object.values(sessionLookup).filter((s) => s !== first)]),
+  ]),
+) as Readonly<Record<TokenKind, readonly SessionLookupStrategy[]>>;
 
 /** Parses a `token_type_hint`; an unrecognised value is treated as absent (RFC 7009 §2.2). */
 export function parseHint(hint: string | undefined): TokenKind | undefined {
