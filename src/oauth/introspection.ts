@@ -10,7 +10,7 @@ import type { Session } from "./sessions.ts";
 import { lookupOrder, parseHint } from "./sessions.ts";
 import type { TokenClaims, TokenKind, TokenService } from "./tokens.ts";
 import { TokenFormatError } from "./tokens.ts";
-import { sessionState, storedDigest } from "./verification.ts";
+import { sessionState } from "./verification.ts";
 
 export interface IntrospectionRequest {
   token: string;
@@ -99,7 +99,7 @@ export class IntrospectionService {
       // The column that holds the jti names the token's kind; it must agree with the typ.
       if (strategy.kind !== kind) return inactive("unknown");
       // Only now are the claims trusted: the token is the one this session issued, or signed.
-      if (!(await this.tokens.authenticate(token, presented, storedDigest(session, kind)))) return inactive("malformed");
+      if (!(await this.tokens.authenticate(token, presented, strategy.storedDigest(session)))) return inactive("malformed");
       // Revoked, rotated away (refreshed) or expired sessions describe no live token.
       const state = sessionState(session, kind, this.now());
       if (state !== "live") return inactive(state);

@@ -59,6 +59,7 @@ export class RevocationService {
         await verifySignature();
         result = await strategy.revoke(this.database, jti, clientId, "revoked_by_client", null);
       }
+      // (A revocation of a verified token, sha256 null, is never `unverified`.)
       if (result.outcome === "unknown" || result.outcome === "unverified") continue;
       if (result.outcome === "other_client") {
         this.log.warn("security.revocation.client_mismatch", { client_id: clientId, session_id: result.sessionId });

@@ -75,12 +75,6 @@ export interface RevokeResult {
  * What a lookup by jti reads of a session: whose it is and whether it backs a live token, not
  * the whole row (mapping all of it was a tenth of an introspection's server CPU).
  */
-export type FoundSession = Pick<
-  Session,
-  "id" | "grantId" | "clientId" | "status" | "accessTokenJti" | "refreshTokenJti" | "accessExpiresAt" | "refreshExpiresAt"
-  | "accessTokenSha256" | "refreshTokenSha256"
->;
-
 const FOUND_COLUMNS = {
   id: sessions.id,
   grantId: sessions.grantId,
@@ -92,7 +86,9 @@ const FOUND_COLUMNS = {
   refreshExpiresAt: sessions.refreshExpiresAt,
   accessTokenSha256: sessions.accessTokenSha256,
   refreshTokenSha256: sessions.refreshTokenSha256,
-} satisfies Record<keyof FoundSession, PgColumn>;
+} satisfies Partial<Record<keyof Session, PgColumn>>;
+
+export type FoundSession = { [K in keyof typeof FOUND_COLUMNS]: Session[K] };
 
 /**
  * How to find (and revoke) the session of a token of one kind: by the JTI column of that
@@ -101,6 +97,8 @@ const FOUND_COLUMNS = {
 export interface SessionLookupStrategy {
   readonly kind: TokenKind;
   find(database: Database, jti: string): Promise<FoundSession | undefined>;
+  /** The digest the session stored of its token of this kind (null before migration 0007). */
+  storedDigest(session: FoundSession): string | null;
   /**
    * Finds the session, checks it belongs to `clientId`, revokes its family: one round trip at
    * most, shared with the revocations made at the same time (ta_revoke_tokens). With `sha256`
@@ -110,7 +108,7 @@ export interface SessionLookupStrategy {
   revoke(database: Database, jti: string, clientId: string, reason: string, sha256: string | null): Promise<RevokeResult>;
 }
 
-/** One revocation as ta_revoke_tokens (migration 0005) takes it. */
+/** One revocation as ta_revoke_tokens (migrations 0005, 0007) takes it. */
 interface RevokeItem {
   kind: TokenKind;
   jti: string;
@@ -175,7 +173,11 @@ function batchedFunction<I extends object, R extends { i: number }>(name: string
  */
 const revokeBatcher = batchedFunction<RevokeItem, RevokeRow>("ta_revoke_tokens");
 
-function strategyFor(kind: TokenKind, key: "accessTokenJti" | "refreshTokenJti"): SessionLookupStrategy {
+function strategyFor(
+  kind: TokenKind,
+  key: "accessTokenJti" | "refreshTokenJti",
+  digestKey: "accessTokenSha256" | "refreshTokenSha256",
+): SessionLookupStrategy {
   const column: PgColumn = sessions[key];
   // Lookups coalesced into one SELECT per batch, built once per database and prepared: drizzle
   // would otherwise rebuild the SQL text on every lookup, a tenth of an introspection's CPU.
@@ -196,6 +198,7 @@ function strategyFor(kind: TokenKind, key: "accessTokenJti" | "refreshTokenJti")
   return {
     kind,
     find: (database, jti) => findBatcher(database).submit(jti),
+    storedDigest: (session) => session[digestKey],
     revoke: async (database, jti, clientId, reason, sha256) => {
       const row = await revokeBatcher(database).submit({ kind, jti, client_id: clientId, reason, sha256 });
       return { outcome: row.outcome, sessionId: row.session_id, revokedCount: Number(row.revoked_count) };
@@ -204,8 +207,8 @@ function strategyFor(kind: TokenKind, key: "accessTokenJti" | "refreshTokenJti")
 }
 
 export const sessionLookup: Readonly<Record<TokenKind, SessionLookupStrategy>> = Object.freeze({
-  access_token: strategyFor("access_token", "accessTokenJti"),
-  refresh_token: strategyFor("refresh_token", "refreshTokenJti"),
+  access_token: strategyFor("access_token", "accessTokenJti", "accessTokenSha256"),
+  refresh_token: strategyFor("refresh_token", "refreshTokenJti", "refreshTokenSha256"),
 });
 
 /**

@@ -1,6 +1,7 @@
 // The server's own verification of an access token: type, issuer, expiry, authenticity (the
 // digest its session stored, or the signature), and — so that no endpoint can forget it —
-// that its session is still live (not revoked, not rotated away). Introspection and the resource-server helpers build on this.
+// that its session is still live (not revoked, not rotated away). Introspection and the
+// resource-server helpers build on this.
 import type { Database } from "../../db/client.ts";
 import type { FoundSession } from "./sessions.ts";
 import { sessionLookup } from "./sessions.ts";
@@ -23,11 +24,6 @@ export function sessionState(session: FoundSession, kind: TokenKind, now: number
   return expiresAt && expiresAt.getTime() > now ? "live" : "expired";
 }
 
-/** The digest a session stored of its token of `kind` when it issued it (null before migration 0007). */
-export function storedDigest(session: FoundSession, kind: TokenKind): string | null {
-  return kind === "access_token" ? session.accessTokenSha256 : session.refreshTokenSha256;
-}
-
 export class TokenVerifier {
   constructor(
     private readonly database: Database,
@@ -46,10 +42,11 @@ export class TokenVerifier {
     }
     if (kind && presented.kind !== kind) return { ok: false, reason: "wrong_kind" };
     if (presented.expired) return { ok: false, reason: "expired" };
-    const session = await sessionLookup[presented.kind].find(this.database, presented.claims.jti);
+    const strategy = sessionLookup[presented.kind];
+    const session = await strategy.find(this.database, presented.claims.jti);
     if (!session) return { ok: false, reason: "inactive" };
     // Only now are the claims trusted: the token is the one this session issued, or signed.
-    if (!(await this.tokens.authenticate(token, presented, storedDigest(session, presented.kind)))) {
+    if (!(await this.tokens.authenticate(token, presented, strategy.storedDigest(session)))) {
       return { ok: false, reason: "malformed" };
     }
     const state = sessionState(session, presented.kind, this.now());
