@@ -234,6 +234,9 @@ export function parseHint(hint: string | undefined): TokenKind | undefined {
 
 const newJti = () => randomUUID();
 
+/** The `aud` claim of a session's tokens: its one audience as a string, else the array. */
+const audClaim = (audience: string[]): string | string[] => (audience.length === 1 ? audience[0]! : audience);
+
 interface SessionRow {
   grantId: string | null;
   clientId: string;
@@ -345,28 +348,11 @@ export class SessionService {
     const iat = Math.floor(this.now() / 1000);
     const accessJti = newJti();
     const refreshJti = request.withRefreshToken ? newJti() : undefined;
-    const [accessToken, refreshToken] = await Promise.all([
-      this.tokens.sign("access_token", {
-        sub: subject,
-        aud: audience.length === 1 ? audience[0]! : audience,
-        exp: iat + accessTtl,
-        iat,
-        jti: accessJti,
-        client_id: client.clientId,
-        scope,
-      }),
-      refreshJti
-        ? this.tokens.sign("refresh_token", {
-            sub: subject,
-            aud: audience.length === 1 ? audience[0]! : audience,
-            exp: iat + refreshTtl,
-            iat,
-            jti: refreshJti,
-            client_id: client.clientId,
-            scope,
-          })
-        : undefined,
-    ]);
+    const { accessToken, refreshToken } = await this.signTokens(
+      { sub: subject, aud: audClaim(audience), iat, client_id: client.clientId, scope },
+      { exp: iat + accessTtl, jti: accessJti },
+      refreshJti ? { exp: iat + refreshTtl, jti: refreshJti } : undefined,
+    );
     const values: SessionRow = {
       grantId: request.grantId ?? null,
       clientId: client.clientId,
@@ -400,32 +386,26 @@ export class SessionService {
     const iat = Math.floor(this.now() / 1000);
     // The child keeps its parent's subject, audience and refresh expiry; the tokens are signed
     // with them now, and the rotation checks its session agrees (`signed`).
-    const claims: Omit<TokenClaims, "iss"> = {
-      sub: presented.claims.sub,
-      aud: presented.claims.aud,
-      exp: presented.claims.exp,
-      iat,
-      jti: newJti(),
-      client_id: client.clientId,
-      scope: request.scope || presented.claims.scope,
-    };
-    const access = { ...claims, exp: iat + accessTtl, jti: newJti() };
-    const [accessToken, refreshToken] = await Promise.all([this.tokens.sign("access_token", access), this.tokens.sign("refresh_token", claims)]);
+    const { sub, aud } = presented.claims;
+    const common = { sub, aud, iat, client_id: client.clientId, scope: request.scope || presented.claims.scope };
+    const access = { exp: iat + accessTtl, jti: newJti() };
+    const refresh = { exp: presented.claims.exp, jti: newJti() };
+    const { accessToken, refreshToken } = await this.signTokens(common, access, refresh);
     const row = await rotateBatcher(this.database).submit({
       refresh_jti: presented.claims.jti,
       client_id: client.clientId,
       scope: request.scope ?? "",
       new_access_jti: access.jti,
-      new_refresh_jti: claims.jti,
+      new_refresh_jti: refresh.jti,
       access_expires_at: new Date(access.exp * 1000).toISOString(),
       grace_seconds: request.graceSeconds,
       presented_sha256: request.verified ? null : presented.sha256,
-      subject: claims.sub,
-      audience: Array.isArray(claims.aud) ? claims.aud : [claims.aud],
-      signed_scope: claims.scope,
-      refresh_expires_at: new Date(claims.exp * 1000).toISOString(),
+      subject: sub,
+      audience: Array.isArray(aud) ? aud : [aud],
+      signed_scope: common.scope,
+      refresh_expires_at: new Date(refresh.exp * 1000).toISOString(),
       access_sha256: tokenSha256(accessToken),
-      refresh_sha256: tokenSha256(refreshToken),
+      refresh_sha256: tokenSha256(refreshToken!),
     });
     // Rotation retires the old access token, reuse revokes the family: both reach the feed.
     if (row.outcome === "rotated" || row.outcome === "replaced" || row.outcome === "reuse") this.notifier?.committed();
@@ -433,22 +413,28 @@ export class SessionService {
       return { outcome: row.outcome, sessionId: row.new_session_id };
     }
     const scope = row.scope!;
-    const tokens = row.signed ? { accessToken, refreshToken } : await this.signFromRow(row, iat, client.clientId, access.jti, claims.jti);
+    // A session edited since the presented token was issued: the child's tokens are signed
+    // from what the rotation returned, and the child holds no digests of them.
+    const seconds = (at: Date | string | null) => Math.floor(new Date(at!).getTime() / 1000);
+    const tokens = row.signed
+      ? { accessToken, refreshToken }
+      : await this.signTokens(
+          { sub: row.subject!, aud: audClaim(row.audience ?? []), iat, client_id: client.clientId, scope },
+          { exp: seconds(row.access_expires_at), jti: access.jti },
+          { exp: seconds(row.refresh_expires_at), jti: refresh.jti },
+        );
     return { outcome: row.outcome, tokens: { sessionId: row.new_session_id!, ...tokens, expiresIn: accessTtl, scope } };
   }
 
-  /**
-   * The child's tokens signed from what the rotation returned, when its session no longer held
-   * what the presented token said (a row edited since): the child holds no digests of them.
-   */
-  private async signFromRow(row: RotateRow, iat: number, clientId: string, accessJti: string, refreshJti: string) {
-    const audience = row.audience ?? [];
-    const aud = audience.length === 1 ? audience[0]! : audience;
-    const seconds = (at: Date | string | null) => Math.floor(new Date(at!).getTime() / 1000);
-    const common = { sub: row.subject!, aud, iat, client_id: clientId, scope: row.scope! };
+  /** Signs a session's access token and, with `refresh`, its refresh token: the same claims but `exp` and `jti`. */
+  private async signTokens(
+    common: Omit<TokenClaims, "iss" | "exp" | "jti">,
+    access: Pick<TokenClaims, "exp" | "jti">,
+    refresh: Pick<TokenClaims, "exp" | "jti"> | undefined,
+  ): Promise<{ accessToken: string; refreshToken: string | undefined }> {
     const [accessToken, refreshToken] = await Promise.all([
-      this.tokens.sign("access_token", { ...common, exp: seconds(row.access_expires_at), jti: accessJti }),
-      this.tokens.sign("refresh_token", { ...common, exp: seconds(row.refresh_expires_at), jti: refreshJti }),
+      this.tokens.sign("access_token", { ...common, ...access }),
+      refresh ? this.tokens.sign("refresh_token", { ...common, ...refresh }) : undefined,
     ]);
     return { accessToken, refreshToken };
   }
