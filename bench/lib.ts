@@ -5,7 +5,10 @@
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
+import type { JWK } from "jose";
 import type postgres from "postgres";
+import { hashAuthorizationCode, sealAuthorizationCode } from "../src/oauth/authorization-codes.ts";
+import { deriveCodeKey } from "../src/oauth/keys.ts";
 
 export interface LoadResult {
   requests: number;
@@ -270,6 +273,11 @@ export function freePort(): Promise<number> {
  * stores one (SHA-256 hex, PKCE S256 challenge of one shared verifier), ready to be redeemed
  * through POST /oauth/token. Answers the codes and the verifier.
  */
+/**
+ * Authorization grants inserted directly, each with a code as the authorization endpoint seals
+ * it (src/oauth/authorization-codes.ts: under a key derived from the active signing key), so the
+ * exchange takes the server's own path: tokens signed before the one statement.
+ */
 export async function insertCodeGrants(
   sql: postgres.Sql,
   count: number,
@@ -277,10 +285,12 @@ export async function insertCodeGrants(
 ): Promise<{ codes: string[]; verifier: string }> {
   const verifier = randomBytes(32).toString("base64url");
   const challenge = createHash("sha256").update(verifier).digest("base64url");
-  const codes = Array.from({ length: count }, () => randomBytes(32).toString("base64url"));
+  const [key] = await sql`select private_jwk from signing_keys where status = 'active'`;
+  const sealing = await deriveCodeKey(key!.private_jwk as JWK);
+  const codes = await Promise.all(Array.from({ length: count }, () => sealAuthorizationCode(sealing, { sub: grant.userId, scope: "read", aud: [] })));
   for (let i = 0; i < codes.length; i += 1000) {
     const rows = codes.slice(i, i + 1000).map((code) => ({
-      code_hash: createHash("sha256").update(code).digest("hex"),
+      code_hash: hashAuthorizationCode(code),
       client_id: grant.clientId,
       user_id: grant.userId,
       code_challenge: challenge,

@@ -272,7 +272,7 @@ async function settledCounters(monitor: postgres.Sql, sql: postgres.Sql) {
 }
 
 /** Round trips per request by statement, for a few hundred requests through a second server. */
-async function roundTrips(env: Record<string, string>, cwd: string, auth: string, count: number) {
+async function roundTrips(env: Record<string, string>, cwd: string, auth: string, count: number, codes: { codes: string[]; verifier: string }) {
   const target = new URL(dbUrl(DB_NAME));
   const wire = await wireCounter({ hostname: target.hostname, port: Number(target.port || 5432) });
   target.port = String(wire.port);
@@ -310,6 +310,9 @@ async function roundTrips(env: Record<string, string>, cwd: string, auth: string
   );
   await measure("introspect", (i) => post("/oauth/introspect", { token: tokens[i]!, token_type_hint: "access_token" }));
   await measure("revoke", (i) => post("/oauth/revoke", { token: tokens[i]!, token_type_hint: "access_token" }));
+  await measure("code exchange", (i) =>
+    post("/oauth/token", { grant_type: "authorization_code", code: codes.codes[i]!, code_verifier: codes.verifier, redirect_uri: REDIRECT_URI }),
+  );
   await server.stop();
   wire.stop();
   return phases;
@@ -473,7 +476,7 @@ async function main() {
   await server.stop();
 
   console.log("round trips on the wire…");
-  const wire = await roundTrips(env, cwd, auth, 400);
+  const wire = await roundTrips(env, cwd, auth, 400, await insertCodeGrants(sql, 800, { clientId: client.client_id, userId: user.id, redirectUri: REDIRECT_URI }));
 
   console.log("revocation-to-rejection delay…");
   const delayFile = join(mkdtempSync(join(tmpdir(), "ta-bench-delay-")), "delay.json");
@@ -520,6 +523,11 @@ async function main() {
     ),
     target("introspection ≥ 2× the revocation rate (c=32)", `${ratios["introspect/revoke c=32"]}× (${results["introspect c=32"]!.rps} vs ${revoke32.rps} req/s)`, ratios["introspect/revoke c=32"]! >= 2),
     target("minting ≥ 60 % of the INSERT ceiling (c=32)", `${ratios["mint/insert c=32"]} (${results["mint c=32"]!.rps} req/s vs ${ceilings["insert c=32"]!.tps} tps)`, ratios["mint/insert c=32"]! >= 0.6),
+    target(
+      "code exchange c=32 ≥ 3 200/s or ≥ 80 % of refresh rotation (c=32), at most one round trip each",
+      `${results["code exchange c=32"]!.rps} req/s = ${round2(results["code exchange c=32"]!.rps / results["refresh c=32"]!.rps)}× refresh (${results["refresh c=32"]!.rps} req/s); ${wire["code exchange"]!.per_request} round trips on the wire`,
+      (results["code exchange c=32"]!.rps >= 3200 || results["code exchange c=32"]!.rps >= 0.8 * results["refresh c=32"]!.rps) && wire["code exchange"]!.per_request <= 1.01,
+    ),
     target("cold start < 150 ms on PostgreSQL", `${coldPostgres.median_ms} ms (median of ${coldPostgres.runs.length})`, coldPostgres.median_ms < 150),
     target("idle RSS < 100 MB on PostgreSQL", `${mb(idleRss)} MB`, mb(idleRss) < 100),
     target("no drop > 10 % from round 1 to the last on one process", `${roundDrop} %`, roundDrop <= 10),

@@ -23,6 +23,8 @@ export interface Database {
   rows<T extends Record<string, unknown>>(query: SQL): Promise<T[]>;
   /** LISTEN on a channel; resolves once listening. */
   listen(channel: string, onPayload: (payload: string) => void): Promise<Unlisten>;
+  /** NOTIFY a channel (outside any transaction: it is sent at once). */
+  notify(channel: string, payload: string): Promise<void>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -96,6 +98,9 @@ export function openPostgres(url: string, options: PostgresOptions): Database {
       const { unlisten } = await client.listen(channel, onPayload);
       return unlisten;
     },
+    async notify(channel, payload) {
+      await db.execute(sql`select pg_notify(${channel}, ${payload})`);
+    },
     async ping() {
       await db.execute(sql`select 1`);
     },
@@ -130,6 +135,9 @@ export async function openPglite(options: PgliteOptions = {}): Promise<Database 
     pglite,
     rows: async (query) => rowsOf(await db.execute(query)),
     listen: (channel, onPayload) => pglite.listen(channel, onPayload),
+    async notify(channel, payload) {
+      await db.execute(sql`select pg_notify(${channel}, ${payload})`);
+    },
     async ping() {
       await pglite.query("select 1");
     },
@@ -154,4 +162,13 @@ export interface DatabaseConfig extends PostgresOptions {
 export async function openDatabase(config: DatabaseConfig): Promise<Database> {
   if (config.databaseUrl) return openPostgres(config.databaseUrl, config);
   return openPglite({ dataDir: config.dataDir });
+}
+
+/** Connections of every TokenAuthority instance to this PostgreSQL database, by state (pg_stat_activity). */
+export async function connectionsByState(database: Database): Promise<Array<{ state: string; count: number }>> {
+  const rows = await database.rows<{ state: string | null; count: number }>(sql`
+    select coalesce(state, 'unknown') as state, count(*)::int as count from pg_stat_activity
+     where datname = current_database() and application_name = current_setting('application_name')
+     group by 1`);
+  return rows.map((row) => ({ state: row.state ?? "unknown", count: Number(row.count) }));
 }

@@ -22,6 +22,10 @@ export const clientType = pgEnum("client_type", ["confidential", "public"]);
 export const sessionStatus = pgEnum("session_status", ["created", "refreshed", "revoked", "expired"]);
 export const signingKeyStatus = pgEnum("signing_key_status", ["active", "retired"]);
 
+/** The kinds of token a session issues; each has its own jti (and digest) column. */
+export const TOKEN_KINDS = ["access_token", "refresh_token"] as const;
+export type TokenKind = (typeof TOKEN_KINDS)[number];
+
 /** RFC 7591 metadata that has no column of its own (client_uri, logo_uri, contacts, ...). */
 export type ClientMetadata = Record<string, unknown>;
 
@@ -136,7 +140,10 @@ export const signingKeys = pgTable(
   (table) => [uniqueIndex("signing_keys_one_active_idx").on(table.status).where(sql`status = 'active'`)],
 );
 
-/** Append-only feed of revoked JTIs that resource servers follow (see the revocation feed). */
+/**
+ * Append-only feed of revoked JTIs that resource servers follow (see the revocation feed),
+ * written by the revoking statements themselves (db/functions/ta_revoke_sessions.sql).
+ */
 export const revocationEvents = pgTable(
   "revocation_events",
   {
@@ -146,6 +153,8 @@ export const revocationEvents = pgTable(
     sessionId: uuid("session_id").notNull(),
     expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
     revokedAt: timestamp("revoked_at", { withTimezone: true }).notNull().defaultNow(),
+    /** Why the token ended: its session's revocation_reason, or `refreshed` for a rotated-away access token. */
+    reason: text("reason"),
   },
   (table) => [index("revocation_events_expires_at_idx").on(table.expiresAt)],
 );

@@ -1,12 +1,12 @@
 // createApp: composes the endpoint plugins over injected services. No globals, so tests build
 // as many independent apps as they like.
 import { Elysia } from "elysia";
-import { errorPlugin } from "./errors.ts";
 import { accountEndpoints } from "./http/account.ts";
 import { assetEndpoints } from "./http/assets.ts";
 import { authorizeEndpoints } from "./http/authorize.ts";
 import { cors } from "./http/cors.ts";
 import { discoveryEndpoints } from "./http/discovery.ts";
+import { errorPlugin } from "./http/error-plugin.ts";
 import { healthEndpoints } from "./http/health.ts";
 import { introspectEndpoint } from "./http/introspect.ts";
 import { requestLimits } from "./http/limits.ts";

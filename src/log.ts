@@ -1,6 +1,7 @@
 // Structured JSON logs: one line per event on stdout. Callers pass only identifiers and
 // outcomes — never a token, secret, password or Authorization header.
 import { AsyncLocalStorage } from "node:async_hooks";
+import { loggableDatabaseError } from "../db/failures.ts";
 import type { LogLevel } from "./config.ts";
 
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
@@ -44,4 +45,9 @@ export function createLogger(level: LogLevel, sink: LogSink = stdoutSink, base: 
 export function describeError(error: unknown): string {
   if (error instanceof Error) return `${error.name}: ${error.message}`.slice(0, 300);
   return String(error).slice(0, 300);
+}
+
+/** Reduces an error to something loggable: no stack, no SQL parameters. */
+export function errorForLog(error: unknown): string {
+  return describeError(loggableDatabaseError(error));
 }

@@ -2,8 +2,8 @@
 // per app for the server's own counters, plus the process metrics (CPU, memory, event loop),
 // which belong to the process and are collected once however many apps it builds.
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
-import { sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
+import { connectionsByState } from "../db/client.ts";
 import { VERSION } from "./version.ts";
 
 export type RevocationOutcomeLabel = "revoked" | "already_revoked" | "unknown" | "other_client" | "undecodable";
@@ -84,11 +84,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       async collect() {
         this.reset();
         try {
-          const rows = await database.rows<{ state: string | null; count: number }>(sql`
-            select coalesce(state, 'unknown') as state, count(*)::int as count from pg_stat_activity
-             where datname = current_database() and application_name = current_setting('application_name')
-             group by 1`);
-          for (const row of rows) this.set({ state: row.state ?? "unknown" }, Number(row.count));
+          for (const { state, count } of await connectionsByState(database)) this.set({ state }, count);
         } catch {
           dbErrors.inc({ kind: "unavailable" });
         }

@@ -1,12 +1,17 @@
 // Builds the domain services from injected dependencies; shared by the HTTP app and the CLI.
-import { sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
+import type { Stores } from "../db/stores/index.ts";
+import { createStores } from "../db/stores/index.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import { createMetrics } from "./metrics.ts";
+import { Accounts } from "./oauth/accounts.ts";
+import { AuthorizationCodes } from "./oauth/authorization-codes.ts";
+import { BrowserSessions } from "./oauth/browser-sessions.ts";
 import { ClientAuthGuard } from "./oauth/client-auth.ts";
-import { ClientStore } from "./oauth/clients.ts";
+import { Clients } from "./oauth/clients.ts";
+import { Consents } from "./oauth/consents.ts";
 import { IntrospectionService } from "./oauth/introspection.ts";
 import { IntrospectionCache } from "./oauth/introspection-cache.ts";
 import { KeyStore } from "./oauth/keys.ts";
@@ -14,9 +19,9 @@ import { RevocationService } from "./oauth/revocation.ts";
 import { RevocationFeed } from "./oauth/revocation-feed.ts";
 import { RevocationNotifier } from "./oauth/revocation-notifier.ts";
 import { SessionService } from "./oauth/sessions.ts";
+import { TokenPipeline } from "./oauth/token-pipeline.ts";
 import type { TokenService } from "./oauth/tokens.ts";
 import { createTokenService } from "./oauth/tokens.ts";
-import { TokenVerifier } from "./oauth/verification.ts";
 
 export interface Deps {
   config: Config;
@@ -29,15 +34,22 @@ export interface Deps {
 }
 
 export interface Services extends Required<Deps> {
+  /** The storage ports (db/stores): the only place SQL is built. */
+  stores: Stores;
   keys: KeyStore;
-  clients: ClientStore;
+  clients: Clients;
+  accounts: Accounts;
+  browserSessions: BrowserSessions;
   /** Per-instance throttling of failed client authentication (shared by every endpoint). */
   clientAuthGuard: ClientAuthGuard;
   tokens: TokenService;
+  /** Recognises a presented token for every caller (revocation, introspection, refresh, verification). */
+  pipeline: TokenPipeline;
+  codes: AuthorizationCodes;
   sessions: SessionService;
+  consents: Consents;
   revocation: RevocationService;
   notifier: RevocationNotifier;
-  verifier: TokenVerifier;
   introspection: IntrospectionService;
   /** Verified live tokens for introspection; absent when TA_INTROSPECTION_CACHE_TTL is 0. */
   introspectionCache: IntrospectionCache | undefined;
@@ -45,35 +57,33 @@ export interface Services extends Required<Deps> {
   feed: RevocationFeed;
 }
 
-/** Longest lifetime of any token this server may have signed, in seconds. */
-async function maxTokenLifetime(database: Database, config: Config): Promise<number> {
-  const [row] = await database.rows<{ longest: number | null }>(
-    sql`select max(greatest(coalesce(access_token_ttl, 0), coalesce(refresh_token_ttl, 0))) as longest from clients`,
-  );
-  return Math.max(config.accessTokenTtl, config.refreshTokenTtl, Number(row?.longest ?? 0));
-}
-
 export async function createServices(deps: Deps): Promise<Services> {
   const { config, database, log } = deps;
   const now = deps.now ?? Date.now;
   const metrics = deps.metrics ?? createMetrics({ database, poolSize: config.dbPoolSize });
-  const keys = await KeyStore.open(database, {
-    maxTokenLifetime: () => maxTokenLifetime(database, config),
+  const stores = createStores(database, { clientCacheTtl: config.clientCacheTtl });
+  const keys = await KeyStore.open(stores.signingKeys, {
+    // The longest lifetime of any token this server may have signed: how long a retired key verifies.
+    maxTokenLifetime: async () => Math.max(config.accessTokenTtl, config.refreshTokenTtl, await stores.clients.longestTokenTtl()),
     signingLag: config.keyReloadInterval,
   });
-  const clients = new ClientStore(database, config.clientCacheTtl);
+  const clients = new Clients(stores.clients);
+  const accounts = new Accounts(stores.users);
+  const browserSessions = new BrowserSessions(keys, config.issuer, now);
   const clientAuthGuard = new ClientAuthGuard(config, now);
   const tokens = createTokenService(keys, config.issuer, now);
+  const pipeline = new TokenPipeline(tokens, stores.sessions, now);
   const notifier = new RevocationNotifier(database, log);
-  const sessions = new SessionService(database, tokens, config, now, notifier);
-  const verifier = new TokenVerifier(database, tokens, now);
-  const revocation = new RevocationService(database, tokens, log, notifier, metrics);
+  const codes = new AuthorizationCodes(stores.sessions, keys, config.defaultAudience);
+  const sessions = new SessionService(stores.sessions, tokens, codes, config, now, notifier);
+  const consents = new Consents(stores.consents, stores.sessions, sessions);
+  const revocation = new RevocationService({ pipeline, store: stores.sessions, log, notifier, metrics });
   const introspectionCache =
     config.introspectionCacheTtl > 0 ? new IntrospectionCache(database, notifier, log, { ttlMs: config.introspectionCacheTtl * 1000 }) : undefined;
-  const introspection = new IntrospectionService(database, tokens, log, now, introspectionCache);
-  const feed = new RevocationFeed(database, log, notifier);
+  const introspection = new IntrospectionService(pipeline, log, now, introspectionCache);
+  const feed = new RevocationFeed(database, stores.revocationEvents, log, notifier);
   return {
-    config, database, log, now, metrics, keys, clients, clientAuthGuard, tokens, sessions, revocation, verifier, notifier, introspection,
-    introspectionCache, feed,
+    config, database, log, now, metrics, stores, keys, clients, accounts, browserSessions, clientAuthGuard, tokens, pipeline, codes,
+    sessions, consents, revocation, notifier, introspection, introspectionCache, feed,
   };
 }

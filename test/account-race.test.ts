@@ -1,9 +1,11 @@
 // "Revoke access" on the account page racing the client redeeming a code at /oauth/token: no
 // live session of that user for that client may survive, whichever finishes first.
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
+import type { SQL } from "drizzle-orm";
 import { sql } from "drizzle-orm";
 import type { Database } from "../db/client.ts";
-import { redeemAuthorizationGrant } from "../src/oauth/authorization-codes.ts";
+import { SessionStore } from "../db/stores/sessions.ts";
+import { SessionService } from "../src/oauth/sessions.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
 import { createClient, useTestApp } from "./helpers/app.ts";
 import { Agent, authorizeUrl, createUser, csrfToken, hiddenFields, pkce, redirectParams, signIn } from "./helpers/agent.ts";
@@ -76,7 +78,7 @@ describe.each(backends)("Revoke access racing a code redemption [%s]", (backend)
       if (res.status === 200) {
         outcomes.redeemedFirst++;
         // What the redemption issued is dead: the access token and the refresh token.
-        expect((await t.services.verifier.verify(body.access_token)).ok).toBe(false);
+        expect((await t.services.pipeline.verify(body.access_token)).ok).toBe(false);
         const [refused, refusedBody] = await refresh(t, c, body.refresh_token);
         expect(refused.status).toBe(400);
         expect(refusedBody.error).toBe("invalid_grant");
@@ -98,27 +100,30 @@ describe.each(backends)("Revoke access racing a code redemption [%s]", (backend)
     const c = await createClient(t, "public");
     const { agent, userId } = await userWithConsent(t, c, "early-starter");
     const code = await freshCode(agent, c);
-    const [grant] = await t.database.rows<{ id: string }>(sql`select id from authorization_grants where user_id = ${userId} and redeemed_at is null`);
     const csrf = csrfToken((await agent.get("/account/sessions")).text);
+    // The redemption's one statement runs in a transaction that began before the withdrawal.
     const withdrawnMidway = {
-      db: {
-        transaction: <T>(work: (tx: unknown) => Promise<T>) =>
-          t.database.db.transaction(async (tx) => {
-            await tx.execute(sql`select now()`);
-            const done = await agent.post("/account/sessions/revoke", { csrf_token: csrf, client_id: c.client.clientId });
-            expect(done.res.status).toBe(303);
-            await Bun.sleep(2); // the database clock moves on
-            return work(tx);
-          }),
-      },
-    } as unknown as Database;
-    const result = await redeemAuthorizationGrant(withdrawnMidway, grant!.id, (tx) =>
-      t.services.sessions.mint(
-        { client: c.client, subject: userId, scope: "read", audience: [t.config.defaultAudience], grantId: grant!.id, withRefreshToken: true },
-        tx,
-      ),
-    );
-    expect(result).toEqual({ redeemed: false, reason: "expired" });
+      ...t.database,
+      rows: (query: SQL) =>
+        t.database.db.transaction(async (tx) => {
+          await tx.execute(sql`select now()`);
+          const done = await agent.post("/account/sessions/revoke", { csrf_token: csrf, client_id: c.client.clientId });
+          expect(done.res.status).toBe(303);
+          await Bun.sleep(2); // the database clock moves on
+          const result = await tx.execute(query);
+          return (Array.isArray(result) ? result : (result as { rows: unknown[] }).rows) as never;
+        }),
+    } as Database;
+    const sessions = new SessionService(new SessionStore(withdrawnMidway), t.services.tokens, t.services.codes, t.config);
+    const result = await sessions.redeemCode({
+      code: code.code,
+      client: c.client,
+      redirectUri: c.client.redirectUris[0],
+      codeVerifier: code.verifier,
+      scope: undefined,
+      resource: undefined,
+    });
+    expect(result).toMatchObject({ outcome: "expired" });
     expect(await liveSessions(t, userId, c.client.clientId)).toBe(0);
     // And at the token endpoint the withdrawn code is refused.
     const [res, body] = await redeem(t, c, code);

@@ -169,7 +169,7 @@ describe.skipIf(!haveChromium)("sign-in flow in headless chromium against the ex
     expect(callback.get("state")).toBe("xyz");
     expect(callback.get("iss")).toBe(base);
     const code = callback.get("code")!;
-    expect(code).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(code).toMatch(/^[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]+$/);
 
     // The client redeems the code with its PKCE verifier (a wrong verifier is refused first).
     const [wrongStatus, wrongBody] = await token({ grant_type: "authorization_code", code, redirect_uri: redirectUri, code_verifier: pkce().verifier });
@@ -199,7 +199,7 @@ describe.skipIf(!haveChromium)("sign-in flow in headless chromium against the ex
     await page.getByLabel("Password").fill(PASSWORD);
     await page.getByRole("button", { name: "Sign in" }).click();
     const pendingCode = (await callbackOf(page)).get("code")!;
-    expect(pendingCode).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(pendingCode).toMatch(/^[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]+$/);
     expect(pendingCode).not.toBe(code);
 
     await page.goto(`${base}/account/sessions`);
@@ -233,7 +233,7 @@ describe.skipIf(!haveChromium)("sign-in flow in headless chromium against the ex
     try {
       const config = loadConfig({ TA_ISSUER: base, TA_LOG_LEVEL: "silent" });
       const services = await createServices({ config, database, log: createLogger("silent") });
-      expect(await services.verifier.verify(rotated.access_token)).toEqual({ ok: false, reason: "inactive" });
+      expect(await services.pipeline.verify(rotated.access_token)).toEqual({ ok: false, reason: "inactive" });
     } finally {
       await database.close();
     }

@@ -21,7 +21,7 @@ describe.each(backends)("client_credentials grant [%s]", (backend) => {
     expect(res.status).toBe(200);
     expect(res.headers.get("cache-control")).toBe("no-store");
     expect(body).toEqual({ access_token: expect.any(String), token_type: "Bearer", expires_in: 900, scope: "read write" });
-    const verified = await t.services.verifier.verify(body.access_token, "access_token");
+    const verified = await t.services.pipeline.verify(body.access_token, "access_token");
     if (!verified.ok) throw new Error(verified.reason);
     expect(verified.claims.sub).toBe(c.client.clientId);
     expect(verified.claims.aud).toBe(t.config.defaultAudience);
@@ -52,7 +52,7 @@ describe.each(backends)("client_credentials grant [%s]", (backend) => {
     const [, body] = await tokenRequest(t, c, { grant_type: "client_credentials" });
     const [res] = await post(t, "/oauth/revoke", { token: body.access_token }, c.auth.headers);
     expect(res.status).toBe(200);
-    expect(await t.services.verifier.verify(body.access_token)).toEqual({ ok: false, reason: "inactive" });
+    expect(await t.services.pipeline.verify(body.access_token)).toEqual({ ok: false, reason: "inactive" });
   });
 
   test.each([
@@ -90,7 +90,7 @@ describe.each(backends)("client_credentials grant [%s]", (backend) => {
     const c = await createClient(t, "confidential");
     const [res, body] = await tokenRequest(t, c, { grant_type: "client_credentials", resource: "https://files.example" });
     expect(res.status).toBe(200);
-    const verified = await t.services.verifier.verify(body.access_token);
+    const verified = await t.services.pipeline.verify(body.access_token);
     expect(verified.ok && verified.claims.aud).toBe("https://files.example");
   });
 
@@ -124,7 +124,7 @@ describe.each(backends)("client_credentials grant [%s]", (backend) => {
     expect(statements.stop()).toBe(1);
     expect(new Set(issued.map((s) => s.sessionId)).size).toBe(6);
     for (const [i, s] of issued.entries()) {
-      const verified = await t.services.verifier.verify(s.accessToken);
+      const verified = await t.services.pipeline.verify(s.accessToken);
       if (!verified.ok) throw new Error(`token ${i} is not live: ${verified.reason}`);
       expect(verified.session.id).toBe(s.sessionId);
       const [row] = await t.database.db.select().from(sessions).where(eq(sessions.id, s.sessionId));

@@ -5,7 +5,7 @@ import { and, eq, sql } from "drizzle-orm";
 import { authorizationGrants, consents } from "../db/schema.ts";
 import { hashAuthorizationCode as hashCode } from "../src/oauth/authorization-codes.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
-import { createClient, useTestApp } from "./helpers/app.ts";
+import { createClient, useTestApp, rotateSession } from "./helpers/app.ts";
 import { Agent, authorizeUrl, createUser, csrfToken, hiddenFields, pkce, redirectParams, signIn } from "./helpers/agent.ts";
 import { backends } from "./helpers/db.ts";
 
@@ -78,7 +78,11 @@ describe.each(backends)("consent [%s]", (backend) => {
     expect(params.get("state")).toBe("st-123");
     expect(params.get("iss")).toBe(t.config.issuer);
     const code = params.get("code")!;
-    expect(code).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    // 256 random bits, then what it grants sealed (src/oauth/authorization-codes.ts): the
+    // browser carrying it reads neither the user nor the scope.
+    expect(code).toMatch(/^[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]+$/);
+    const sealed = Buffer.from(code.split(".")[1]!, "base64url").toString("latin1");
+    for (const secret of [userId, "write read", "https://api.example/"]) expect(sealed).not.toContain(secret);
     const grant = (await grantOf(t, code))!;
     expect(grant).toBeDefined();
     expect(grant.codeHash).not.toBe(code);
@@ -266,17 +270,17 @@ describe.each(backends)("account page [%s]", (backend) => {
     expect(done.location).toBe("/account/sessions?revoked=2");
 
     for (const session of [a, b]) {
-      expect((await t.services.verifier.verify(session.accessToken)).ok).toBe(false);
-      const presented = await t.services.tokens.read(session.refreshToken!);
-      const rotated = await t.services.sessions.rotate({ presented, verified: false, client: c.client, scope: undefined, graceSeconds: 0 });
+      expect((await t.services.pipeline.verify(session.accessToken)).ok).toBe(false);
+      const presented = session.refreshToken!;
+      const rotated = await rotateSession(t, c.client, presented);
       expect(rotated.outcome).not.toBe("rotated");
     }
     // The code issued before the revocation can no longer be redeemed.
     const pending = (await grantOf(t, redirectParams(pendingCode).get("code")!))!;
     expect(pending.expiresAt.getTime()).toBeLessThanOrEqual(Date.now() + 1000);
     // Other clients of the user, and other users of the client, are untouched.
-    expect((await t.services.verifier.verify(keep.accessToken)).ok).toBe(true);
-    expect((await t.services.verifier.verify(theirs.accessToken)).ok).toBe(true);
+    expect((await t.services.pipeline.verify(keep.accessToken)).ok).toBe(true);
+    expect((await t.services.pipeline.verify(theirs.accessToken)).ok).toBe(true);
     // Consent is withdrawn: the next authorization asks again, and the page no longer lists it.
     expect((await agent.get(authorizeUrl(c))).res.status).toBe(200);
     const after = await agent.get(done.location!);
@@ -292,7 +296,7 @@ describe.each(backends)("account page [%s]", (backend) => {
     const session = await sessionFor(t, c, await approveFlow(t, agent, c), userId);
     const done = await agent.post("/account/sessions/revoke", { client_id: c.client.clientId, csrf_token: "forged" });
     expect(done.res.status).toBe(403);
-    expect((await t.services.verifier.verify(session.accessToken)).ok).toBe(true);
+    expect((await t.services.pipeline.verify(session.accessToken)).ok).toBe(true);
     expect((await agent.get(authorizeUrl(c))).res.status).toBe(302); // consent still remembered
   });
 });

@@ -13,7 +13,9 @@ import { migrations } from "../db/migrations/index.ts";
 import { createApp } from "../src/app.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
 import { createLogger } from "../src/log.ts";
+import { SessionStore } from "../db/stores/sessions.ts";
 import { RevocationService } from "../src/oauth/revocation.ts";
+import { TokenPipeline } from "../src/oauth/token-pipeline.ts";
 import { createServices } from "../src/services.ts";
 import { basic, createClient, createTestApp, post, request, useTestApp } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
@@ -127,8 +129,8 @@ describe.each(backends)("signing keys [%s]", (backend) => {
     expect(retired).toBe(oldKid!);
     const after = await t.services.sessions.mint({ client: c.client, subject: "s", scope: "read", audience: ["https://api.example"], withRefreshToken: false });
     expect(decodeProtectedHeader(after.accessToken).kid).toBe(active);
-    expect((await t.services.verifier.verify(before.accessToken)).ok).toBe(true);
-    expect((await t.services.verifier.verify(after.accessToken)).ok).toBe(true);
+    expect((await t.services.pipeline.verify(before.accessToken)).ok).toBe(true);
+    expect((await t.services.pipeline.verify(after.accessToken)).ok).toBe(true);
     expect(t.services.keys.jwks().keys.map((k) => k.kid).sort()).toEqual([oldKid!, active].sort());
     // Another instance on the same database learns of the rotation through an unknown kid.
     const other = await createServices({ config: t.config, database: t.database, log: createLogger("silent") });
@@ -143,7 +145,7 @@ describe.each(backends)("signing keys [%s]", (backend) => {
     const after = await t.services.sessions.mint({ client: c.client, subject: "s", scope: "read", audience: ["https://api.example"], withRefreshToken: false });
     expect(decodeProtectedHeader(after.accessToken).kid).toBe(active);
     expect(stale.keys.jwks().keys.map((k) => k.kid)).not.toContain(active);
-    expect((await stale.verifier.verify(after.accessToken)).ok).toBe(true);
+    expect((await stale.pipeline.verify(after.accessToken)).ok).toBe(true);
     expect(stale.keys.jwks().keys.map((k) => k.kid)).toContain(active);
   });
 
@@ -293,7 +295,8 @@ describe("unreachable database", () => {
       // The same services over a PostgreSQL nobody listens on.
       const dead = openPostgres("postgres://postgres@127.0.0.1:1/none", { poolSize: 1, connectTimeout: 2, statementTimeout: 2 });
       // Client authentication still reads the live database; revocation and readiness the dead one.
-      const revocation = new RevocationService(dead, t.services.tokens, t.services.log);
+      const deadStore = new SessionStore(dead);
+      const revocation = new RevocationService({ pipeline: new TokenPipeline(t.services.tokens, deadStore), store: deadStore, log: t.services.log });
       const app = createApp({ ...t.services, database: dead, revocation });
       const ready = await app.handle(new Request("http://localhost/readyz"));
       expect(ready.status).toBe(503);
@@ -310,7 +313,7 @@ describe("unreachable database", () => {
       expect(res.headers.get("cache-control")).toBe("no-store");
       await dead.close();
       // Nothing was persisted: the token is still live on the real database.
-      expect((await t.services.verifier.verify(issued.accessToken)).ok).toBe(true);
+      expect((await t.services.pipeline.verify(issued.accessToken)).ok).toBe(true);
     } finally {
       await t.close();
     }

@@ -250,7 +250,7 @@ describe.each(backends)(`fuzzing form endpoints [%s] (seed ${SEED})`, (backend) 
       );
     }
     expect(await stateOf(t)).toBe(before);
-    for (const token of live) expect((await t.services.verifier.verify(token)).ok).toBe(true);
+    for (const token of live) expect((await t.services.pipeline.verify(token)).ok).toBe(true);
     const errors = t.logs.slice(logsBefore).filter((line) => JSON.parse(line).level === "error");
     expect(errors).toEqual([]);
     // The fuzzer must reach the endpoint's own logic, not only the outer limits.

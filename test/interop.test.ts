@@ -50,10 +50,10 @@ describe.each(backends)("oauth4webapi interop [%s]", (backend) => {
     expect(tokens.token_type).toBe("bearer"); // the library normalizes the case
     expect(tokens.scope).toBe("read");
     expect(tokens.refresh_token).toBeUndefined();
-    expect((await t.services.verifier.verify(tokens.access_token)).ok).toBe(true);
+    expect((await t.services.pipeline.verify(tokens.access_token)).ok).toBe(true);
 
     await oauth.processRevocationResponse(await oauth.revocationRequest(as, client, auth, tokens.access_token, insecure));
-    expect(await t.services.verifier.verify(tokens.access_token)).toEqual({ ok: false, reason: "inactive" });
+    expect(await t.services.pipeline.verify(tokens.access_token)).toEqual({ ok: false, reason: "inactive" });
   });
 
   test("a public client: authorization code with PKCE → refresh → revocation of the refresh token", async () => {
@@ -93,13 +93,13 @@ describe.each(backends)("oauth4webapi interop [%s]", (backend) => {
       client,
       await oauth.refreshTokenGrantRequest(as, client, auth, first.refresh_token!, insecure),
     );
-    expect((await t.services.verifier.verify(second.access_token)).ok).toBe(true);
-    expect((await t.services.verifier.verify(first.access_token)).ok).toBe(false);
+    expect((await t.services.pipeline.verify(second.access_token)).ok).toBe(true);
+    expect((await t.services.pipeline.verify(first.access_token)).ok).toBe(false);
 
     await oauth.processRevocationResponse(
       await oauth.revocationRequest(as, client, auth, second.refresh_token!, { ...insecure, additionalParameters: { token_type_hint: "refresh_token" } }),
     );
-    expect((await t.services.verifier.verify(second.access_token)).ok).toBe(false);
+    expect((await t.services.pipeline.verify(second.access_token)).ok).toBe(false);
     // The library surfaces the refused refresh as an OAuth error response.
     const refused = oauth.processRefreshTokenResponse(
       as,

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, test } from "bun:test";
 import { eq, sql } from "drizzle-orm";
 import { sessions } from "../db/schema.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
-import { basic, createClient, createTestApp, mintClientSession, mintCodeSession, post, request, useTestApp } from "./helpers/app.ts";
+import { basic, createClient, createTestApp, mintClientSession, mintCodeSession, post, request, useTestApp, rotateSession } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
 
 const INACTIVE = '{"active":false}';
@@ -57,15 +57,15 @@ const states: Record<string, (t: TestApp, f: Fixtures) => Promise<{ token: strin
   },
   "access token rotated away": async (t, f) => {
     const s = await mintCodeSession(t, f.owner);
-    const presented = await t.services.tokens.read(s.refreshToken!);
-    const rotated = await t.services.sessions.rotate({ presented, verified: false, client: f.owner.client, scope: undefined, graceSeconds: 0 });
+    const presented = s.refreshToken!;
+    const rotated = await rotateSession(t, f.owner.client, presented);
     expect(rotated.outcome).toBe("rotated");
     return { token: s.accessToken, kind: "access" };
   },
   "refresh token rotated away": async (t, f) => {
     const s = await mintCodeSession(t, f.owner);
-    const presented = await t.services.tokens.read(s.refreshToken!);
-    const rotated = await t.services.sessions.rotate({ presented, verified: false, client: f.owner.client, scope: undefined, graceSeconds: 0 });
+    const presented = s.refreshToken!;
+    const rotated = await rotateSession(t, f.owner.client, presented);
     expect(rotated.outcome).toBe("rotated");
     return { token: s.refreshToken!, kind: "refresh" };
   },
@@ -167,7 +167,7 @@ describe.each(backends)("introspection [%s]", (backend) => {
     expect((await introspect(t, rs, { token: s.accessToken })).body.active).toBe(true);
     await post(t, "/oauth/revoke", { token: s.refreshToken!, token_type_hint: "refresh_token" }, fixtures.owner.auth.headers);
     expect((await introspect(t, rs, { token: s.accessToken })).text).toBe(INACTIVE);
-    expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(false);
+    expect((await t.services.pipeline.verify(s.accessToken)).ok).toBe(false);
   });
 
   test("accepts client_secret_post", async () => {

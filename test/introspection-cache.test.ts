@@ -61,7 +61,7 @@ describe.each(backends)("introspection cache [%s]", (backend) => {
     const s = await mintClientSession(t, c);
     await mintClientSession(t, other);
     await cached(t, c, s.accessToken);
-    expect(await t.services.sessions.revokeWhere(eq(sessions.clientId, other.client.clientId), "revoked_by_operator")).toBe(1);
+    expect(await t.services.sessions.revoke({ clientId: other.client.clientId }, "revoked_by_operator")).toBe(1);
     expect(t.services.introspectionCache!.size).toBe(0);
   });
 

@@ -115,7 +115,7 @@ describe.each(backends)("client authentication throttling [%s]", (backend) => {
     expectOAuthError(res, body, 429, "too_many_requests");
     expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
     expect(Number(res.headers.get("retry-after"))).toBeLessThanOrEqual(60);
-    expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(true);
+    expect((await t.services.pipeline.verify(s.accessToken)).ok).toBe(true);
     // Every client-authenticating endpoint shares the limit.
     for (const [method, path] of [["POST", "/oauth/introspect"], ["POST", "/oauth/token"], ["GET", "/oauth/revocations"]] as const) {
       const form: Record<string, string> = path === "/oauth/token" ? { grant_type: "client_credentials" } : { token: s.accessToken };
@@ -127,7 +127,7 @@ describe.each(backends)("client authentication throttling [%s]", (backend) => {
     const o = await mintCodeSession(t, other);
     const [ok] = await post(t, "/oauth/revoke", { token: o.accessToken }, { ...from, ...other.auth.headers });
     expect(ok.status).toBe(200);
-    expect((await t.services.verifier.verify(o.accessToken)).ok).toBe(false);
+    expect((await t.services.pipeline.verify(o.accessToken)).ok).toBe(false);
   });
 
   test("client_secret_post failures count against the same client id", async () => {

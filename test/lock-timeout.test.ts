@@ -9,8 +9,9 @@ import { openPostgres } from "../db/client.ts";
 import { countStatements, createClient, createTestApp, mintClientSession, mintCodeSession, post } from "./helpers/app.ts";
 import type { TestApp } from "./helpers/app.ts";
 import { databaseUrl, openTestDatabase, TEST_DATABASE_URL } from "./helpers/db.ts";
-import { toOAuthError } from "../src/errors.ts";
-import { sessionLookup } from "../src/oauth/sessions.ts";
+import { toOAuthError } from "../src/http/error-plugin.ts";
+import { SessionStore } from "../db/stores/sessions.ts";
+import { sessionLookup } from "../src/oauth/token-pipeline.ts";
 
 setDefaultTimeout(60_000);
 
@@ -77,10 +78,10 @@ describe.skipIf(!TEST_DATABASE_URL)("a lock held elsewhere [postgres]", () => {
     } finally {
       await holder.release();
     }
-    expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(true);
+    expect((await t.services.pipeline.verify(s.accessToken)).ok).toBe(true);
     const [res] = await post(t, "/oauth/revoke", { token: s.accessToken }, c.auth.headers);
     expect(res.status).toBe(200);
-    expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(false);
+    expect((await t.services.pipeline.verify(s.accessToken)).ok).toBe(false);
   });
 
   // Revocations are batched (db/batcher.ts): one waiting on a lock must not hold up the rest.
@@ -97,13 +98,13 @@ describe.skipIf(!TEST_DATABASE_URL)("a lock held elsewhere [postgres]", () => {
       const answers = await Promise.all(others.map((s) => post(t, "/oauth/revoke", { token: s.accessToken }, c.auth.headers)));
       expect(answers.map(([res]) => res.status)).toEqual([200, 200, 200]);
       expect(performance.now() - began).toBeLessThan(500);
-      for (const s of others) expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(false);
+      for (const s of others) expect((await t.services.pipeline.verify(s.accessToken)).ok).toBe(false);
       const [res] = await waiting;
       expect(res.status).toBe(503);
     } finally {
       await holder.release();
     }
-    expect((await t.services.verifier.verify(stuck.accessToken)).ok).toBe(true);
+    expect((await t.services.pipeline.verify(stuck.accessToken)).ok).toBe(true);
   });
 
   test("a revocation batched with one that times out on a lock is still revoked", async () => {
@@ -118,7 +119,7 @@ describe.skipIf(!TEST_DATABASE_URL)("a lock held elsewhere [postgres]", () => {
     const began = performance.now();
     try {
       // Submitted in one turn of the event loop, both go out in one statement.
-      const revoke = (id: string) => sessionLookup.access_token.revoke(t.database, id, c.client.clientId, "revoked_by_client", null);
+      const revoke = (id: string) => sessionLookup.access_token.revoke(t.services.stores.sessions, id, c.client.clientId, "revoked_by_client", null);
       const [stuckResult, otherResult] = await Promise.allSettled([
         revoke(stuckJti),
         revoke(otherJti).finally(() => expect(performance.now() - began).toBeGreaterThan(900)),
@@ -131,8 +132,8 @@ describe.skipIf(!TEST_DATABASE_URL)("a lock held elsewhere [postgres]", () => {
     }
     // The shared statement (timed out after 1 s), then each item alone.
     expect(statements.stop()).toBe(3);
-    expect((await t.services.verifier.verify(other.accessToken)).ok).toBe(false);
-    expect((await t.services.verifier.verify(stuck.accessToken)).ok).toBe(true);
+    expect((await t.services.pipeline.verify(other.accessToken)).ok).toBe(false);
+    expect((await t.services.pipeline.verify(stuck.accessToken)).ok).toBe(true);
   });
 
   test("a batch that deadlocks with another transaction is run again item by item, and revokes", async () => {
@@ -144,6 +145,7 @@ describe.skipIf(!TEST_DATABASE_URL)("a lock held elsewhere [postgres]", () => {
     const [a1, r2] = [await jti(one.accessToken), await jti(two.refreshToken!)];
     // The batch's own instance, with a lock timeout above PostgreSQL's deadlock_timeout (1 s).
     const instance = openPostgres(url, { poolSize: 2, connectTimeout: 5, statementTimeout: 5 });
+    const instanceStore = new SessionStore(instance);
     const statements = countStatements(instance, "ta_revoke_tokens");
     // Another transaction holds family two's grant, and will ask for family one's while the
     // batch holds it: a deadlock, which the batch detects first (the other waits 10 s to look).
@@ -163,7 +165,7 @@ describe.skipIf(!TEST_DATABASE_URL)("a lock held elsewhere [postgres]", () => {
       await stepped;
       // Items in (kind, jti) order: family one is locked and revoked, then the batch waits for two.
       const batch = Promise.all([a1, r2].map((id, i) =>
-        sessionLookup[i === 0 ? "access_token" : "refresh_token"].revoke(instance, id, c.client.clientId, "revoked_by_client", null),
+        sessionLookup[i === 0 ? "access_token" : "refresh_token"].revoke(instanceStore, id, c.client.clientId, "revoked_by_client", null),
       ));
       await Bun.sleep(300);
       proceed();
@@ -177,7 +179,7 @@ describe.skipIf(!TEST_DATABASE_URL)("a lock held elsewhere [postgres]", () => {
       await other.end();
     }
     for (const token of [one.accessToken, one.refreshToken!, two.accessToken, two.refreshToken!]) {
-      expect((await t.services.verifier.verify(token)).ok).toBe(false);
+      expect((await t.services.pipeline.verify(token)).ok).toBe(false);
     }
   });
 });

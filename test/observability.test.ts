@@ -148,7 +148,7 @@ describe.each(backends)("observability [%s]", (backend) => {
       t.database.rows = original;
     }
     expect(await sample(t, "ta_db_errors_total", { kind: "unavailable" })).toBe(before + 1);
-    expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(true);
+    expect((await t.services.pipeline.verify(s.accessToken)).ok).toBe(true);
   });
 
   test("a failed query is counted and logged without its parameters", async () => {

@@ -5,7 +5,7 @@ import { randomUUID } from "node:crypto";
 import { eq, sql } from "drizzle-orm";
 import { authorizationGrants, revocationEvents, sessions } from "../db/schema.ts";
 import { prune, startPruning } from "../src/oauth/pruning.ts";
-import { createClient, mintCodeSession, useTestApp } from "./helpers/app.ts";
+import { createClient, mintCodeSession, useTestApp, rotateSession } from "./helpers/app.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
 
@@ -86,16 +86,16 @@ describe.each(backends)("pruning [%s]", (backend) => {
     const t = await ready();
     const c = await createClient(t, "public");
     const s = await mintCodeSession(t, c);
-    const presented = await t.services.tokens.read(s.refreshToken!);
-    const first = await t.services.sessions.rotate({ presented, verified: false, client: c.client, scope: undefined, graceSeconds: 0 });
+    const presented = s.refreshToken!;
+    const first = await rotateSession(t, c.client, presented);
     if (first.outcome !== "rotated") throw new Error(`rotation failed: ${first.outcome}`);
     // The rotated-away session's access token has expired long ago; its refresh token has not.
     await t.database.db.update(sessions).set({ accessExpiresAt: ago(2 * HOUR) }).where(eq(sessions.id, s.sessionId));
     await prune(t.database);
     expect(await exists(t, sessions, s.sessionId)).toBe(true);
-    const replay = await t.services.sessions.rotate({ presented, verified: false, client: c.client, scope: undefined, graceSeconds: 0 });
+    const replay = await rotateSession(t, c.client, presented);
     expect(replay.outcome).toBe("reuse");
-    expect((await t.services.verifier.verify(first.tokens.accessToken)).ok).toBe(false);
+    expect((await t.services.pipeline.verify(first.tokens.accessToken)).ok).toBe(false);
   });
 
   test("deletes revocation-feed entries of expired tokens only", async () => {

@@ -6,9 +6,9 @@ import { describe, expect, test } from "bun:test";
 import { eq, sql } from "drizzle-orm";
 import { revocationEvents, sessions } from "../db/schema.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
-import { countStatements, createClient, mintClientSession, mintCodeSession, post, useTestApp } from "./helpers/app.ts";
+import { countStatements, createClient, mintClientSession, mintCodeSession, post, useTestApp, rotateSession } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
-import { sessionLookup } from "../src/oauth/sessions.ts";
+import { sessionLookup } from "../src/oauth/token-pipeline.ts";
 
 const revoke = (t: TestApp, c: TestClient, token: string, hint?: string) =>
   post(t, "/oauth/revoke", { token, ...(hint ? { token_type_hint: hint } : {}) }, c.auth.headers);
@@ -33,7 +33,7 @@ describe.each(backends)("revocation paths [%s]", (backend) => {
     const s = await mintClientSession(t, c);
     const [res] = await revoke(t, c, s.accessToken, "access_token");
     expect(res.status).toBe(200);
-    expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(false);
+    expect((await t.services.pipeline.verify(s.accessToken)).ok).toBe(false);
     const row = await sessionOf(t, s.sessionId);
     expect(row.status).toBe("revoked");
     expect(row.revocationReason).toBe("revoked_by_client");
@@ -54,15 +54,15 @@ describe.each(backends)("revocation paths [%s]", (backend) => {
     });
     const [res] = await revoke(t, c, s.accessToken, "access_token");
     expect(res.status).toBe(200);
-    expect((await t.services.verifier.verify(sibling.accessToken)).ok).toBe(false);
+    expect((await t.services.pipeline.verify(sibling.accessToken)).ok).toBe(false);
     const family = await t.database.db.select().from(sessions).where(eq(sessions.grantId, s.grantId));
     expect(family.map((row) => row.status)).toEqual(["revoked", "revoked"]);
     // Each revoked session's access and refresh token reach the feed.
     for (const token of [s.accessToken, s.refreshToken!, sibling.accessToken, sibling.refreshToken!]) {
       expect(await feedEntries(t, token)).toBe(1);
     }
-    const presented = await t.services.tokens.read(sibling.refreshToken!);
-    const rotated = await t.services.sessions.rotate({ presented, verified: false, client: c.client, scope: undefined, graceSeconds: 0 });
+    const presented = sibling.refreshToken!;
+    const rotated = await rotateSession(t, c.client, presented);
     expect(rotated.outcome).toBe("reuse");
   });
 
@@ -73,7 +73,7 @@ describe.each(backends)("revocation paths [%s]", (backend) => {
     const s = await mintClientSession(t, owner);
     const [res] = await revoke(t, other, s.accessToken, "access_token");
     expect(res.status).toBe(200);
-    expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(true);
+    expect((await t.services.pipeline.verify(s.accessToken)).ok).toBe(true);
     expect((await sessionOf(t, s.sessionId)).status).toBe("created");
     expect(await feedEntries(t, s.accessToken)).toBe(0);
     expect(t.logs.some((line) => line.includes("security.revocation.client_mismatch"))).toBe(true);
@@ -95,7 +95,7 @@ describe.each(backends)("revocation paths [%s]", (backend) => {
     const c = await createClient(t, "confidential");
     const s = await mintClientSession(t, c);
     expect((await revoke(t, c, s.accessToken, "refresh_token"))[0].status).toBe(200);
-    expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(false);
+    expect((await t.services.pipeline.verify(s.accessToken)).ok).toBe(false);
     expect(await feedEntries(t, s.accessToken)).toBe(1);
   });
 
@@ -120,7 +120,7 @@ describe.each(backends)("revocation paths [%s]", (backend) => {
     expect(answers.map(([res]) => res.status)).toEqual(Array(10).fill(200));
     expect(committed).toBe(1);
     expect(await feedEntries(t, s.accessToken)).toBe(1);
-    expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(false);
+    expect((await t.services.pipeline.verify(s.accessToken)).ok).toBe(false);
   });
 
   test("concurrent revocations share one statement and each gets the outcome it would get alone", async () => {
@@ -142,16 +142,16 @@ describe.each(backends)("revocation paths [%s]", (backend) => {
       { kind: "access_token", jti: await jti(plain.accessToken) },
     ] as const;
     const statements = countStatements(t.database, "ta_revoke_tokens");
-    const results = await Promise.all(items.map((item) => sessionLookup[item.kind].revoke(t.database, item.jti, c.client.clientId, "revoked_by_client", null)));
+    const results = await Promise.all(items.map((item) => sessionLookup[item.kind].revoke(t.services.stores.sessions, item.jti, c.client.clientId, "revoked_by_client", null)));
     expect(statements.stop()).toBe(1);
     // The same token twice in one batch: revoked once, then found revoked.
     expect(results.map((r) => r.outcome)).toEqual(["revoked", "revoked", "other_client", "already_revoked", "unknown", "already_revoked"]);
     expect(results[0]!.sessionId).toBe(plain.sessionId);
     expect(results[1]!.revokedCount).toBe(1);
-    expect((await t.services.verifier.verify(plain.accessToken)).ok).toBe(false);
-    expect((await t.services.verifier.verify(family.accessToken)).ok).toBe(false);
-    expect((await t.services.verifier.verify(family.refreshToken!)).ok).toBe(false);
-    expect((await t.services.verifier.verify(foreign.accessToken)).ok).toBe(true);
+    expect((await t.services.pipeline.verify(plain.accessToken)).ok).toBe(false);
+    expect((await t.services.pipeline.verify(family.accessToken)).ok).toBe(false);
+    expect((await t.services.pipeline.verify(family.refreshToken!)).ok).toBe(false);
+    expect((await t.services.pipeline.verify(foreign.accessToken)).ok).toBe(true);
     expect(await feedEntries(t, plain.accessToken)).toBe(1);
   });
 });

@@ -9,11 +9,12 @@ import { base64url, CompactSign, exportSPKI, generateKeyPair, importJWK } from "
 import type { Database } from "../db/client.ts";
 import { openPostgres } from "../db/client.ts";
 import { ConfigError, loadConfig } from "../src/config.ts";
+import { SigningKeyStore } from "../db/stores/signing-keys.ts";
 import { KeyStore } from "../src/oauth/keys.ts";
 import { SessionService } from "../src/oauth/sessions.ts";
 import { createTokenService, MAX_TOKEN_LENGTH } from "../src/oauth/tokens.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
-import { allLogLines, basic, createClient, createTestApp, holdStatements, mintClientSession, mintCodeSession, post, request } from "./helpers/app.ts";
+import { allLogLines, basic, createClient, createTestApp, holdStatements, mintClientSession, mintCodeSession, post, request, rotateSession } from "./helpers/app.ts";
 import type { Backend } from "./helpers/db.ts";
 import { backends, createPostgresDatabase, openTestDatabase, TEST_DATABASE_URL } from "./helpers/db.ts";
 import { tokenRequest } from "./helpers/grants.ts";
@@ -85,13 +86,7 @@ async function jtiOf(t: TestApp, token: string): Promise<string> {
 
 /** Rotates the family's refresh token (the primitive under /oauth/token's refresh_token grant). */
 async function rotate(t: TestApp, f: Family, refreshToken = f.refreshToken!) {
-  const result = await t.services.sessions.rotate({
-    presented: await t.services.tokens.read(refreshToken),
-    verified: false,
-    client: f.owner.client,
-    scope: undefined,
-    graceSeconds: 0,
-  });
+  const result = await rotateSession(t, f.owner.client, refreshToken);
   if (result.outcome === "rotated" || result.outcome === "replaced") remember(result.tokens);
   return result;
 }
@@ -114,9 +109,9 @@ async function refreshAtTokenEndpoint(t: TestApp, f: Family) {
 
 /** Both tokens of the family fail verification, the refresh is refused, no session is live. */
 async function expectDead(t: TestApp, f: Family) {
-  expect(await t.services.verifier.verify(f.accessToken)).toMatchObject({ ok: false });
+  expect(await t.services.pipeline.verify(f.accessToken)).toMatchObject({ ok: false });
   if (f.refreshToken) {
-    expect(await t.services.verifier.verify(f.refreshToken)).toMatchObject({ ok: false });
+    expect(await t.services.pipeline.verify(f.refreshToken)).toMatchObject({ ok: false });
     const [res, body] = await refreshAtTokenEndpoint(t, f);
     expect({ status: res.status, error: body.error }).toEqual({ status: 400, error: "invalid_grant" });
   }
@@ -125,8 +120,8 @@ async function expectDead(t: TestApp, f: Family) {
 
 /** Both tokens verify and exactly one session of the family is live (nothing was touched). */
 async function expectLive(t: TestApp, f: Family) {
-  expect(await t.services.verifier.verify(f.accessToken)).toMatchObject({ ok: true });
-  if (f.refreshToken) expect(await t.services.verifier.verify(f.refreshToken)).toMatchObject({ ok: true });
+  expect(await t.services.pipeline.verify(f.accessToken)).toMatchObject({ ok: true });
+  if (f.refreshToken) expect(await t.services.pipeline.verify(f.refreshToken)).toMatchObject({ ok: true });
   expect(await liveSessions(t, f)).toBe(1);
 }
 
@@ -406,7 +401,7 @@ const forgeries: ReadonlyArray<readonly [string, Forgery]> = [
   ["signed by another server with the same issuer (its own keys and database)", async (t, f, backend) => {
     const database = await openTestDatabase(backend);
     try {
-      const keys = await KeyStore.open(database, { maxTokenLifetime: async () => 3600 });
+      const keys = await KeyStore.open(new SigningKeyStore(database), { maxTokenLifetime: async () => 3600 });
       const { iss: _iss, ...rest } = partsOf(f.accessToken).claims;
       return await createTokenService(keys, t.config.issuer).sign("access_token", rest as never);
     } finally {
@@ -592,10 +587,10 @@ describe.each(backends)("revoking families [%s]", (backend) => {
     const t = await ready();
     const owner = await client(t, "confidential");
     const twoHoursAgo = () => Date.now() - 2 * 3600_000;
-    const pastSessions = new SessionService(t.database, createTokenService(t.services.keys, t.config.issuer, twoHoursAgo), t.config, twoHoursAgo);
+    const pastSessions = new SessionService(t.services.stores.sessions, createTokenService(t.services.keys, t.config.issuer, twoHoursAgo), t.services.codes, t.config, twoHoursAgo);
     const f = await codeFamily(t, owner, pastSessions);
-    expect(await t.services.verifier.verify(f.accessToken)).toEqual({ ok: false, reason: "expired" });
-    expect(await t.services.verifier.verify(f.refreshToken!)).toMatchObject({ ok: true });
+    expect(await t.services.pipeline.verify(f.accessToken)).toEqual({ ok: false, reason: "expired" });
+    expect(await t.services.pipeline.verify(f.refreshToken!)).toMatchObject({ ok: true });
     expectEmpty200(...(await revoke(t, f.accessToken, owner, hint)));
     await expectDead(t, f);
   });
@@ -629,8 +624,8 @@ describe.each(backends)("revoking families [%s]", (backend) => {
     for (let round = 0; round < 30; round++) {
       const f = await codeFamily(t, owner);
       const token = round % 4 < 2 ? f.refreshToken! : f.accessToken;
-      const presented = await t.services.tokens.read(f.refreshToken!);
-      const rotate = () => t.services.sessions.rotate({ presented, verified: false, client: owner.client, scope: undefined, graceSeconds: 0 });
+      const presented = f.refreshToken!;
+      const rotate = () => rotateSession(t, owner.client, presented);
       let rotation: ReturnType<typeof rotate> | undefined;
       if (round % 2 === 0) {
         // The refresh goes first (its tokens are signed before its statement leaves); the
@@ -660,7 +655,7 @@ describe.each(backends)("revoking families [%s]", (backend) => {
       expect({ round, live: Number(row!.live) }).toEqual({ round, live: 0 });
       if (rotated.outcome === "rotated") {
         remember(rotated.tokens);
-        expect(await t.services.verifier.verify(rotated.tokens.accessToken)).toMatchObject({ ok: false });
+        expect(await t.services.pipeline.verify(rotated.tokens.accessToken)).toMatchObject({ ok: false });
       }
     }
     // Either order is fine, but both must have happened for the test to mean something.

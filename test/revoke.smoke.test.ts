@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { sql } from "drizzle-orm";
 import { backends } from "./helpers/db.ts";
-import { createClient, mintCodeSession, post, useTestApp } from "./helpers/app.ts";
+import { createClient, mintCodeSession, post, useTestApp, rotateSession } from "./helpers/app.ts";
 
 describe.each(backends)("smoke [%s]", (backend) => {
   const ready = useTestApp(backend);
@@ -9,11 +9,11 @@ describe.each(backends)("smoke [%s]", (backend) => {
     const t = await ready();
     const c = await createClient(t, "confidential");
     const s = await mintCodeSession(t, c);
-    expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(true);
+    expect((await t.services.pipeline.verify(s.accessToken)).ok).toBe(true);
     const [res, body] = await post(t, "/oauth/revoke", { token: s.refreshToken!, token_type_hint: "refresh_token" }, c.auth.headers);
     expect(res.status).toBe(200);
     expect(body).toBe("");
-    expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(false);
+    expect((await t.services.pipeline.verify(s.accessToken)).ok).toBe(false);
   });
 });
 
@@ -23,15 +23,15 @@ describe.each(backends)("rotation smoke [%s]", (backend) => {
     const t = await ready();
     const c = await createClient(t, "confidential");
     const s = await mintCodeSession(t, c);
-    const presented = await t.services.tokens.read(s.refreshToken!);
-    const first = await t.services.sessions.rotate({ presented, verified: false, client: c.client, scope: undefined, graceSeconds: 0 });
+    const presented = s.refreshToken!;
+    const first = await rotateSession(t, c.client, presented);
     expect(first.outcome).toBe("rotated");
     if (first.outcome !== "rotated") throw new Error("unreachable");
-    expect((await t.services.verifier.verify(first.tokens.accessToken)).ok).toBe(true);
-    expect((await t.services.verifier.verify(s.accessToken)).ok).toBe(false);
-    const again = await t.services.sessions.rotate({ presented, verified: false, client: c.client, scope: undefined, graceSeconds: 0 });
+    expect((await t.services.pipeline.verify(first.tokens.accessToken)).ok).toBe(true);
+    expect((await t.services.pipeline.verify(s.accessToken)).ok).toBe(false);
+    const again = await rotateSession(t, c.client, presented);
     expect(again.outcome).toBe("reuse");
-    expect((await t.services.verifier.verify(first.tokens.accessToken)).ok).toBe(false);
+    expect((await t.services.pipeline.verify(first.tokens.accessToken)).ok).toBe(false);
   });
 });
 

@@ -6,7 +6,7 @@ import { describe, expect, test } from "bun:test";
 import { eq, sql } from "drizzle-orm";
 import { base64url, CompactSign, generateKeyPair } from "jose";
 import { sessions } from "../db/schema.ts";
-import { sessionLookup } from "../src/oauth/sessions.ts";
+import { sessionLookup } from "../src/oauth/token-pipeline.ts";
 import { tokenSha256 } from "../src/oauth/tokens.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
 import { countStatements, createClient, mintClientSession, mintCodeSession, post, useTestApp } from "./helpers/app.ts";
@@ -189,9 +189,9 @@ describe.each(backends)("token digests [%s]", (backend) => {
     const statements = countStatements(t.database, "ta_revoke_tokens");
     // Submitted in one turn of the event loop: one statement.
     const results = await Promise.all([
-      sessionLookup.access_token.revoke(t.database, jtis[0]!, c.client.clientId, "revoked_by_client", tokenSha256(matching.accessToken)),
-      sessionLookup.access_token.revoke(t.database, jtis[1]!, c.client.clientId, "revoked_by_client", tokenSha256(matching.accessToken)),
-      sessionLookup.refresh_token.revoke(t.database, jtis[2]!, c.client.clientId, "revoked_by_client", tokenSha256(withoutDigest.refreshToken!)),
+      sessionLookup.access_token.revoke(t.services.stores.sessions, jtis[0]!, c.client.clientId, "revoked_by_client", tokenSha256(matching.accessToken)),
+      sessionLookup.access_token.revoke(t.services.stores.sessions, jtis[1]!, c.client.clientId, "revoked_by_client", tokenSha256(matching.accessToken)),
+      sessionLookup.refresh_token.revoke(t.services.stores.sessions, jtis[2]!, c.client.clientId, "revoked_by_client", tokenSha256(withoutDigest.refreshToken!)),
     ]);
     expect(statements.stop()).toBe(1);
     expect(results.map((r) => r.outcome)).toEqual(["revoked", "unverified", "unverified"]);
@@ -209,34 +209,44 @@ describe.each(backends)("token digests [%s]", (backend) => {
     const forgery = await forge(swapped.accessToken);
     await t.database.db.update(sessions).set({ accessTokenSha256: tokenSha256(forgery) }).where(eq(sessions.id, swapped.sessionId));
     expect((await introspect(t, c, forgery))[1].active).toBe(true);
-    expect((await t.services.verifier.verify(forgery)).ok).toBe(true);
+    expect((await t.services.pipeline.verify(forgery)).ok).toBe(true);
     expect((await introspect(t, c, swapped.accessToken))[1]).toEqual({ active: false });
-    expect(await t.services.verifier.verify(swapped.accessToken)).toEqual({ ok: false, reason: "malformed" });
+    expect(await t.services.pipeline.verify(swapped.accessToken)).toEqual({ ok: false, reason: "malformed" });
 
     const legacy = await mintClientSession(t, c);
     await forgetDigests(t, legacy.sessionId);
     expect((await introspect(t, c, legacy.accessToken))[1].active).toBe(true);
-    expect((await t.services.verifier.verify(legacy.accessToken)).ok).toBe(true);
+    expect((await t.services.pipeline.verify(legacy.accessToken)).ok).toBe(true);
     expect((await introspect(t, c, await forge(legacy.accessToken)))[1]).toEqual({ active: false });
-    expect(await t.services.verifier.verify(await forge(legacy.accessToken))).toEqual({ ok: false, reason: "malformed" });
+    expect(await t.services.pipeline.verify(await forge(legacy.accessToken))).toEqual({ ok: false, reason: "malformed" });
   });
 
-  test("during a rolling upgrade, the previous version's calls (no digests) still work", async () => {
+  test("during a rolling upgrade from the 0008 release, its statements still work and still reach the feed", async () => {
     const t = await ready();
     const c = await createClient(t, "confidential");
-    const family = await mintCodeSession(t, c);
-    const { claims } = await t.services.tokens.verify(family.refreshToken!);
-    // As the previous version rotates (0006) and revokes (0005): items without digests.
-    const rotation = JSON.stringify([{ i: 0, refresh_jti: claims.jti, client_id: c.client.clientId, scope: "",
-      new_access_jti: crypto.randomUUID(), new_refresh_jti: crypto.randomUUID(), access_ttl: 60, grace_seconds: 0 }]);
-    const [rotated] = await t.database.rows<{ outcome: string; new_session_id: string }>(sql`select * from ta_rotate_sessions(${rotation}::jsonb)`);
-    expect(rotated!.outcome).toBe("rotated");
-    const child = await sessionOf(t, rotated!.new_session_id);
-    expect(child.accessTokenSha256).toBeNull();
-    const revocation = JSON.stringify([{ i: 0, kind: "access_token", jti: child.accessTokenJti, client_id: c.client.clientId, reason: "revoked_by_client" }]);
-    const [revoked] = await t.database.rows<{ outcome: string }>(sql`select * from ta_revoke_tokens(${revocation}::jsonb)`);
-    expect(revoked!.outcome).toBe("revoked");
-    expect((await sessionOf(t, child.id)).status).toBe("revoked");
+    const code = await issueCode(t, c);
+    // As that release redeems a code: a compare-and-set of the grant, then its own INSERT.
+    const [grant] = await t.database.rows<{ id: string }>(
+      sql`update authorization_grants set redeemed_at = now() where id = ${code.grantId} and redeemed_at is null returning id`,
+    );
+    const accessJti = crypto.randomUUID();
+    const [session] = await t.database.rows<{ id: string }>(sql`
+      insert into sessions (grant_id, client_id, subject, scope, audience, access_token_jti, refresh_token_jti, access_expires_at, refresh_expires_at)
+      values (${grant!.id}, ${c.client.clientId}, ${code.userId}, 'read', '{}', ${accessJti}, ${crypto.randomUUID()}, now() + interval '1 hour', now() + interval '1 day')
+      returning id`);
+    // As it revokes: ta_revoke_tokens items (0005 had no digest field at all).
+    const revocation = JSON.stringify([{ i: 0, kind: "access_token", jti: accessJti, client_id: c.client.clientId, reason: "revoked_by_client" }]);
+    const [revoked] = await t.database.rows<{ outcome: string; revoked_count: number }>(sql`select * from ta_revoke_tokens(${revocation}::jsonb)`);
+    expect(revoked).toMatchObject({ outcome: "revoked", revoked_count: 1 });
+    expect((await sessionOf(t, session!.id)).status).toBe("revoked");
+    // Its revocation reaches the feed through the trigger, with both tokens and the reason.
+    const events = await t.database.rows<{ token_kind: string; reason: string }>(
+      sql`select token_kind, reason from revocation_events where session_id = ${session!.id} order by token_kind`,
+    );
+    expect(events).toEqual([
+      { token_kind: "access_token", reason: "revoked_by_client" },
+      { token_kind: "refresh_token", reason: "revoked_by_client" },
+    ]);
   });
 
   test("the digests are of tokens, not tokens: no token appears in the sessions table", async () => {

@@ -101,12 +101,12 @@ describe.each(backends)("authorization_code grant [%s]", (backend) => {
       refresh_token: expect.any(String),
       scope: "read write",
     });
-    const verified = await t.services.verifier.verify(body.access_token, "access_token");
+    const verified = await t.services.pipeline.verify(body.access_token, "access_token");
     if (!verified.ok) throw new Error(`access token not live: ${verified.reason}`);
     expect(verified.claims.sub).toBe(code.userId);
     expect(verified.claims.aud).toBe(t.config.defaultAudience);
     expect(verified.session.grantId).toBe(code.grantId);
-    expect((await t.services.verifier.verify(body.refresh_token, "refresh_token")).ok).toBe(true);
+    expect((await t.services.pipeline.verify(body.refresh_token, "refresh_token")).ok).toBe(true);
     const [grant] = await t.database.db.select().from(authorizationGrants).where(eq(authorizationGrants.id, code.grantId));
     expect(grant!.redeemedAt).not.toBeNull();
   });
@@ -127,7 +127,7 @@ describe.each(backends)("authorization_code grant [%s]", (backend) => {
     const [res, body] = await redeem(t, c, code);
     expect(res.status).toBe(400);
     expect(body.error).toBe("invalid_grant");
-    expect(await t.services.verifier.verify(first.access_token)).toEqual({ ok: false, reason: "inactive" });
+    expect(await t.services.pipeline.verify(first.access_token)).toEqual({ ok: false, reason: "inactive" });
     const [refused, refusedBody] = await refresh(t, c, first.refresh_token);
     expect(refused.status).toBe(400);
     expect(refusedBody.error).toBe("invalid_grant");
@@ -143,7 +143,7 @@ describe.each(backends)("authorization_code grant [%s]", (backend) => {
     const winners = results.filter(([res]) => res.status === 200);
     expect(winners).toHaveLength(1);
     expect(results.filter(([, body]) => body.error === "invalid_grant")).toHaveLength(9);
-    expect((await t.services.verifier.verify(winners[0]![1].access_token)).ok).toBe(false);
+    expect((await t.services.pipeline.verify(winners[0]![1].access_token)).ok).toBe(false);
     expect(await liveSessionsOf(t, code.grantId)).toHaveLength(0);
   });
 
@@ -253,7 +253,7 @@ describe.each(backends)("authorization_code grant [%s]", (backend) => {
     const [res, body] = await redeem(t, c, await issueCode(t, c), { scope: "read" });
     expect(res.status).toBe(200);
     expect(body.scope).toBe("read");
-    const verified = await t.services.verifier.verify(body.access_token);
+    const verified = await t.services.pipeline.verify(body.access_token);
     expect(verified.ok && verified.claims.scope).toBe("read");
   });
 
@@ -275,11 +275,11 @@ describe.each(backends)("authorization_code grant [%s]", (backend) => {
     const c = await createClient(t, "confidential");
     const resources = ["https://api.example", "https://files.example"];
     const [, all] = await redeem(t, c, await issueCode(t, c, { resources }));
-    const allVerified = await t.services.verifier.verify(all.access_token);
+    const allVerified = await t.services.pipeline.verify(all.access_token);
     expect(allVerified.ok && allVerified.claims.aud).toEqual(resources);
     const [res, one] = await redeem(t, c, await issueCode(t, c, { resources }), { resource: "https://files.example" });
     expect(res.status).toBe(200);
-    const verified = await t.services.verifier.verify(one.access_token);
+    const verified = await t.services.pipeline.verify(one.access_token);
     expect(verified.ok && verified.claims.aud).toBe("https://files.example");
   });
 

@@ -91,11 +91,11 @@ describe("export from PGlite", () => {
 
       services = await createServices({ config: t.config, database: target, log: createLogger("silent") });
       expect(services.keys.jwks()).toEqual(t.services.keys.jwks()); // no new key was generated
-      expect((await services.verifier.verify(fixture.liveAccess!)).ok).toBe(true);
-      expect((await services.verifier.verify(fixture.liveRefresh!, "refresh_token")).ok).toBe(true);
-      expect((await services.verifier.verify(fixture.machineAccess!)).ok).toBe(true);
-      expect(await services.verifier.verify(fixture.revokedAccess!)).toEqual({ ok: false, reason: "inactive" });
-      expect(await services.verifier.verify(fixture.revokedRefresh!, "refresh_token")).toEqual({ ok: false, reason: "inactive" });
+      expect((await services.pipeline.verify(fixture.liveAccess!)).ok).toBe(true);
+      expect((await services.pipeline.verify(fixture.liveRefresh!, "refresh_token")).ok).toBe(true);
+      expect((await services.pipeline.verify(fixture.machineAccess!)).ok).toBe(true);
+      expect(await services.pipeline.verify(fixture.revokedAccess!)).toEqual({ ok: false, reason: "inactive" });
+      expect(await services.pipeline.verify(fixture.revokedRefresh!, "refresh_token")).toEqual({ ok: false, reason: "inactive" });
       const client = await services.clients.find(fixture.confidentialId!);
       const { secretMatches } = await import("../src/oauth/clients.ts");
       expect(secretMatches(client!, fixture.confidentialSecret!)).toBe(true);
@@ -107,7 +107,7 @@ describe("export from PGlite", () => {
       expect(before.length).toBeGreaterThan(0);
       const { claims } = await services.tokens.verify(fixture.machineAccess!);
       expect(await services.revocation.revoke({ token: fixture.machineAccess!, tokenTypeHint: undefined, clientId: claims.client_id })).toBe("revoked");
-      expect((await services.verifier.verify(fixture.machineAccess!)).ok).toBe(false);
+      expect((await services.pipeline.verify(fixture.machineAccess!)).ok).toBe(false);
       const after = await target.db.select({ cursor: revocationEvents.cursor }).from(revocationEvents);
       const newest = Math.max(...after.map((r) => r.cursor));
       expect(newest).toBeGreaterThan(Math.max(...before.map((r) => r.cursor)));

@@ -8,6 +8,7 @@ import m5 from "./0005_revoke_tokens_batch.sql" with { type: "text" };
 import m6 from "./0006_rotate_sessions_batch.sql" with { type: "text" };
 import m7 from "./0007_token_digests.sql" with { type: "text" };
 import m8 from "./0008_rotate_with_digests.sql" with { type: "text" };
+import m9 from "./0009_functions_in_files.sql" with { type: "text" };
 
 export interface EmbeddedMigration {
   tag: string;
@@ -26,4 +27,5 @@ export const migrations: readonly EmbeddedMigration[] = [
   { tag: "0006_rotate_sessions_batch", when: 1796160939603, breakpoints: true, sql: m6 },
   { tag: "0007_token_digests", when: 1796163887882, breakpoints: true, sql: m7 },
   { tag: "0008_rotate_with_digests", when: 1796164522356, breakpoints: true, sql: m8 },
+  { tag: "0009_functions_in_files", when: 1796290222746, breakpoints: true, sql: m9 },
 ];

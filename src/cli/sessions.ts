@@ -1,6 +1,5 @@
 // `sessions revoke`: operators revoke one session, or every live session of a client or user.
-import { eq, sql } from "drizzle-orm";
-import { sessions, users } from "../../db/schema.ts";
+import type { SessionFilter } from "../oauth/sessions.ts";
 import type { Command } from "./command.ts";
 import { parseFlags, UsageError, withServices } from "./command.ts";
 
@@ -19,16 +18,16 @@ export const sessionsRevoke: Command = {
     const given = [values.session, values.client, values.user].filter((v) => v !== undefined);
     if (given.length !== 1) throw new UsageError("give exactly one of --session, --client, --user");
     if (values.session !== undefined && !UUID.test(values.session)) throw new UsageError("--session must be a session id (uuid)");
-    return withServices(io.env, async (services, database) => {
-      let where;
-      if (values.session !== undefined) where = eq(sessions.id, values.session);
-      else if (values.client !== undefined) where = eq(sessions.clientId, values.client);
+    return withServices(io.env, async (services) => {
+      let filter: SessionFilter;
+      if (values.session !== undefined) filter = { sessionId: values.session };
+      else if (values.client !== undefined) filter = { clientId: values.client };
       else {
-        const [user] = await database.db.select({ id: users.id }).from(users).where(eq(users.username, values.user!));
+        const user = await services.accounts.findByUsername(values.user!);
         if (!user) throw new UsageError(`no user ${values.user}`);
-        where = sql`${sessions.subject} = ${user.id}`;
+        filter = { userId: user.id };
       }
-      const revoked = await services.sessions.revokeWhere(where, "revoked_by_operator");
+      const revoked = await services.sessions.revoke(filter, "revoked_by_operator");
       services.log.info("token.revocation.operator", { revoked });
       io.stdout(JSON.stringify({ revoked }));
       return 0;

@@ -1,5 +1,4 @@
 // `users create USERNAME --password-stdin`: built-in accounts for the login page.
-import { users } from "../../db/schema.ts";
 import type { Command } from "./command.ts";
 import { parseFlags, UsageError, withServices } from "./command.ts";
 
@@ -15,15 +14,10 @@ export const usersCreate: Command = {
     if (!values["password-stdin"]) throw new UsageError("--password-stdin is required (passwords are never taken as arguments)");
     const password = (await io.readStdin()).replace(/\r?\n$/, "");
     if (password.length < 8) throw new UsageError("the password must have at least 8 characters");
-    return withServices(io.env, async (_services, database) => {
-      const passwordHash = await Bun.password.hash(password);
-      const inserted = await database.db
-        .insert(users)
-        .values({ username, passwordHash })
-        .onConflictDoNothing()
-        .returning({ id: users.id });
-      if (inserted.length === 0) throw new UsageError(`user ${username} already exists`);
-      io.stdout(JSON.stringify({ id: inserted[0]!.id, username }));
+    return withServices(io.env, async (services) => {
+      const id = await services.stores.users.insert(username, await Bun.password.hash(password));
+      if (id === undefined) throw new UsageError(`user ${username} already exists`);
+      io.stdout(JSON.stringify({ id, username }));
       return 0;
     });
   },

@@ -2,7 +2,6 @@
 // /account/sessions/revoke withdraws one: every live session of the user for that client is
 // revoked (the race-safe revocation of the sessions service) and the consent is forgotten.
 import { Elysia } from "elysia";
-import { ConsentStore } from "../oauth/authorization.ts";
 import type { Services } from "../services.ts";
 import { Browser, csrfFailurePage, htmlFormParser, notIdentifiedPage, pageResponse, redirectResponse } from "./browser.ts";
 import { onlyMethods } from "./method-not-allowed.ts";
@@ -11,9 +10,8 @@ import { sessionsPage } from "./pages/views.ts";
 const SESSIONS_PATH = "/account/sessions";
 
 export function accountEndpoints(services: Services) {
-  const { config, database, log } = services;
+  const { config, consents, log } = services;
   const browser = new Browser(services);
-  const consents = new ConsentStore(database, services.sessions);
 
   const signInRequired = (status: 302 | 303) =>
     browser.trustedUserHeader

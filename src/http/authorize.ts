@@ -6,7 +6,6 @@ import type { AuthorizationRequest } from "../oauth/authorization.ts";
 import {
   approve,
   AuthorizationErrorRedirect,
-  ConsentStore,
   denyUrl,
   errorResponseUrl,
   UntrustedAuthorizationRequest,
@@ -68,9 +67,8 @@ function https(value: unknown): string | undefined {
 }
 
 export function authorizeEndpoints(services: Services) {
-  const { config, clients, database } = services;
+  const { config, clients, codes, consents } = services;
   const browser = new Browser(services);
-  const consents = new ConsentStore(database, services.sessions);
 
   function signInRequired(authz: AuthorizationRequest, status: 302 | 303): Response {
     if (browser.trustedUserHeader) return notIdentifiedPage(browser.trustedUserHeader);
@@ -115,7 +113,7 @@ export function authorizeEndpoints(services: Services) {
       const signedIn = await browser.currentUser(request);
       if (!signedIn) return signInRequired(authz, 302);
       if (await consents.covers(signedIn.user.id, authz.client.clientId, authz.scopes)) {
-        return redirectResponse(await approve(database, config, authz, signedIn.user.id), 302);
+        return redirectResponse(await approve(codes, config, authz, signedIn.user.id), 302);
       }
       return renderConsent(request, authz, signedIn);
     })
@@ -140,7 +138,7 @@ export function authorizeEndpoints(services: Services) {
         }
         await consents.remember(signedIn.user.id, authz.client.clientId, authz.scopes);
         services.log.info("authorization.consent.approved", { client_id: authz.client.clientId, user_id: signedIn.user.id });
-        return redirectResponse(await approve(database, config, authz, signedIn.user.id), 303);
+        return redirectResponse(await approve(codes, config, authz, signedIn.user.id), 303);
       },
       { parse: htmlFormParser(config.maxBodyBytes) },
     );

@@ -4,12 +4,14 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
 import { OAuthError } from "../errors.ts";
 import type { User } from "../oauth/accounts.ts";
-import { Accounts } from "../oauth/accounts.ts";
-import { BROWSER_SESSION_TTL, BrowserSessions } from "../oauth/browser-sessions.ts";
+import type { Accounts } from "../oauth/accounts.ts";
+import type { BrowserSessions } from "../oauth/browser-sessions.ts";
+import { BROWSER_SESSION_TTL } from "../oauth/browser-sessions.ts";
 import type { Services } from "../services.ts";
 import type { Html } from "./pages/html.ts";
 import { messagePage } from "./pages/views.ts";
 import { FORM_CONTENT_TYPE } from "./form.ts";
+import { NO_STORE } from "./responses.ts";
 
 export interface PageOptions {
   status?: number;
@@ -20,8 +22,6 @@ export interface PageOptions {
   imageSources?: string[];
   headers?: Record<string, string>;
 }
-
-const NO_STORE = { "Cache-Control": "no-store", Pragma: "no-cache" };
 
 export function pageResponse(body: Html, options: PageOptions = {}): Response {
   const formAction = ["'self'", ...new Set(options.formTargets ?? [])].join(" ");
@@ -128,10 +128,10 @@ export class Browser {
   private readonly sessionCookie: string;
   private readonly csrfCookie: string;
 
-  constructor(services: Services) {
+  constructor(services: Pick<Services, "config" | "accounts" | "browserSessions">) {
     const { config } = services;
-    this.accounts = new Accounts(services.database);
-    this.sessions = new BrowserSessions(services.keys, config.issuer, services.now);
+    this.accounts = services.accounts;
+    this.sessions = services.browserSessions;
     const issuer = new URL(config.issuer);
     this.secure = issuer.protocol === "https:";
     this.origin = issuer.origin;

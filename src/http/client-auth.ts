@@ -10,11 +10,11 @@ import type { Logger } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import type { AuthenticatedClient, ClientAuthGuard, ClientCredentials } from "../oauth/client-auth.ts";
 import { authenticateClient, presentedClientId } from "../oauth/client-auth.ts";
-import type { ClientStore } from "../oauth/clients.ts";
+import type { Clients } from "../oauth/clients.ts";
 import { clientIp } from "./client-ip.ts";
 
 export interface ClientAuthDeps {
-  clients: ClientStore;
+  clients: Clients;
   clientAuthGuard: ClientAuthGuard;
   metrics: Pick<Metrics, "clientAuthFailures" | "rateLimited">;
   config: Pick<Config, "clientIpHeader">;

@@ -1,6 +1,7 @@
 // GET /healthz (the process is up) and GET /readyz (the database answers).
 import { Elysia } from "elysia";
-import { jsonResponse, OAuthError } from "../errors.ts";
+import { OAuthError } from "../errors.ts";
+import { jsonResponse } from "./responses.ts";
 import type { Services } from "../services.ts";
 
 export function healthEndpoints({ database }: Services) {

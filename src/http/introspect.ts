@@ -1,7 +1,8 @@
 // POST /oauth/introspect — token introspection (RFC 7662) for confidential clients and the
 // resource servers they represent. The strategy map in oauth/sessions.ts finds the session.
 import { Elysia } from "elysia";
-import { jsonResponse, OAuthError } from "../errors.ts";
+import { OAuthError } from "../errors.ts";
+import { jsonResponse } from "./responses.ts";
 import type { Services } from "../services.ts";
 import { clientAuth } from "./client-auth.ts";
 import { parseForm } from "./form.ts";

@@ -2,11 +2,12 @@
 // every log line written while the request runs), one JSON log line per request, request
 // metrics by route pattern, and GET /metrics (Prometheus text).
 import { randomUUID } from "node:crypto";
-import { DrizzleQueryError } from "drizzle-orm";
 import { Elysia } from "elysia";
-import { errorForLog, isDatabaseUnavailable, toOAuthError } from "../errors.ts";
+import { isDatabaseError, isDatabaseUnavailable } from "../../db/failures.ts";
 import type { Logger } from "../log.ts";
-import { logContext } from "../log.ts";
+import { errorForLog, logContext } from "../log.ts";
+import { toOAuthError } from "./error-plugin.ts";
+import { NO_STORE } from "./responses.ts";
 import type { Metrics } from "../metrics.ts";
 
 /** An incoming X-Request-Id (set by a load balancer) is kept when it is this plain. */
@@ -19,12 +20,6 @@ function pathOf(url: string): string {
   if (start < 0) return "/";
   const end = url.slice(start).search(/[?#]/);
   return end < 0 ? url.slice(start) : url.slice(start, start + end);
-}
-
-/** True for an error raised by the database driver (a SQLSTATE code, or Drizzle's wrapper). */
-function isDatabaseError(error: unknown): boolean {
-  const e = error as { code?: unknown };
-  return error instanceof DrizzleQueryError || (typeof e?.code === "string" && /^[0-9A-Z]{5}$/.test(e.code));
 }
 
 /** Must be used before the error plugin: its onError only observes, the error plugin answers. */
@@ -98,7 +93,7 @@ export function observability({ log, metrics }: { log: Logger; metrics: Metrics 
       "/metrics",
       async () =>
         new Response(await metrics.render(), {
-          headers: { "Content-Type": metrics.contentType, "Cache-Control": "no-store" },
+          headers: { "Content-Type": metrics.contentType, ...NO_STORE },
         }),
       { detail: { summary: "Prometheus metrics", tags: ["operations"] } },
     );

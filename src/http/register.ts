@@ -1,7 +1,8 @@
 // POST /oauth/register — dynamic client registration (RFC 7591). JSON in, 201 with the
 // registered metadata out.
 import { Elysia } from "elysia";
-import { jsonResponse, OAuthError } from "../errors.ts";
+import { OAuthError } from "../errors.ts";
+import { jsonResponse } from "./responses.ts";
 import { checkInitialAccessToken, registerClient, registrationResponse } from "../oauth/registration.ts";
 import type { Services } from "../services.ts";
 import { onlyMethods } from "./method-not-allowed.ts";

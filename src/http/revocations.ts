@@ -2,7 +2,8 @@
 // JTIs after a cursor, or with `Accept: text/event-stream` a Server-Sent Events stream
 // (one event per entry, `id:` = cursor, resumable with Last-Event-ID; WHATWG HTML §9.2).
 import { Elysia, t } from "elysia";
-import { jsonResponse, OAuthError } from "../errors.ts";
+import { OAuthError } from "../errors.ts";
+import { jsonResponse, NO_STORE } from "./responses.ts";
 import { BASIC_REALM } from "../oauth/client-auth.ts";
 import type { FeedEvent, RevocationFeed, Subscription } from "../oauth/revocation-feed.ts";
 import { MAX_PAGE } from "../oauth/revocation-feed.ts";
@@ -80,7 +81,7 @@ function eventStream(subscription: Subscription, feed: RevocationFeed, signal: A
   return new Response(stream, {
     headers: {
       "Content-Type": "text/event-stream; charset=utf-8",
-      "Cache-Control": "no-store",
+      ...NO_STORE,
       "X-Accel-Buffering": "no",
     },
   });

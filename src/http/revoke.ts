@@ -6,6 +6,7 @@ import { MAX_TOKEN_LENGTH } from "../oauth/tokens.ts";
 import { clientAuth } from "./client-auth.ts";
 import { clientCredentialFields, parseForm } from "./form.ts";
 import { onlyMethods } from "./method-not-allowed.ts";
+import { emptyResponse } from "./responses.ts";
 
 export const revokeBody = t.Object({
   token: t.String({ minLength: 1, maxLength: MAX_TOKEN_LENGTH }),
@@ -27,7 +28,7 @@ export function revokeEndpoint(services: Services) {
           clientId: authenticated.client.clientId,
         });
         // RFC 7009 §2.2: 200 whether the token was revoked, already invalid, or unknown.
-        return new Response(null, { status: 200, headers: { "Cache-Control": "no-store", Pragma: "no-cache" } });
+        return emptyResponse(200);
       }, { detail: { summary: "Revoke an access or refresh token and its session family (RFC 7009)", tags: ["oauth"] } }),
     );
 }

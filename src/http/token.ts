@@ -1,7 +1,7 @@
 // POST /oauth/token — the token endpoint (RFC 6749 §3.2, §5). One route; the grant modules
 // in oauth/grants do the per-grant work.
 import { Elysia, t } from "elysia";
-import { jsonResponse } from "../errors.ts";
+import { jsonResponse } from "./responses.ts";
 import { runGrant } from "../oauth/grants/index.ts";
 import type { IssuedTokens } from "../oauth/sessions.ts";
 import type { Services } from "../services.ts";

@@ -1,9 +1,6 @@
 // The people who sign in: built-in accounts (username + Bun.password hash) and users named by
 // a trusted upstream header. The answer to a failed sign-in never says which part was wrong.
-import { eq } from "drizzle-orm";
-import type { Database } from "../../db/client.ts";
-import type { User } from "../../db/schema.ts";
-import { users } from "../../db/schema.ts";
+import type { User, UserStore } from "../../db/stores/users.ts";
 
 export type { User };
 
@@ -20,18 +17,16 @@ export function isValidUsername(username: string): boolean {
 export class Accounts {
   private dummyHash: Promise<string> | undefined;
 
-  constructor(private readonly database: Database) {}
+  constructor(private readonly store: UserStore) {}
 
-  async findById(id: string): Promise<User | undefined> {
-    if (!/^[0-9a-f-]{36}$/i.test(id)) return undefined;
-    const [user] = await this.database.db.select().from(users).where(eq(users.id, id)).limit(1);
-    return user;
+  findById(id: string): Promise<User | undefined> {
+    if (!/^[0-9a-f-]{36}$/i.test(id)) return Promise.resolve(undefined);
+    return this.store.findById(id);
   }
 
-  async findByUsername(username: string): Promise<User | undefined> {
-    if (!isValidUsername(username)) return undefined;
-    const [user] = await this.database.db.select().from(users).where(eq(users.username, username)).limit(1);
-    return user;
+  findByUsername(username: string): Promise<User | undefined> {
+    if (!isValidUsername(username)) return Promise.resolve(undefined);
+    return this.store.findByUsername(username);
   }
 
   /** The user whose password this is, or undefined; costs one hash check either way. */
@@ -54,7 +49,7 @@ export class Accounts {
     const existing = await this.findByUsername(username);
     if (existing || !isValidUsername(username)) return existing;
     // Two first requests at once: one insert wins, both then read the same row.
-    await this.database.db.insert(users).values({ username, passwordHash: NO_PASSWORD }).onConflictDoNothing();
+    await this.store.insert(username, NO_PASSWORD);
     return this.findByUsername(username);
   }
 }

@@ -1,27 +1,22 @@
-// Authorization codes (RFC 6749 §4.1, OAuth 2.1 §4.1): issued by the authorization endpoint
-// as a grant row holding only the SHA-256 of the code, redeemed once at the token endpoint.
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
-import { and, eq, isNull, sql } from "drizzle-orm";
-import type { Database, Db } from "../../db/client.ts";
-import type { AuthorizationGrant } from "../../db/schema.ts";
-import { authorizationGrants } from "../../db/schema.ts";
+// Authorization codes (RFC 6749 §4.1, OAuth 2.1 §4.1): issued by the authorization endpoint as
+// a grant row holding only the SHA-256 of the code, redeemed once at the token endpoint.
+//
+// A code is 256 random bits followed by what it grants (subject, scope, resources), sealed with
+// AES-256-GCM under a key derived from a signing key (src/oauth/keys.ts), so the browser that
+// carries it learns nothing. The token endpoint opens it to sign the session's tokens BEFORE the
+// one statement that redeems the code: their digests go into the session's INSERT. What a code
+// says is never trusted on its own — the statement finds the grant by the hash of the whole code
+// and stores the digests only if the grant says the same (db/functions/ta_redeem_code.sql). A
+// code that cannot be opened (a plain code of an earlier version, a key since withdrawn) still
+// redeems: its tokens are then signed from what the statement answers.
+import { createHash, randomBytes } from "node:crypto";
+import { base64url } from "jose";
+import type { Client } from "../../db/schema.ts";
+import type { NewGrant, RedeemItem, SessionStore } from "../../db/stores/sessions.ts";
+import type { KeyStore } from "./keys.ts";
+import { parseScope } from "./scopes.ts";
 
-export interface NewAuthorizationCode {
-  clientId: string;
-  /** users.id of the user who approved; becomes the `sub` of the tokens. */
-  userId: string;
-  /** The redirect_uri of the authorization request as sent; null when the client omitted it. */
-  redirectUri: string | null;
-  /** Space-separated scopes the user approved. */
-  scope: string;
-  /** RFC 8707 resource indicators the code may be redeemed for; empty = the default audience. */
-  resources: readonly string[];
-  /** PKCE (RFC 7636); OAuth 2.1 requires it for every client, only S256 is accepted. */
-  codeChallenge: string;
-  codeChallengeMethod: "S256";
-  /** Lifetime in seconds (config.authorizationCodeTtl). */
-  ttlSeconds: number;
-}
+export type NewAuthorizationCode = Omit<NewGrant, "codeHash" | "codeChallengeMethod"> & { codeChallengeMethod: "S256" };
 
 export interface IssuedAuthorizationCode {
   /** The code in clear: returned once, never stored. */
@@ -30,90 +25,140 @@ export interface IssuedAuthorizationCode {
   expiresAt: Date;
 }
 
+/** A token request of grant_type=authorization_code, its parameters checked on their own. */
+export interface CodeRedemption {
+  code: string;
+  client: Client;
+  /** The redirect_uri parameter, if sent. */
+  redirectUri: string | undefined;
+  codeVerifier: string | undefined;
+  /** The requested scope, known to the server and normalised; undefined = the granted scope. */
+  scope: string | undefined;
+  /** The requested resource (an absolute URI); undefined = every granted resource. */
+  resource: string | undefined;
+}
+
+/** What the tokens of a redemption will hold if the grant says what its code says. */
+export interface PredictedSession {
+  subject: string;
+  scope: string;
+  audience: string[];
+}
+
+export interface OpenedCode {
+  item: Pick<
+    RedeemItem,
+    "code_hash" | "client_id" | "public_client" | "redirect_uri" | "implied_redirect_uri" | "verifier_s256" | "scope" | "resource" | "default_audience"
+  >;
+  predicted: PredictedSession | undefined;
+}
+
+/** What a sealed code carries. */
+interface CodeClaims {
+  sub: string;
+  scope: string;
+  aud: string[];
+}
+
+/** A code longer than this is issued plain (it still redeems, without digests stored at once). */
+const MAX_SEALED_CODE_LENGTH = 1024;
+const NONCE_BYTES = 12;
+
 /** Codes are 256-bit random, so a fast hash is enough to keep them out of the database. */
 export function hashAuthorizationCode(code: string): string {
   return createHash("sha256").update(code).digest("hex");
 }
 
-/** Creates an authorization grant and its one-time code. */
-export async function issueAuthorizationCode(database: Database, input: NewAuthorizationCode): Promise<IssuedAuthorizationCode> {
-  const code = randomBytes(32).toString("base64url");
-  const [row] = await database.db
-    .insert(authorizationGrants)
-    .values({
-      codeHash: hashAuthorizationCode(code),
-      clientId: input.clientId,
-      userId: input.userId,
-      redirectUri: input.redirectUri,
-      scope: input.scope,
-      resources: [...input.resources],
-      codeChallenge: input.codeChallenge,
-      codeChallengeMethod: input.codeChallengeMethod,
-      expiresAt: sql`now() + make_interval(secs => ${input.ttlSeconds})`,
-    })
-    .returning({ id: authorizationGrants.id, expiresAt: authorizationGrants.expiresAt });
-  return { code, grantId: row!.id, expiresAt: row!.expiresAt };
+/** RFC 7636 §4.6 with S256: BASE64URL(SHA256(ASCII(code_verifier))). */
+export function s256(codeVerifier: string): string {
+  return createHash("sha256").update(codeVerifier, "ascii").digest("base64url");
 }
 
-export interface FoundGrant {
-  grant: AuthorizationGrant;
-  /** Judged by the database clock, like every other expiry. */
-  expired: boolean;
+/** Without redirect_uri in the token request, the client's only registered URI is implied. */
+function impliedRedirectUri(client: Client): string | undefined {
+  return client.redirectUris.length === 1 ? client.redirectUris[0] : undefined;
 }
 
-/** The grant of a code, redeemed or not. */
-export async function findGrantByCode(database: Database, code: string): Promise<FoundGrant | undefined> {
-  const [row] = await database.db
-    .select({ grant: authorizationGrants, expired: sql<boolean>`${authorizationGrants.expiresAt} <= now()` })
-    .from(authorizationGrants)
-    .where(eq(authorizationGrants.codeHash, hashAuthorizationCode(code)))
-    .limit(1);
-  return row;
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** Seals what a code grants into the code itself (see the top of this file). */
+export async function sealAuthorizationCode(key: CryptoKey, claims: CodeClaims): Promise<string> {
+  const random = randomBytes(32);
+  const sealed = new Uint8Array(
+    await crypto.subtle.encrypt({ name: "AES-GCM", iv: random.subarray(0, NONCE_BYTES) }, key, encoder.encode(JSON.stringify(claims))),
+  );
+  const code = `${base64url.encode(random)}.${base64url.encode(sealed)}`;
+  return code.length <= MAX_SEALED_CODE_LENGTH ? code : base64url.encode(random);
 }
 
-export type Redemption<T> = { redeemed: true; value: T } | { redeemed: false; reason: "already_redeemed" | "expired" };
-
-/**
- * Redeems a grant's code with a compare-and-set (`redeemed_at IS NULL`, not expired) and, in
- * the same transaction, runs `issue` (which creates the session). A concurrent redemption
- * blocks on the row lock until this one commits, then loses — and revoking the grant's
- * sessions afterwards sees and kills what the winner issued.
- */
-export async function redeemAuthorizationGrant<T>(
-  database: Database,
-  grantId: string,
-  issue: (tx: Db) => Promise<T>,
-): Promise<Redemption<T>> {
-  return database.db.transaction(async (tx) => {
-    const won = await tx
-      .update(authorizationGrants)
-      .set({ redeemedAt: sql`now()` })
-      .where(
-        and(
-          eq(authorizationGrants.id, grantId),
-          isNull(authorizationGrants.redeemedAt),
-          // Withdrawing access on the account page sets expires_at = now() on unredeemed codes,
-          // then revokes the sessions. clock_timestamp(), not now(): now() is when this
-          // transaction began, possibly before that withdrawal committed, and a redemption
-          // winning after it would mint a session its revocation no longer sees.
-          sql`${authorizationGrants.expiresAt} > clock_timestamp()`,
-        ),
-      )
-      .returning({ id: authorizationGrants.id });
-    if (won.length === 0) {
-      const [row] = await tx
-        .select({ redeemedAt: authorizationGrants.redeemedAt })
-        .from(authorizationGrants)
-        .where(eq(authorizationGrants.id, grantId));
-      return { redeemed: false as const, reason: row?.redeemedAt ? ("already_redeemed" as const) : ("expired" as const) };
+/** What a sealed code says, if one of `keys` opens it; undefined for anything else. */
+async function openCode(code: string, keys: readonly CryptoKey[]): Promise<CodeClaims | undefined> {
+  const dot = code.indexOf(".");
+  if (dot < 0 || code.length > MAX_SEALED_CODE_LENGTH) return undefined;
+  let random: Uint8Array<ArrayBuffer>;
+  let sealed: Uint8Array<ArrayBuffer>;
+  try {
+    random = base64url.decode(code.slice(0, dot)) as Uint8Array<ArrayBuffer>;
+    sealed = base64url.decode(code.slice(dot + 1)) as Uint8Array<ArrayBuffer>;
+  } catch {
+    return undefined;
+  }
+  if (random.length !== 32) return undefined;
+  for (const key of keys) {
+    let plain: ArrayBuffer;
+    try {
+      plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv: random.subarray(0, NONCE_BYTES) }, key, sealed);
+    } catch {
+      continue;
     }
-    return { redeemed: true as const, value: await issue(tx) };
-  });
+    const claims = JSON.parse(decoder.decode(plain)) as Partial<CodeClaims>;
+    const valid = typeof claims.sub === "string" && typeof claims.scope === "string" && Array.isArray(claims.aud) && claims.aud.every((a) => typeof a === "string");
+    return valid ? (claims as CodeClaims) : undefined;
+  }
+  return undefined;
 }
 
-/** RFC 7636 §4.6 with S256: BASE64URL(SHA256(ASCII(code_verifier))) == code_challenge. */
-export function pkceMatches(codeChallenge: string, codeVerifier: string): boolean {
-  const computed = createHash("sha256").update(codeVerifier, "ascii").digest();
-  const expected = Buffer.from(codeChallenge, "base64url");
-  return expected.length === computed.length && timingSafeEqual(expected, computed);
+export class AuthorizationCodes {
+  constructor(
+    private readonly store: SessionStore,
+    private readonly keys: KeyStore,
+    private readonly defaultAudience: string,
+  ) {}
+
+  /** Creates an authorization grant and its one-time code. */
+  async issue(input: NewAuthorizationCode): Promise<IssuedAuthorizationCode> {
+    const code = await sealAuthorizationCode(this.keys.codeKeys().sealing, { sub: input.userId, scope: input.scope, aud: [...input.resources] });
+    const row = await this.store.insertGrant({ ...input, codeHash: hashAuthorizationCode(code) });
+    return { code, grantId: row.id, expiresAt: row.expiresAt };
+  }
+
+  /** The redemption's statement item, and what its tokens will hold if the grant agrees with its code. */
+  async open(request: CodeRedemption): Promise<OpenedCode> {
+    const { client, code } = request;
+    const implied = impliedRedirectUri(client);
+    const item: OpenedCode["item"] = {
+      code_hash: hashAuthorizationCode(code),
+      client_id: client.clientId,
+      public_client: client.type === "public",
+      redirect_uri: request.redirectUri ?? implied ?? null,
+      implied_redirect_uri: implied ?? null,
+      verifier_s256: request.codeVerifier === undefined ? null : s256(request.codeVerifier),
+      scope: request.scope ?? null,
+      resource: request.resource ?? null,
+      default_audience: this.defaultAudience,
+    };
+    const claims = await openCode(code, this.keys.codeKeys().opening);
+    return { item, predicted: claims && this.predict(claims, request) };
+  }
+
+  /** The scope and audience the statement will settle on, if the code tells the truth. */
+  private predict(claims: CodeClaims, request: CodeRedemption): PredictedSession | undefined {
+    const granted = parseScope(claims.scope);
+    const scope = request.scope ?? granted.join(" ");
+    if (!parseScope(scope).every((s) => granted.includes(s))) return undefined; // invalid_scope: the statement says so
+    const allowed = claims.aud.length > 0 ? claims.aud : [this.defaultAudience];
+    if (request.resource !== undefined && !allowed.includes(request.resource)) return undefined; // invalid_target
+    return { subject: claims.sub, scope, audience: request.resource === undefined ? allowed : [request.resource] };
+  }
 }

@@ -1,14 +1,10 @@
 // The authorization request (OAuth 2.1 §4.1.1): who is asking (client, redirect URI) and what
-// for (scope, resources, PKCE challenge); the authorization response (§4.1.2, with `iss` per
-// RFC 9207); and consent remembered per user and client.
-import { and, eq, sql } from "drizzle-orm";
-import type { Database } from "../../db/client.ts";
-import { authorizationGrants, consents } from "../../db/schema.ts";
+// for (scope, resources, PKCE challenge), and the authorization response (§4.1.2, with `iss`
+// per RFC 9207).
 import type { Config } from "../config.ts";
 import { OAuthError } from "../errors.ts";
-import { issueAuthorizationCode } from "./authorization-codes.ts";
-import type { Client, ClientStore } from "./clients.ts";
-import type { SessionService } from "./sessions.ts";
+import type { AuthorizationCodes } from "./authorization-codes.ts";
+import type { Client, Clients } from "./clients.ts";
 
 /** No parameter of an authorization request is longer (state included). */
 export const MAX_PARAMETER_LENGTH = 2048;
@@ -86,7 +82,7 @@ function single(params: URLSearchParams, name: string): string | undefined {
 }
 
 /** Finds the client and the redirect URI; any failure here is untrustworthy. */
-export async function resolveRedirect(clients: ClientStore, params: URLSearchParams): Promise<ResolvedRedirect> {
+export async function resolveRedirect(clients: Clients, params: URLSearchParams): Promise<ResolvedRedirect> {
   let clientId: string | undefined;
   let redirectUriParam: string | undefined;
   try {
@@ -158,7 +154,7 @@ const S256_CHALLENGE = /^[A-Za-z0-9_-]{43}$/;
  * AuthorizationErrorRedirect.
  */
 export async function validateAuthorizationRequest(
-  clients: ClientStore,
+  clients: Clients,
   config: Config,
   params: URLSearchParams,
 ): Promise<AuthorizationRequest> {
@@ -210,12 +206,12 @@ export function errorResponseUrl(error: AuthorizationErrorRedirect, issuer: stri
 
 /** Approve: issues a one-time code and returns where to send the browser. */
 export async function approve(
-  database: Database,
+  codes: AuthorizationCodes,
   config: Config,
   request: AuthorizationRequest,
   userId: string,
 ): Promise<string> {
-  const { code } = await issueAuthorizationCode(database, {
+  const { code } = await codes.issue({
     clientId: request.client.clientId,
     userId,
     redirectUri: request.redirectUriParam ?? null,
@@ -238,100 +234,6 @@ export function denyUrl(config: Config, request: AuthorizationRequest): string {
     ),
     config.issuer,
   );
-}
-
-export interface AuthorizedClient {
-  clientId: string;
-  name: string;
-  clientUri: string | undefined;
-  scopes: string[];
-  /** When consent was last given; null for a client with live sessions but no consent. */
-  authorizedAt: Date | null;
-  liveSessions: number;
-}
-
-/** Remembered consent: a repeat authorization for covered scopes skips the consent page. */
-export class ConsentStore {
-  constructor(
-    private readonly database: Database,
-    private readonly sessions: SessionService,
-  ) {}
-
-  async covers(userId: string, clientId: string, scopes: readonly string[]): Promise<boolean> {
-    const [row] = await this.database.db
-      .select({ scope: consents.scope })
-      .from(consents)
-      .where(and(eq(consents.userId, userId), eq(consents.clientId, clientId)))
-      .limit(1);
-    if (!row) return false;
-    const granted = new Set(row.scope.split(" "));
-    return scopes.every((s) => granted.has(s));
-  }
-
-  /** Adds the scopes to what the user has granted the client (one upsert). */
-  async remember(userId: string, clientId: string, scopes: readonly string[]): Promise<void> {
-    const scope = scopes.join(" ");
-    await this.database.db
-      .insert(consents)
-      .values({ userId, clientId, scope })
-      .onConflictDoUpdate({
-        target: [consents.userId, consents.clientId],
-        set: {
-          scope: sql`array_to_string(array(select distinct s from unnest(string_to_array(${consents.scope} || ' ' || ${scope}, ' ')) s where s <> '' order by s), ' ')`,
-          updatedAt: sql`now()`,
-        },
-      });
-  }
-
-  /** The clients a user has authorized (consent given, or sessions still live). */
-  async list(userId: string): Promise<AuthorizedClient[]> {
-    const rows = await this.database.rows<{
-      client_id: string;
-      name: string;
-      client_uri: string | null;
-      scope: string | null;
-      authorized_at: Date | string | null;
-      live: number | string;
-    }>(sql`
-      select c.client_id, c.name, c.metadata->>'client_uri' as client_uri, co.scope,
-             co.updated_at as authorized_at,
-             (select count(*) from sessions s
-               where s.client_id = c.client_id and s.subject = ${userId} and s.status = 'created') as live
-        from clients c
-        left join consents co on co.client_id = c.client_id and co.user_id = ${userId}
-       where co.id is not null
-          or exists (select 1 from sessions s
-                      where s.client_id = c.client_id and s.subject = ${userId} and s.status = 'created')
-       order by co.updated_at desc nulls last, c.name`);
-    return rows.map((row) => ({
-      clientId: row.client_id,
-      name: row.name,
-      clientUri: row.client_uri ?? undefined,
-      scopes: row.scope ? row.scope.split(" ").filter((s) => s !== "") : [],
-      authorizedAt: row.authorized_at === null ? null : new Date(row.authorized_at),
-      liveSessions: Number(row.live),
-    }));
-  }
-
-  /**
-   * Withdraws a user's authorization of a client: forgets the consent, kills the codes not yet
-   * redeemed, and revokes every live session of the user for that client (race-safe, through
-   * the sessions service). Returns the number of sessions revoked.
-   */
-  async withdraw(userId: string, clientId: string): Promise<number> {
-    await this.database.db.delete(consents).where(and(eq(consents.userId, userId), eq(consents.clientId, clientId)));
-    await this.database.db
-      .update(authorizationGrants)
-      .set({ expiresAt: sql`now()` })
-      .where(
-        and(
-          eq(authorizationGrants.userId, userId),
-          eq(authorizationGrants.clientId, clientId),
-          sql`${authorizationGrants.redeemedAt} is null and ${authorizationGrants.expiresAt} > now()`,
-        ),
-      );
-    return this.sessions.revokeWhere(sql`client_id = ${clientId} and subject = ${userId}`, "revoked_by_user");
-  }
 }
 
 /** What each scope lets a client do, as shown on the consent page. */

@@ -2,7 +2,7 @@
 // clients identified by client_id alone (RFC 6749 §2.3.1, §3.2.1).
 import { OAuthError } from "../errors.ts";
 import { FailureThrottle } from "../throttle.ts";
-import type { Client, ClientStore } from "./clients.ts";
+import type { Client, Clients } from "./clients.ts";
 import { secretMatches } from "./clients.ts";
 
 export interface ClientCredentials {
@@ -38,7 +38,7 @@ function parseBasic(header: string): { id: string; secret: string } | undefined 
   return { id: decodeComponent(decoded.slice(0, colon)), secret: decodeComponent(decoded.slice(colon + 1)) };
 }
 
-export async function authenticateClient(store: ClientStore, credentials: ClientCredentials): Promise<AuthenticatedClient> {
+export async function authenticateClient(store: Clients, credentials: ClientCredentials): Promise<AuthenticatedClient> {
   const { authorization, clientId, clientSecret } = credentials;
   if (authorization !== undefined && /^Basic\b/i.test(authorization)) {
     const fail = (description: string) => OAuthError.invalidClient(description, { "WWW-Authenticate": BASIC_REALM });

@@ -13,9 +13,8 @@
 //   * the cache serves nothing unless it heard its own heartbeat on the channel recently: a
 //     LISTEN connection that is down (or a channel that delivers nothing) turns it off.
 import { randomUUID } from "node:crypto";
-import { sql } from "drizzle-orm";
 import type { Database, Unlisten } from "../../db/client.ts";
-import { errorForLog } from "../errors.ts";
+import { errorForLog } from "../log.ts";
 import type { Logger } from "../log.ts";
 import type { RevocationNotifier } from "./revocation-notifier.ts";
 import { HEARTBEAT_PREFIX, REVOCATION_CHANNEL } from "./revocation-notifier.ts";
@@ -149,7 +148,7 @@ export class IntrospectionCache {
 
   private heartbeat(): void {
     if (this.closed) return;
-    this.database.rows(sql`select pg_notify(${REVOCATION_CHANNEL}, ${this.beat})`).catch((error) => {
+    this.database.notify(REVOCATION_CHANNEL, this.beat).catch((error) => {
       this.log.debug("introspection_cache.heartbeat_failed", { error: errorForLog(error) });
     });
   }

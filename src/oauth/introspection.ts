@@ -1,16 +1,13 @@
-// Token introspection (RFC 7662): read the token, find its session through the same
-// strategy map as revocation (hint first, then the others), and describe it only if it is
-// authentic (its session's digest or its signature), live AND the caller may see it. Anything
+// Token introspection (RFC 7662): the token pipeline (src/oauth/token-pipeline.ts) recognises
+// the token — read, its session found (hint first, then the others), authentic (its session's
+// digest or its signature), live — and it is described only if the caller may see it. Anything
 // else is exactly `{"active": false}`.
-import type { Database } from "../../db/client.ts";
-import type { Client } from "../../db/schema.ts";
+import type { Client, Session } from "../../db/schema.ts";
 import type { Logger } from "../log.ts";
 import type { CachedToken, IntrospectionCache } from "./introspection-cache.ts";
-import type { Session } from "./sessions.ts";
-import { lookupOrder, parseHint } from "./sessions.ts";
-import type { TokenClaims, TokenKind, TokenService } from "./tokens.ts";
-import { TokenFormatError } from "./tokens.ts";
-import { sessionState } from "./verification.ts";
+import type { RecognitionFailure, TokenPipeline } from "./token-pipeline.ts";
+import { parseHint } from "./token-pipeline.ts";
+import type { TokenClaims, TokenKind } from "./tokens.ts";
 
 export interface IntrospectionRequest {
   token: string;
@@ -46,7 +43,7 @@ const INACTIVE: IntrospectionResponse = Object.freeze({ active: false });
 
 const TOKEN_TYPE: Record<TokenKind, IntrospectedTokenType> = { access_token: "Bearer", refresh_token: "refresh_token" };
 
-export type InactiveReason = "malformed" | "expired" | "unknown" | "inactive" | "not_allowed";
+export type InactiveReason = RecognitionFailure | "not_allowed";
 
 /** Who may see a token: its own client, or (access tokens only) a resource server in its audience. */
 export function mayIntrospect(caller: Client, kind: TokenKind, session: Pick<Session, "clientId">, claims: TokenClaims): boolean {
@@ -60,8 +57,7 @@ export function mayIntrospect(caller: Client, kind: TokenKind, session: Pick<Ses
 
 export class IntrospectionService {
   constructor(
-    private readonly database: Database,
-    private readonly tokens: TokenService,
+    private readonly pipeline: TokenPipeline,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
     private readonly cache?: IntrospectionCache,
@@ -82,34 +78,16 @@ export class IntrospectionService {
     const cached = this.cache?.get(token, this.now());
     if (cached) return mayIntrospect(caller, cached.kind, cached, cached.claims) ? active(cached) : inactive("not_allowed");
     const mark = this.cache?.mark();
-    let presented;
-    try {
-      presented = await this.tokens.read(token);
-    } catch (error) {
-      if (error instanceof TokenFormatError) return inactive("malformed");
-      throw error;
-    }
-    if (presented.expired) return inactive("expired");
-    const { kind, claims } = presented;
     // RFC 7662 §2.1: the hint only orders the search; if the hinted lookup fails the server
     // MUST extend its search across all of its supported token types.
-    for (const strategy of lookupOrder(parseHint(tokenTypeHint) ?? kind)) {
-      const session = await strategy.find(this.database, claims.jti);
-      if (!session) continue;
-      // The column that holds the jti names the token's kind; it must agree with the typ.
-      if (strategy.kind !== kind) return inactive("unknown");
-      // Only now are the claims trusted: the token is the one this session issued, or signed.
-      if (!(await this.tokens.authenticate(token, presented, strategy.storedDigest(session)))) return inactive("malformed");
-      // Revoked, rotated away (refreshed) or expired sessions describe no live token.
-      const state = sessionState(session, kind, this.now());
-      if (state !== "live") return inactive(state);
-      const expiresAt = kind === "access_token" ? session.accessExpiresAt : session.refreshExpiresAt!;
-      const live: CachedToken = { kind, claims, clientId: session.clientId, expiresAt: Math.min(expiresAt.getTime(), claims.exp * 1000) };
-      this.cache?.set(token, live, mark!);
-      if (!mayIntrospect(caller, kind, session, claims)) return inactive("not_allowed");
-      return active(live);
-    }
-    return inactive("unknown");
+    const recognized = await this.pipeline.recognize(token, { hint: parseHint(tokenTypeHint) });
+    if (!recognized.ok) return inactive(recognized.reason);
+    const { kind, claims, session } = recognized;
+    const expiresAt = kind === "access_token" ? session.accessExpiresAt : session.refreshExpiresAt!;
+    const live: CachedToken = { kind, claims, clientId: session.clientId, expiresAt: Math.min(expiresAt.getTime(), claims.exp * 1000) };
+    this.cache?.set(token, live, mark!);
+    if (!mayIntrospect(caller, kind, session, claims)) return inactive("not_allowed");
+    return active(live);
   }
 }
 

@@ -2,11 +2,9 @@
 // database, rotated by `keys rotate`. A retired key stays published and accepted until every
 // token it signed has expired. Each instance re-reads the keys periodically (so it signs with,
 // and publishes, the key another process made active) and at once on an unknown kid.
-import { eq, gt, isNull, or, sql } from "drizzle-orm";
 import type { CryptoKey, JWK } from "jose";
-import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK } from "jose";
-import type { Database } from "../../db/client.ts";
-import { signingKeys } from "../../db/schema.ts";
+import { base64url, calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK } from "jose";
+import type { NewSigningKey, SigningKeyStore } from "../../db/stores/signing-keys.ts";
 
 export const SIGNING_ALG = "ES256";
 /** Algorithms a token of this server may carry; anything else (including "none") is refused. */
@@ -25,7 +23,27 @@ interface LoadedKey {
   publicJwk: PublicJwk;
   verifyKey: CryptoKey;
   signKey: CryptoKey | undefined;
+  /** Seals authorization codes (src/oauth/authorization-codes.ts). */
+  codeKey: CryptoKey;
   verifyUntil: Date | null;
+}
+
+const CODE_KEY_INFO = new TextEncoder().encode("token-authority/authorization-code/v1");
+
+/**
+ * The AES-256-GCM key that seals authorization codes, derived from a signing key's private
+ * scalar with HKDF-SHA256 (RFC 5869) under its own `info`: every instance sharing the signing
+ * keys derives the same key, and no key of one purpose serves the other.
+ */
+export async function deriveCodeKey(privateJwk: JWK): Promise<CryptoKey> {
+  const material = await crypto.subtle.importKey("raw", base64url.decode(privateJwk.d!) as Uint8Array<ArrayBuffer>, "HKDF", false, ["deriveKey"]);
+  return crypto.subtle.deriveKey(
+    { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: CODE_KEY_INFO },
+    material,
+    { name: "AES-GCM", length: 256 },
+    false,
+    ["encrypt", "decrypt"],
+  );
 }
 
 export interface KeyStoreOptions {
@@ -40,7 +58,7 @@ export interface KeyStoreOptions {
   signingLag?: number;
 }
 
-async function newKeyRow() {
+async function newKeyRow(): Promise<NewSigningKey> {
   const { publicKey, privateKey } = await generateKeyPair(SIGNING_ALG, { extractable: true });
   const publicJwk = await exportJWK(publicKey);
   const kid = await calculateJwkThumbprint(publicJwk);
@@ -60,38 +78,22 @@ export class KeyStore {
   private reloading: Promise<void> | undefined;
 
   private constructor(
-    private readonly database: Database,
+    private readonly store: SigningKeyStore,
     private readonly options: KeyStoreOptions,
   ) {}
 
   /** Loads the keys, generating the first active key if the database has none. */
-  static async open(database: Database, options: KeyStoreOptions): Promise<KeyStore> {
-    const store = new KeyStore(database, options);
-    await store.ensureActiveKey();
-    await store.reload();
-    return store;
-  }
-
-  private async ensureActiveKey(): Promise<void> {
-    const existing = await this.database.db
-      .select({ kid: signingKeys.kid })
-      .from(signingKeys)
-      .where(eq(signingKeys.status, "active"))
-      .limit(1);
-    if (existing.length > 0) return;
-    // Several instances may start at once: the partial unique index keeps one active key.
-    await this.database.db
-      .insert(signingKeys)
-      .values({ ...(await newKeyRow()), status: "active" })
-      .onConflictDoNothing();
+  static async open(store: SigningKeyStore, options: KeyStoreOptions): Promise<KeyStore> {
+    const keys = new KeyStore(store, options);
+    // Several instances may start at once: the store keeps one active key.
+    if (!(await store.hasActive())) await store.insertActiveIfNone(await newKeyRow());
+    await keys.reload();
+    return keys;
   }
 
   /** Re-reads the keys from the database (another instance may have rotated). */
   async reload(): Promise<void> {
-    const rows = await this.database.db
-      .select()
-      .from(signingKeys)
-      .where(or(eq(signingKeys.status, "active"), isNull(signingKeys.verifyUntil), gt(signingKeys.verifyUntil, sql`now()`)));
+    const rows = await this.store.valid();
     const keys = new Map<string, LoadedKey>();
     let active: LoadedKey | undefined;
     for (const row of rows) {
@@ -106,6 +108,7 @@ export class KeyStore {
           row.status === "active"
             ? (known?.signKey ?? ((await importJWK(row.privateJwk as JWK, row.alg)) as CryptoKey))
             : undefined,
+        codeKey: known?.codeKey ?? (await deriveCodeKey(row.privateJwk as JWK)),
         verifyUntil: row.verifyUntil,
       };
       keys.set(row.kid, loaded);
@@ -158,6 +161,12 @@ export class KeyStore {
     return { alg: key.alg, key: key.verifyKey };
   }
 
+  /** The keys of authorization codes: the active key's seals, every loaded key's open. */
+  codeKeys(): { sealing: CryptoKey; opening: CryptoKey[] } {
+    const active = this.active!;
+    return { sealing: active.codeKey, opening: [active.codeKey, ...[...this.keys.values()].filter((k) => k !== active).map((k) => k.codeKey)] };
+  }
+
   /** Public keys for /.well-known/jwks.json: the active one and retired ones still valid. */
   jwks(): { keys: PublicJwk[] } {
     const now = Date.now();
@@ -172,19 +181,7 @@ export class KeyStore {
   async rotate(): Promise<{ retired: string | undefined; active: string }> {
     const lifetime = (await this.options.maxTokenLifetime()) + (this.options.signingLag ?? 0);
     const row = await newKeyRow();
-    const retired = await this.database.db.transaction(async (tx) => {
-      const old = await tx
-        .update(signingKeys)
-        .set({
-          status: "retired",
-          retiredAt: sql`now()`,
-          verifyUntil: sql`now() + make_interval(secs => ${lifetime})`,
-        })
-        .where(eq(signingKeys.status, "active"))
-        .returning({ kid: signingKeys.kid });
-      await tx.insert(signingKeys).values({ ...row, status: "active" });
-      return old[0]?.kid;
-    });
+    const retired = await this.store.rotate(row, lifetime);
     await this.reload();
     return { retired, active: row.kid };
   }

@@ -5,7 +5,7 @@ import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { t } from "elysia";
 import type { Config } from "../config.ts";
 import { OAuthError } from "../errors.ts";
-import type { Client, ClientStore, TokenEndpointAuthMethod } from "./clients.ts";
+import type { Client, Clients, TokenEndpointAuthMethod } from "./clients.ts";
 import { SUPPORTED_GRANT_TYPES } from "./grants/index.ts";
 import { parseScope } from "./scopes.ts";
 
@@ -146,7 +146,7 @@ export interface RegistrationResult {
 }
 
 /** Validates the metadata and creates the client (confidential unless the method is `none`). */
-export async function registerClient(clients: ClientStore, config: Pick<Config, "scopes">, input: unknown): Promise<RegistrationResult> {
+export async function registerClient(clients: Clients, config: Pick<Config, "scopes">, input: unknown): Promise<RegistrationResult> {
   const metadata = validateMetadata(input, config);
   const extras = Object.fromEntries(EXTRA_FIELDS.filter((f) => metadata[f] !== undefined).map((f) => [f, metadata[f]]));
   const { client, secret } = await clients.create({

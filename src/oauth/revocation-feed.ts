@@ -12,11 +12,10 @@
 // settled (rolled back, or lost to a crash) once the entry above it was written more than
 // SETTLE_SECONDS ago: revoking transactions are single statements bounded by the statement
 // timeout, far shorter than that.
-import type { SQL } from "drizzle-orm";
-import { asc, desc, gt, inArray, lt, or, sql } from "drizzle-orm";
 import type { Database, Unlisten } from "../../db/client.ts";
-import { revocationEvents } from "../../db/schema.ts";
-import { errorForLog, OAuthError } from "../errors.ts";
+import type { RevocationEventRow, RevocationEventStore } from "../../db/stores/revocation-events.ts";
+import { OAuthError } from "../errors.ts";
+import { errorForLog } from "../log.ts";
 import type { Logger } from "../log.ts";
 import type { RevocationNotifier } from "./revocation-notifier.ts";
 import { HEARTBEAT_PREFIX, REVOCATION_CHANNEL } from "./revocation-notifier.ts";
@@ -125,7 +124,8 @@ export class RevocationFeed {
   private closed = false;
 
   constructor(
-    private readonly database: Database,
+    private readonly database: Pick<Database, "listen">,
+    private readonly store: RevocationEventStore,
     private readonly log: Logger,
     private readonly notifier?: RevocationNotifier,
     options: Partial<FeedOptions> = {},
@@ -133,26 +133,12 @@ export class RevocationFeed {
     this.options = { pollMs: 1000, heartbeatMs: 5000, ...options };
   }
 
-  /** Rows after `after` (expired ones too: they count for the position), oldest first. */
-  private async read(where: SQL | undefined, limit: number): Promise<FeedRow[]> {
-    const rows = await this.database.db
-      .select({
-        cursor: revocationEvents.cursor,
-        jti: revocationEvents.jti,
-        kind: revocationEvents.tokenKind,
-        exp: sql<number>`floor(extract(epoch from ${revocationEvents.expiresAt}))::float8`.mapWith(Number),
-        revokedAt: sql<number>`floor(extract(epoch from ${revocationEvents.revokedAt}))::float8`.mapWith(Number),
-        live: sql<boolean>`${revocationEvents.expiresAt} > now()`,
-        age: sql<number>`extract(epoch from now() - ${revocationEvents.revokedAt})::float8`.mapWith(Number),
-      })
-      .from(revocationEvents)
-      .where(where)
-      .orderBy(asc(revocationEvents.cursor))
-      .limit(limit);
+  /** Rows as the feed serves them, with the local time after which a hole below each settles. */
+  private rows(rows: readonly RevocationEventRow[]): FeedRow[] {
     const now = Date.now();
     return rows.map((row) => ({
-      entry: { jti: row.jti, exp: row.exp, revoked_at: row.revokedAt, cursor: Number(row.cursor) },
-      kind: row.kind as TokenKind,
+      entry: { jti: row.jti, exp: row.exp, revoked_at: row.revokedAt, cursor: row.cursor },
+      kind: row.kind,
       live: row.live,
       settlesAt: now + (SETTLE_SECONDS - row.age) * 1000,
     }));
@@ -160,7 +146,7 @@ export class RevocationFeed {
 
   /** One page of unexpired entries after `after` (JSON feed). */
   async page(after: number, limit: number, kind?: TokenKind): Promise<FeedPage> {
-    const rows = await this.read(gt(revocationEvents.cursor, after), Math.min(limit, MAX_PAGE));
+    const rows = this.rows(await this.store.after(after, Math.min(limit, MAX_PAGE)));
     const scan = new Scan(after, kind).add(rows, Date.now());
     return { entries: scan.events.map((event) => event.entry), next_cursor: scan.position };
   }
@@ -184,7 +170,7 @@ export class RevocationFeed {
       this.wake();
       await this.polling;
       for (let cursor = after; ; ) {
-        const rows = await this.read(gt(revocationEvents.cursor, cursor), MAX_PAGE);
+        const rows = this.rows(await this.store.after(cursor, MAX_PAGE));
         scan.add(rows, Date.now());
         if (rows.length < MAX_PAGE) break;
         cursor = rows.at(-1)!.entry.cursor;
@@ -228,13 +214,7 @@ export class RevocationFeed {
       this.unsubscribeLocal ??= this.notifier?.onCommitted(() => this.wake());
       this.unlisten ??= await this.database.listen(REVOCATION_CHANNEL, (payload) => payload.startsWith(HEARTBEAT_PREFIX) || this.wake());
       // Every hole below the newest entry written before the settle window has settled.
-      const [row] = await this.database.db
-        .select({ cursor: revocationEvents.cursor })
-        .from(revocationEvents)
-        .where(lt(revocationEvents.revokedAt, sql`now() - make_interval(secs => ${SETTLE_SECONDS})`))
-        .orderBy(desc(revocationEvents.cursor))
-        .limit(1);
-      this.position = this.maxSeen = Number(row?.cursor ?? 0);
+      this.position = this.maxSeen = await this.store.newestOlderThan(SETTLE_SECONDS);
       this.found.clear();
       this.timer = setInterval(() => this.wake(), this.options.pollMs);
       this.timer.unref?.();
@@ -276,8 +256,7 @@ export class RevocationFeed {
       for (let cursor = this.position + 1; cursor < this.maxSeen && holes.length < 500; cursor++) {
         if (!this.found.has(cursor)) holes.push(cursor);
       }
-      const above = gt(revocationEvents.cursor, this.maxSeen);
-      const rows = await this.read(holes.length > 0 ? or(above, inArray(revocationEvents.cursor, holes)) : above, MAX_PAGE);
+      const rows = this.rows(await this.store.afterOrAt(this.maxSeen, holes, MAX_PAGE));
       const fresh = rows.filter((row) => row.entry.cursor > this.position && !this.found.has(row.entry.cursor));
       for (const row of fresh) {
         this.found.set(row.entry.cursor, row);

@@ -2,10 +2,9 @@
 // at most one NOTIFY per `delayMs`, sent after the revoking transactions committed and never
 // awaited by the request that revoked. A NOTIFY inside the revoking transaction would
 // serialize every commit on PostgreSQL's notification-queue lock.
-import { sql } from "drizzle-orm";
 import type { Database } from "../../db/client.ts";
 import type { Logger } from "../log.ts";
-import { errorForLog } from "../errors.ts";
+import { errorForLog } from "../log.ts";
 
 export const REVOCATION_CHANNEL = "ta_revocations";
 /** Payloads on the channel that announce no revocation (introspection-cache heartbeats). */
@@ -16,7 +15,7 @@ export class RevocationNotifier {
   private readonly localListeners = new Set<() => void>();
 
   constructor(
-    private readonly database: Database,
+    private readonly database: Pick<Database, "notify">,
     private readonly log: Logger,
     private readonly delayMs = 2,
   ) {}
@@ -27,7 +26,7 @@ export class RevocationNotifier {
     if (this.timer) return;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.database.rows(sql`select pg_notify(${REVOCATION_CHANNEL}, '')`).catch((error) => {
+      this.database.notify(REVOCATION_CHANNEL, "").catch((error) => {
         // Listeners also poll: a lost notification delays other instances, loses nothing.
         this.log.warn("revocation.notify_failed", { error: errorForLog(error) });
       });
@@ -45,6 +44,6 @@ export class RevocationNotifier {
     if (!this.timer) return;
     clearTimeout(this.timer);
     this.timer = undefined;
-    await this.database.rows(sql`select pg_notify(${REVOCATION_CHANNEL}, '')`).catch(() => {});
+    await this.database.notify(REVOCATION_CHANNEL, "").catch(() => {});
   }
 }

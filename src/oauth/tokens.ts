@@ -1,14 +1,16 @@
 // Token format (not storage): signs access tokens as RFC 9068 JWTs (typ at+jwt) and refresh
 // tokens as JWTs of their own type (rt+jwt), and verifies both against this server's keys — or
 // reads one without trusting it (`read`), to be authenticated by the digest its session stored
-// when it issued it (`authenticate`), the signature being checked only where there is none.
+// when it issued it, the signature being checked only where there is none
+// (src/oauth/token-pipeline.ts).
 import { timingSafeEqual } from "node:crypto";
 import type { CryptoKey } from "jose";
 import { base64url, CompactSign, compactVerify, decodeProtectedHeader } from "jose";
+import type { TokenKind } from "../../db/schema.ts";
 import type { KeyStore } from "./keys.ts";
 import { ALLOWED_ALGS } from "./keys.ts";
 
-export type TokenKind = "access_token" | "refresh_token";
+export type { TokenKind };
 
 const TYP: Record<TokenKind, string> = { access_token: "at+jwt", refresh_token: "rt+jwt" };
 const KIND_BY_TYP = new Map<string, TokenKind>([
@@ -41,7 +43,7 @@ export interface VerifiedToken {
 /**
  * A token read but not yet authenticated: well formed, of a type, algorithm, key and issuer of
  * this server, its claims NOT to be trusted — they may only name the session to look at. It is
- * authenticated by `authenticate` against that session (or by `verify`).
+ * authenticated against that session's stored digest (or by `verify`).
  */
 export interface PresentedToken extends VerifiedToken {
   /** SHA-256 of the token (base64url), as sessions store it for the tokens they issued. */
@@ -62,12 +64,6 @@ export interface TokenService {
   verify(token: string): Promise<VerifiedToken>;
   /** Every check of `verify` but the signature; throws TokenFormatError like it. */
   read(token: string): Promise<PresentedToken>;
-  /**
-   * Whether a token read by `read` is authentic: byte for byte the token whose digest its
-   * session stored when it issued it (`storedSha256`, compared in constant time) or, when the
-   * session stored none, carrying a valid signature.
-   */
-  authenticate(token: string, presented: PresentedToken, storedSha256: string | null): Promise<boolean>;
 }
 
 /** The digest sessions store of the tokens they issue (db/schema.ts). */
@@ -130,10 +126,8 @@ export function createTokenService(keys: KeyStore, issuer: string, now: () => nu
       return new CompactSign(payload).setProtectedHeader({ alg, kid, typ: TYP[kind] }).sign(key);
     },
 
-    async read(token) {
-      const { key: _key, ...presented } = await read(token);
-      return presented;
-    },
+    // (What it answers also holds the verification key: `verify` wants it, nobody else reads it.)
+    read,
 
     async verify(token) {
       const { kind, claims, expired, key } = await read(token);
@@ -141,17 +135,11 @@ export function createTokenService(keys: KeyStore, issuer: string, now: () => nu
       if (!(await signatureHolds(token, key))) throw new TokenFormatError("bad signature");
       return { kind, claims, expired };
     },
-
-    async authenticate(token, presented, storedSha256) {
-      if (storedSha256 !== null) return digestsEqual(presented.sha256, storedSha256);
-      const key = await keys.verificationKey(decodeProtectedHeader(token).kid);
-      return key !== undefined && (await signatureHolds(token, key.key));
-    },
   };
 }
 
 /** Constant-time comparison of two digests (base64url of SHA-256, 43 characters). */
-function digestsEqual(a: string, b: string): boolean {
+export function digestsEqual(a: string, b: string): boolean {
   const left = Buffer.from(a);
   const right = Buffer.from(b);
   return left.length === right.length && timingSafeEqual(left, right);

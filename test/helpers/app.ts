@@ -129,6 +129,15 @@ export async function createClient(t: TestApp, kind: "confidential" | "public", 
   return { client, secret, auth };
 }
 
+/**
+ * Rotates a refresh token through the sessions service the way the refresh grant does (the
+ * pipeline's digest first, the signature when its session stored none).
+ */
+export async function rotateSession(t: TestApp, client: Client, refreshToken: string, sessions: SessionService = t.services.sessions) {
+  const presented = await t.services.pipeline.present(refreshToken);
+  return presented.vouched((sha256) => sessions.rotate({ claims: presented.claims, sha256, client, scope: undefined, graceSeconds: 0 }));
+}
+
 /** A session from the authorization-code flow: a grant row and its first session. */
 export async function mintCodeSession(
   t: TestApp,

@@ -3,7 +3,6 @@ import { createHash, randomBytes } from "node:crypto";
 import { sql } from "drizzle-orm";
 import { users } from "../../db/schema.ts";
 import type { NewAuthorizationCode } from "../../src/oauth/authorization-codes.ts";
-import { issueAuthorizationCode } from "../../src/oauth/authorization-codes.ts";
 import type { Form, TestApp, TestClient } from "./app.ts";
 import { post } from "./app.ts";
 
@@ -30,7 +29,7 @@ export async function issueCode(t: TestApp, c: TestClient, overrides: Partial<Ne
   const { verifier, challenge } = pkcePair();
   const userId = overrides.userId ?? (await createUser(t));
   const redirectUri = overrides.redirectUri ?? c.client.redirectUris[0]!;
-  const { code, grantId } = await issueAuthorizationCode(t.database, {
+  const { code, grantId } = await t.services.codes.issue({
     clientId: c.client.clientId,
     userId,
     redirectUri,

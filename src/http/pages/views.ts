@@ -1,6 +1,6 @@
 // The server-rendered pages: sign-in, consent, the user's authorized applications, and the
 // error page. Plain forms, no script: they work with JavaScript turned off.
-import type { AuthorizedClient } from "../../oauth/authorization.ts";
+import type { AuthorizedClient } from "../../oauth/consents.ts";
 import { describeScope } from "../../oauth/authorization.ts";
 import type { Html } from "./html.ts";
 import { hiddenFields, html } from "./html.ts";

@@ -1,13 +1,24 @@
 // What a grant type is (node-oidc-provider style): its `grant_type` name, the TypeBox schema
 // of its own parameters, and a handler that issues tokens for an authenticated client.
 import type { Static, TSchema } from "@sinclair/typebox";
-import type { GrantType } from "../clients.ts";
-import type { Client } from "../clients.ts";
-import type { IssuedTokens } from "../sessions.ts";
-import type { Services } from "../../services.ts";
+import type { Config } from "../../config.ts";
+import type { Logger } from "../../log.ts";
+import type { Metrics } from "../../metrics.ts";
+import type { Client, GrantType } from "../clients.ts";
+import type { IssuedTokens, SessionService } from "../sessions.ts";
+import type { TokenPipeline } from "../token-pipeline.ts";
+
+/** Exactly what the grants use of the server's services. */
+export interface GrantDeps {
+  config: Pick<Config, "scopes" | "defaultAudience" | "resources" | "refreshReuseGrace">;
+  log: Logger;
+  metrics: Pick<Metrics, "refreshReuse">;
+  sessions: SessionService;
+  pipeline: TokenPipeline;
+}
 
 export interface GrantContext {
-  services: Services;
+  services: GrantDeps;
   /** The client authenticated by the token endpoint. */
   client: Client;
 }

@@ -13,25 +13,21 @@ export const refreshTokenGrant = defineGrant({
   name: "refresh_token",
   params: t.Object({ refresh_token: t.String({ minLength: 1, maxLength: MAX_TOKEN_LENGTH }), scope: scopeParam }),
   async handle(params, { services, client }) {
-    const { config, log, sessions, tokens } = services;
+    const { config, log, sessions, pipeline } = services;
     const invalid = (error: unknown): never => {
       if (error instanceof TokenFormatError) throw OAuthError.invalidGrant("invalid refresh token");
       throw error;
     };
-    const presented = await tokens.read(params.refresh_token).catch(invalid);
+    const presented = await pipeline.present(params.refresh_token).catch(invalid);
     if (presented.kind !== "refresh_token") throw OAuthError.invalidGrant("not a refresh token");
     if (presented.expired) throw OAuthError.invalidGrant("refresh token expired");
     // RFC 6749 §6: the scope may be narrowed, never widened (checked against the session in SQL).
     const scope = params.scope === undefined ? undefined : knownScope(params.scope, config.scopes);
-    const rotate = (verified: boolean) =>
-      sessions.rotate({ presented, verified, client, scope, graceSeconds: config.refreshReuseGrace });
     // The token is trusted once its session shows it issued it (its digest); a session that
     // cannot (issued before digests were stored) leaves it to its signature.
-    let result = await rotate(false);
-    if (result.outcome === "unverified") {
-      await tokens.verify(params.refresh_token).catch(invalid);
-      result = await rotate(true);
-    }
+    const result = await presented
+      .vouched((sha256) => sessions.rotate({ claims: presented.claims, sha256, client, scope, graceSeconds: config.refreshReuseGrace }))
+      .catch(invalid);
     switch (result.outcome) {
       case "rotated":
       case "replaced":

@@ -1,0 +1,108 @@
+-- Refresh-token rotation (RFC 9700 §4.14.2): compare-and-set the presented session from created
+-- to refreshed and insert its child, under the grant lock. A refresh token whose session is no
+-- longer `created`, or presented by another client, is reuse: the family is revoked. With
+-- "grace_seconds" > 0, a retry of the refresh that produced the family's live child within that
+-- many seconds replaces the child instead. Outcomes: rotated | replaced | reuse | unknown |
+-- expired | invalid_scope | unverified.
+--
+-- Token digests: the server signs the child's tokens BEFORE the rotation, from the claims of the
+-- presented refresh token (subject, audience, refresh expiry: a child keeps its parent's) and the
+-- scope it asks for, so their digests go into the child's INSERT. The presented token is
+-- recognised by its digest too: a session that stored another digest (or none) answers
+-- 'unverified' BEFORE anything happens — a forged token must never count as reuse and revoke a
+-- family — and the server checks the signature and sends the item again without a digest. If the
+-- session does not match what was signed (a row edited since), the child gets no digests and
+-- 'signed' is false: the server signs again from the returned values.
+-- p_item: {"refresh_jti", "client_id", "scope", "new_access_jti", "new_refresh_jti",
+-- "access_expires_at", "grace_seconds", "presented_sha256", "subject", "audience",
+-- "signed_scope", "refresh_expires_at", "access_sha256", "refresh_sha256"}.
+CREATE OR REPLACE FUNCTION public.ta_rotate_session(p_item jsonb)
+ RETURNS TABLE(outcome text, new_session_id uuid, subject text, scope text, audience text[], access_expires_at timestamp with time zone, refresh_expires_at timestamp with time zone, signed boolean)
+ LANGUAGE plpgsql
+AS $function$
+#variable_conflict use_column
+DECLARE
+  v sessions%ROWTYPE;
+  v_child sessions%ROWTYPE;
+  v_scope text;
+  v_signed boolean;
+  v_new_id uuid := gen_random_uuid();
+  v_outcome text := 'rotated';
+  v_access_expires_at timestamptz := (p_item->>'access_expires_at')::timestamptz;
+BEGIN
+  SELECT * INTO v FROM sessions s WHERE s.refresh_token_jti = p_item->>'refresh_jti';
+  IF v.id IS NULL THEN
+    RETURN QUERY SELECT 'unknown'::text, NULL::uuid, NULL::text, NULL::text, NULL::text[], NULL::timestamptz, NULL::timestamptz, false;
+    RETURN;
+  END IF;
+  IF p_item->>'presented_sha256' IS NOT NULL AND v.refresh_token_sha256 IS DISTINCT FROM p_item->>'presented_sha256' THEN
+    RETURN QUERY SELECT 'unverified'::text, NULL::uuid, NULL::text, NULL::text, NULL::text[], NULL::timestamptz, NULL::timestamptz, false;
+    RETURN;
+  END IF;
+  IF v.grant_id IS NOT NULL THEN
+    PERFORM 1 FROM authorization_grants g WHERE g.id = v.grant_id FOR UPDATE;
+    SELECT * INTO v FROM sessions s WHERE s.id = v.id; -- re-read under the lock
+  END IF;
+
+  IF v.client_id <> p_item->>'client_id' THEN
+    PERFORM ta_revoke_sessions(ARRAY[v.id], 'refresh_token_reuse');
+    RETURN QUERY SELECT 'reuse'::text, v.id, NULL::text, NULL::text, NULL::text[], NULL::timestamptz, NULL::timestamptz, false;
+    RETURN;
+  END IF;
+
+  IF v.status <> 'created' THEN
+    IF (p_item->>'grace_seconds')::integer > 0 AND v.status = 'refreshed'
+       AND v.updated_at > now() - make_interval(secs => (p_item->>'grace_seconds')::integer) THEN
+      SELECT * INTO v_child FROM sessions s WHERE s.parent_id = v.id AND s.status = 'created';
+    END IF;
+    IF v_child.id IS NULL THEN
+      PERFORM ta_revoke_sessions(ARRAY[v.id], 'refresh_token_reuse');
+      RETURN QUERY SELECT 'reuse'::text, v.id, NULL::text, NULL::text, NULL::text[], NULL::timestamptz, NULL::timestamptz, false;
+      RETURN;
+    END IF;
+    v_outcome := 'replaced';
+  END IF;
+
+  IF v.refresh_expires_at IS NULL OR v.refresh_expires_at <= now() THEN
+    RETURN QUERY SELECT 'expired'::text, v.id, NULL::text, NULL::text, NULL::text[], NULL::timestamptz, NULL::timestamptz, false;
+    RETURN;
+  END IF;
+
+  -- RFC 6749 §6: the requested scope MUST NOT include any scope not originally granted.
+  v_scope := coalesce(nullif(p_item->>'scope', ''), v.scope);
+  IF NOT (string_to_array(v_scope, ' ') <@ string_to_array(v.scope, ' ')) THEN
+    RETURN QUERY SELECT 'invalid_scope'::text, v.id, NULL::text, NULL::text, NULL::text[], NULL::timestamptz, NULL::timestamptz, false;
+    RETURN;
+  END IF;
+
+  IF v_outcome = 'replaced' THEN
+    -- Grace period: the child alone is replaced, its tokens revoked and announced like any other.
+    UPDATE sessions s SET status = 'revoked', revoked_at = now(), updated_at = now(), revocation_reason = 'replaced_by_retry'
+     WHERE s.id = v_child.id;
+    INSERT INTO revocation_events (jti, token_kind, session_id, expires_at, reason)
+    SELECT v_child.access_token_jti, 'access_token', v_child.id, v_child.access_expires_at, 'replaced_by_retry' WHERE v_child.access_expires_at > now()
+    UNION ALL
+    SELECT v_child.refresh_token_jti, 'refresh_token', v_child.id, v_child.refresh_expires_at, 'replaced_by_retry' WHERE v_child.refresh_expires_at > now();
+  ELSE
+    UPDATE sessions s SET status = 'refreshed', updated_at = now() WHERE s.id = v.id;
+    -- The rotated-away access token dies with its session: resource servers following the
+    -- revocation feed must learn of it like of any revocation.
+    INSERT INTO revocation_events (jti, token_kind, session_id, expires_at, reason)
+    SELECT v.access_token_jti, 'access_token', v.id, v.access_expires_at, 'refreshed' WHERE v.access_expires_at > now();
+  END IF;
+  -- The tokens signed beforehand hold exactly what the child session will.
+  v_signed := v.subject = p_item->>'subject'
+          AND v.audience = ARRAY(SELECT jsonb_array_elements_text(p_item->'audience'))
+          AND v_scope = p_item->>'signed_scope'
+          AND v.refresh_expires_at = (p_item->>'refresh_expires_at')::timestamptz;
+  INSERT INTO sessions (id, grant_id, parent_id, client_id, subject, scope, audience, access_token_jti,
+                        refresh_token_jti, access_token_sha256, refresh_token_sha256, status,
+                        access_expires_at, refresh_expires_at)
+  VALUES (v_new_id, v.grant_id, v.id, v.client_id, v.subject, v_scope, v.audience, p_item->>'new_access_jti',
+          p_item->>'new_refresh_jti',
+          CASE WHEN v_signed THEN p_item->>'access_sha256' END, CASE WHEN v_signed THEN p_item->>'refresh_sha256' END,
+          'created', v_access_expires_at, v.refresh_expires_at);
+  RETURN QUERY SELECT v_outcome, v_new_id, v.subject, v_scope, v.audience, v_access_expires_at, v.refresh_expires_at,
+                      coalesce(v_signed, false);
+END
+$function$;

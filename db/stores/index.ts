@@ -1,0 +1,29 @@
+// The storage ports, one per concern, built over one database handle: every SQL statement of the
+// server lives in these modules (and in db/ itself).
+import type { Database } from "../client.ts";
+import { ClientStore } from "./clients.ts";
+import { ConsentStore } from "./consents.ts";
+import { RevocationEventStore } from "./revocation-events.ts";
+import { SessionStore } from "./sessions.ts";
+import { SigningKeyStore } from "./signing-keys.ts";
+import { UserStore } from "./users.ts";
+
+export interface Stores {
+  sessions: SessionStore;
+  clients: ClientStore;
+  users: UserStore;
+  consents: ConsentStore;
+  signingKeys: SigningKeyStore;
+  revocationEvents: RevocationEventStore;
+}
+
+export function createStores(database: Database, options: { clientCacheTtl: number }): Stores {
+  return {
+    sessions: new SessionStore(database),
+    clients: new ClientStore(database, options.clientCacheTtl),
+    users: new UserStore(database),
+    consents: new ConsentStore(database),
+    signingKeys: new SigningKeyStore(database),
+    revocationEvents: new RevocationEventStore(database),
+  };
+}
