@@ -6,9 +6,9 @@
 // API_CLIENT_ID/SECRET are a confidential client created with
 // `token-authority clients create --resource-server $API_AUDIENCE`.
 import { Elysia, t } from "elysia";
-import { bearerAuth } from "../src/resource-server/elysia.ts";
-import type { AccessTokenVerifier, RevocationMode } from "../src/resource-server/index.ts";
-import { createAccessTokenVerifier } from "../src/resource-server/index.ts";
+import { bearerAuth } from "@token-authority/resource-server/elysia";
+import type { AccessTokenVerifier, RevocationMode } from "@token-authority/resource-server";
+import { createAccessTokenVerifier } from "@token-authority/resource-server";
 
 export function createProtectedApi(verifier: AccessTokenVerifier) {
   const notes: Array<{ id: number; owner: string; text: string }> = [];

@@ -35,3 +35,30 @@ describe("where SQL lives", () => {
     expect(offenders).toEqual([]);
   });
 });
+
+describe("the resource-server package", () => {
+  const dir = join(ROOT, "packages", "resource-server");
+  const files = sources(join(dir, "src"));
+
+  test("imports nothing of the server: only its own files, jose and elysia", () => {
+    expect(files.length).toBeGreaterThan(5);
+    const offenders = files.flatMap((file) =>
+      [...readFileSync(file, "utf8").matchAll(/^(?:import|export)[^;]*?from "([^"]+)";/gms)]
+        .map((match) => match[1]!)
+        .filter((from) => (from.startsWith(".") ? !join(file, "..", from).startsWith(join(dir, "src")) : !["jose", "elysia"].includes(from)))
+        .map((from) => `${relative(ROOT, file)}: ${from}`),
+    );
+    expect(offenders).toEqual([]);
+  });
+
+  test("is a publishable package whose exports name its sources", () => {
+    const manifest = JSON.parse(readFileSync(join(dir, "package.json"), "utf8"));
+    expect(manifest.name).toBe("@token-authority/resource-server");
+    expect(manifest.private).toBeUndefined();
+    for (const entry of Object.values(manifest.exports) as Array<{ types: string; bun: string }>) {
+      expect(statSync(join(dir, entry.types)).isFile()).toBe(true);
+      expect(statSync(join(dir, entry.bun)).isFile()).toBe(true);
+    }
+  });
+});
+

@@ -2,8 +2,8 @@
 // errors, and revocation honoured through the feed and through introspection.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createProtectedApi } from "../examples/protected-api.ts";
-import type { AccessTokenVerifier, VerifierOptions } from "../src/resource-server/index.ts";
-import { createAccessTokenVerifier, DenyList } from "../src/resource-server/index.ts";
+import type { AccessTokenVerifier, VerifierOptions } from "@token-authority/resource-server";
+import { createAccessTokenVerifier, DenyList } from "@token-authority/resource-server";
 import type { TestApp, TestClient } from "./helpers/app.ts";
 import { createClient, createTestApp, mintCodeSession, post, rotateSession } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
