@@ -1,6 +1,7 @@
 // Operator commands of the executable that change sessions and keys, checked by their effect
 // over HTTP: `sessions revoke` (by client, by user, by session) and `users create`.
 import { beforeAll, describe, expect, test } from "bun:test";
+import { newClientId } from "../src/oauth/clients.ts";
 import { basic } from "./helpers/app.ts";
 import { buildBinary, emptyDirWithBinary, runCli, startServer } from "./helpers/binary.ts";
 
@@ -57,6 +58,13 @@ describe("operator commands (executable, PGlite)", () => {
     expect(await server.stop()).toBe(0);
   }, 120_000);
 
+  test("a value beginning with - is a value: sessions revoke --client -… selects that client", async () => {
+    const { dir } = emptyDirWithBinary();
+    const revoked = await runCli(dir, ["sessions", "revoke", "--client", "-BbLh05i08o8MTZMIm4EjA"]);
+    expect({ code: revoked.code, stderr: revoked.stderr }).toEqual({ code: 0, stderr: "" });
+    expect(JSON.parse(revoked.stdout)).toEqual({ revoked: 0 });
+  }, 60_000);
+
   test("sessions revoke refuses ambiguous or malformed selections with one line and exit 2", async () => {
     const { dir } = emptyDirWithBinary();
     const none = await runCli(dir, ["sessions", "revoke"]);
@@ -83,4 +91,10 @@ describe("operator commands (executable, PGlite)", () => {
     const noFlag = await runCli(dir, ["users", "create", "bob"]);
     expect(noFlag.code).toBe(2);
   }, 60_000);
+});
+
+test("client ids never begin with - or _ (a leading - read as a flag failed 1 CLI run in 64)", () => {
+  const ids = Array.from({ length: 20_000 }, () => newClientId());
+  expect(ids.filter((id) => !/^[A-Za-z0-9][A-Za-z0-9_-]{21}$/.test(id))).toEqual([]);
+  expect(new Set(ids).size).toBe(ids.length);
 });

@@ -32,10 +32,39 @@ export interface CommandIo {
 
 type Options = NonNullable<Parameters<typeof parseArgs>[0]>["options"];
 
+/**
+ * `--flag VALUE` as `--flag=VALUE` for every flag that takes a value, so that a value may begin
+ * with "-" (a client id, say): parseArgs refuses such a value as "ambiguous" otherwise.
+ */
+function joinValues(argv: readonly string[], options: Options): string[] {
+  const takesValue = new Set<string>();
+  for (const [name, option] of Object.entries(options ?? {})) {
+    if (option.type !== "string") continue;
+    takesValue.add(`--${name}`);
+    if (option.short) takesValue.add(`-${option.short}`);
+  }
+  const joined: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--") {
+      joined.push(...argv.slice(i));
+      break;
+    }
+    if (takesValue.has(arg) && i + 1 < argv.length) joined.push(`${arg.startsWith("--") ? arg : `--${shortToLong(arg, options)}`}=${argv[++i]}`);
+    else joined.push(arg);
+  }
+  return joined;
+}
+
+function shortToLong(short: string, options: Options): string {
+  return Object.entries(options ?? {}).find(([, option]) => option.short === short.slice(1))![0];
+}
+
 /** parseArgs with errors turned into UsageError and `--help` handled by the caller. */
 export function parseFlags<O extends Options>(argv: string[], options: O, allowPositionals = false) {
   try {
-    return parseArgs({ args: argv, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals, strict: true });
+    const args = joinValues(argv, options);
+    return parseArgs({ args, options: { ...options, help: { type: "boolean", short: "h" } }, allowPositionals, strict: true });
   } catch (error) {
     throw new UsageError((error as Error).message.split("\n")[0]!);
   }

@@ -44,6 +44,17 @@ export function secretMatches(client: Client, presented: string): boolean {
 
 const randomToken = (bytes: number) => randomBytes(bytes).toString("base64url");
 
+/**
+ * A new client id: 128 random bits, base64url, never beginning with "-" or "_" — a leading "-"
+ * made the id read as a flag on the command line (`--client -Bb…`), and so failed 1 CLI run in 64.
+ */
+export function newClientId(): string {
+  for (;;) {
+    const id = randomToken(16);
+    if (/^[A-Za-z0-9]/.test(id)) return id;
+  }
+}
+
 export class Clients {
   constructor(private readonly store: ClientStore) {}
 
@@ -53,7 +64,7 @@ export class Clients {
     const defaultGrants = confidential ? ["client_credentials"] : ["authorization_code", "refresh_token"];
     const grantTypes = input.grantTypes?.length ? input.grantTypes : defaultGrants;
     const client = await this.store.insert({
-      clientId: randomToken(16),
+      clientId: newClientId(),
       name: input.name,
       type: input.type,
       secretHash: secret ? hashSecret(secret) : null,
