@@ -7,16 +7,15 @@ import type { Database } from "../db/client.ts";
 import { openPostgres } from "../db/client.ts";
 import { sessions } from "../db/schema.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
-import { createClient, createTestApp, mintClientSession, post, useTestApp } from "./helpers/app.ts";
+import { createClient, createTestApp, introspect, mintClientSession, post, useTestApp } from "./helpers/app.ts";
 import { backends, openTestDatabase, testDatabaseUrl } from "./helpers/db.ts";
 
-const introspect = async (t: TestApp, c: TestClient, token: string) =>
-  (await post(t, "/oauth/introspect", { token, token_type_hint: "access_token" }, c.auth.headers))[1] as { active: boolean };
+const described = async (t: TestApp, c: TestClient, token: string) => (await introspect(t, c, token, "access_token"))[1] as { active: boolean };
 
 /** Introspects until the cache is on (its heartbeat came back) and holds the token. */
 async function cached(t: TestApp, c: TestClient, token: string): Promise<void> {
   for (let i = 0; i < 200; i++) {
-    expect((await introspect(t, c, token)).active).toBe(true);
+    expect((await described(t, c, token)).active).toBe(true);
     if (t.services.introspectionCache!.get(token, Date.now())) return;
     await Bun.sleep(5);
   }
@@ -41,7 +40,7 @@ describe.each(backends)("introspection cache [%s]", (backend) => {
   test("answers a repeated introspection without the database", async () => {
     const t = await ready();
     const { c, token } = await cachedThenDeleted(t);
-    expect((await introspect(t, c, token)).active).toBe(true);
+    expect((await described(t, c, token)).active).toBe(true);
   });
 
   test("a token revoked at this instance is inactive at once, though it was cached", async () => {
@@ -51,7 +50,7 @@ describe.each(backends)("introspection cache [%s]", (backend) => {
     await cached(t, c, s.accessToken);
     const [res] = await post(t, "/oauth/revoke", { token: s.accessToken }, c.auth.headers);
     expect(res.status).toBe(200);
-    expect((await introspect(t, c, s.accessToken)).active).toBe(false);
+    expect((await described(t, c, s.accessToken)).active).toBe(false);
   });
 
   test("any revocation here empties the cache, even of another client's session", async () => {
@@ -84,7 +83,7 @@ describe.each(backends)("introspection cache [%s]", (backend) => {
     const other = await createClient(t, "confidential");
     const s = await mintClientSession(t, c);
     await cached(t, c, s.accessToken);
-    expect(await introspect(t, other, s.accessToken)).toEqual({ active: false });
+    expect(await described(t, other, s.accessToken)).toEqual({ active: false });
   });
 });
 
@@ -94,9 +93,9 @@ describe.each(backends)("introspection cache TTL [%s]", (backend) => {
   test("an entry older than the TTL is not served", async () => {
     const t = await ready();
     const { c, token } = await cachedThenDeleted(t);
-    expect((await introspect(t, c, token)).active).toBe(true);
+    expect((await described(t, c, token)).active).toBe(true);
     await Bun.sleep(250);
-    expect((await introspect(t, c, token)).active).toBe(false);
+    expect((await described(t, c, token)).active).toBe(false);
   });
 });
 
@@ -107,10 +106,10 @@ describe.each(backends)("introspection cache without LISTEN [%s]", (backend) => 
     try {
       const c = await createClient(t, "confidential");
       const s = await mintClientSession(t, c);
-      for (let i = 0; i < 5; i++) expect((await introspect(t, c, s.accessToken)).active).toBe(true);
+      for (let i = 0; i < 5; i++) expect((await described(t, c, s.accessToken)).active).toBe(true);
       await Bun.sleep(20);
       await t.database.db.delete(sessions).where(eq(sessions.id, s.sessionId));
-      expect((await introspect(t, c, s.accessToken)).active).toBe(false);
+      expect((await described(t, c, s.accessToken)).active).toBe(false);
     } finally {
       await t.close();
     }
@@ -141,7 +140,7 @@ postgresOnly("introspection cache across instances [postgres]", () => {
       let active = true;
       const began = performance.now();
       while (active && performance.now() - began < 5000) {
-        active = (await introspect(a, c, s.accessToken)).active;
+        active = (await described(a, c, s.accessToken)).active;
         if (active) await Bun.sleep(2);
       }
       expect(active).toBe(false);

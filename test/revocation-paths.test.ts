@@ -6,12 +6,9 @@ import { describe, expect, test } from "bun:test";
 import { eq, sql } from "drizzle-orm";
 import { revocationEvents, sessions } from "../db/schema.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
-import { countStatements, createClient, mintClientSession, mintCodeSession, post, useTestApp, rotateSession } from "./helpers/app.ts";
+import { countStatements, createClient, mintClientSession, mintCodeSession, post, revoke, rotateSession, useTestApp } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
 import { sessionLookup } from "../src/oauth/token-pipeline.ts";
-
-const revoke = (t: TestApp, c: TestClient, token: string, hint?: string) =>
-  post(t, "/oauth/revoke", { token, ...(hint ? { token_type_hint: hint } : {}) }, c.auth.headers);
 
 async function feedEntries(t: TestApp, token: string): Promise<number> {
   const { claims } = await t.services.tokens.verify(token);

@@ -9,13 +9,9 @@ import { sessions } from "../db/schema.ts";
 import { sessionLookup } from "../src/oauth/token-pipeline.ts";
 import { tokenSha256 } from "../src/oauth/tokens.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
-import { countStatements, createClient, mintClientSession, mintCodeSession, post, useTestApp } from "./helpers/app.ts";
+import { countStatements, createClient, introspect, mintClientSession, mintCodeSession, post, revoke, useTestApp } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
 import { issueCode, redeem, refresh } from "./helpers/grants.ts";
-
-const revoke = (t: TestApp, c: TestClient, token: string, hint = "access_token") =>
-  post(t, "/oauth/revoke", { token, token_type_hint: hint }, c.auth.headers);
-const introspect = (t: TestApp, c: TestClient, token: string) => post(t, "/oauth/introspect", { token }, c.auth.headers);
 
 async function sessionOf(t: TestApp, sessionId: string) {
   const [row] = await t.database.db.select().from(sessions).where(eq(sessions.id, sessionId));
@@ -89,7 +85,7 @@ describe.each(backends)("token digests [%s]", (backend) => {
     const verifications = countVerifications(t);
     const statements = countStatements(t.database, "ta_revoke_tokens");
     try {
-      expect((await revoke(t, c, plain.accessToken))[0].status).toBe(200);
+      expect((await revoke(t, c, plain.accessToken, "access_token"))[0].status).toBe(200);
       expect((await revoke(t, c, family.refreshToken!, "refresh_token"))[0].status).toBe(200);
     } finally {
       expect(statements.stop()).toBe(2 * statementsEach);

@@ -101,6 +101,20 @@ export async function request(
 export const post = (t: TestApp, path: string, form: Form | string, headers: Record<string, string> = {}) =>
   request(t, "POST", path, { form, headers });
 
+/** POST /oauth/revoke (RFC 7009) as client `c` (its Basic header, or client_id alone when public). */
+export function revoke(t: TestApp, c: TestClient, token: string, hint?: string) {
+  const form: Form = { ...c.auth.form, token };
+  if (hint !== undefined) form.token_type_hint = hint;
+  return post(t, "/oauth/revoke", form, c.auth.headers);
+}
+
+/** POST /oauth/introspect (RFC 7662) as client `c`. */
+export function introspect(t: TestApp, c: TestClient, token: string, hint?: string) {
+  const form: Form = { ...c.auth.form, token };
+  if (hint !== undefined) form.token_type_hint = hint;
+  return post(t, "/oauth/introspect", form, c.auth.headers);
+}
+
 export function basic(clientId: string, secret: string): string {
   const encode = (s: string) => encodeURIComponent(s);
   return `Basic ${Buffer.from(`${encode(clientId)}:${encode(secret)}`).toString("base64")}`;
