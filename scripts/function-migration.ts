@@ -100,10 +100,12 @@ async function main(): Promise<void> {
     }
   }
   await before.close();
+  // The schema first (drizzle-kit writes a migration only if db/schema.ts changed) …
+  const name = values.name ?? "functions";
+  const schemaChanged = !/No schema changes/i.test(await run(["bunx", "drizzle-kit", "generate", "--name", name]));
+  // … then the functions, in that migration or in one of their own.
   if (statements.length > 0) {
-    const name = values.name ?? "functions";
-    const out = await run(["bunx", "drizzle-kit", "generate", "--name", name]);
-    if (/No schema changes/i.test(out)) await run(["bunx", "drizzle-kit", "generate", "--custom", "--name", name]);
+    if (!schemaChanged) await run(["bunx", "drizzle-kit", "generate", "--custom", "--name", name]);
     const journal = JSON.parse(readFileSync(join(MIGRATIONS, "meta", "_journal.json"), "utf8")) as { entries: Array<{ tag: string }> };
     const path = join(MIGRATIONS, `${journal.entries.at(-1)!.tag}.sql`);
     const existing = readFileSync(path, "utf8").trim();
@@ -111,7 +113,7 @@ async function main(): Promise<void> {
     writeFileSync(path, [existing, ...statements].filter((part) => part !== "").join("\n--> statement-breakpoint\n") + "\n");
     console.log(`wrote ${path}: ${statements.length} function statements`);
   } else {
-    console.log("db/functions/ matches the migrations: no function statements to add");
+    console.log(`db/functions/ matches the migrations${schemaChanged ? "" : ", and the schema too"}: no function statements to add`);
   }
   await run(["bun", join(ROOT, "scripts", "embed-migrations.ts")]);
   // Each file as PostgreSQL prints it.

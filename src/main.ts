@@ -46,7 +46,7 @@ function overview(): string {
     ...commands.map((c) => `  ${c.path.join(" ").padEnd(width)}  ${c.summary}`),
     "",
     "Run `token-authority COMMAND --help` for a command's flags. Configuration is read from",
-    "the environment (DATABASE_URL, TA_DATA_DIR, TA_ISSUER, ...): see the README.",
+    "the environment (DATABASE_URL, TA_DATA_DIR, TA_ISSUER, ...): see docs/configuration.md.",
   ].join("\n");
 }
 

@@ -21,7 +21,7 @@ import { basic, createClient, createTestApp, post, request, useTestApp } from ".
 import { backends } from "./helpers/db.ts";
 
 describe("configuration", () => {
-  test("defaults follow the README", () => {
+  test("defaults follow docs/configuration.md", () => {
     const config = loadConfig({});
     expect(config.port).toBe(3000);
     expect(config.host).toBe("127.0.0.1");

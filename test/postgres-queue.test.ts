@@ -1,7 +1,7 @@
 // The connection queues of postgres.js, as patched in patches/postgres@3.4.9.patch. Unpatched,
 // a queue that never drains (the idle connections of a pool larger than the load) keeps every
 // slot it ever shifted out, and each query's move between queues scans them all: a
-// long-lived server slowed down query after query (see the README, Performance).
+// long-lived server slowed down query after query (see docs/operating.md, "The postgres.js patch").
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 
