@@ -12,6 +12,7 @@ import { sessionsRevoke } from "./cli/sessions.ts";
 import { exportCommand, importCommand } from "./cli/transfer.ts";
 import { usersCreate } from "./cli/users.ts";
 import { describeError } from "./log.ts";
+import { AddressInUseError } from "./server.ts";
 import { VERSION } from "./version.ts";
 
 const versionCommand: Command = {
@@ -76,7 +77,7 @@ export async function main(argv: string[], io: CommandIo): Promise<number> {
   try {
     return await found.command.run(found.rest, io);
   } catch (error) {
-    if (error instanceof UsageError || error instanceof ConfigError || error instanceof DataDirLockedError) {
+    if (error instanceof UsageError || error instanceof ConfigError || error instanceof DataDirLockedError || error instanceof AddressInUseError) {
       process.stderr.write(`token-authority: ${error.message}\n`);
       return 2;
     }

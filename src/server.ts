@@ -11,6 +11,11 @@ import { startPruning } from "./oauth/pruning.ts";
 import { createServices } from "./services.ts";
 import { VERSION } from "./version.ts";
 
+/** The port is taken (by another server, most likely another instance of this one). */
+export class AddressInUseError extends Error {
+  override name = "AddressInUseError";
+}
+
 export interface RunningServer {
   url: string;
   stop(): Promise<void>;
@@ -36,18 +41,29 @@ export async function startServer(config: Config, log: Logger, options: { migrat
     const keyReload = services.keys.startReloading(config.keyReloadInterval, (error) =>
       log.warn("keys.reload_failed", { error: errorForLog(error) }),
     );
-    const server = Bun.serve({
-      port: config.port,
-      hostname: config.host,
-      // Above the app's own limit, so the app answers 413 JSON first (src/http/limits.ts).
-      maxRequestBodySize: config.maxBodyBytes * 2,
-      development: false,
-      // The app logs each request itself (src/http/observability.ts), with its route pattern.
-      fetch: (request) => app.handle(request),
-    });
+    let server: ReturnType<typeof Bun.serve>;
+    try {
+      server = Bun.serve({
+        port: config.port,
+        hostname: config.host,
+        // Never share the port: with SO_REUSEPORT a second instance started by mistake would
+        // receive half the connections, on a database of its own.
+        reusePort: false,
+        // Above the app's own limit, so the app answers 413 JSON first (src/http/limits.ts).
+        maxRequestBodySize: config.maxBodyBytes * 2,
+        development: false,
+        // The app logs each request itself (src/http/observability.ts), with its route pattern.
+        fetch: (request) => app.handle(request),
+      });
+    } catch (error) {
+      if ((error as { code?: unknown }).code === "EADDRINUSE") {
+        throw new AddressInUseError(`${hostPort(config.host, config.port)} is already in use (another server is listening there)`);
+      }
+      throw error;
+    }
     // Elysia's context.server (client IPs for login throttling) reads the app's server.
     (app as { server: unknown }).server = server;
-    const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${server.port}`;
+    const url = `http://${hostPort(config.host, server.port!)}`;
     log.info("server.started", {
       version: VERSION,
       url,
@@ -80,4 +96,8 @@ export async function startServer(config: Config, log: Logger, options: { migrat
     await database.close();
     throw error;
   }
+}
+
+function hostPort(host: string, port: number): string {
+  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
 }

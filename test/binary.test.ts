@@ -77,6 +77,20 @@ describe("executable on embedded PGlite", () => {
     expect(await afterKill.stop()).toBe(0);
   }, 120_000);
 
+  test("a second server on a taken port is refused with one line and exit 2, and the first keeps every request", async () => {
+    const first = await startServer(dir);
+    const port = new URL(first.url).port;
+    const other = emptyDirWithBinary();
+    const second = await runCli(other.dir, ["serve", "--port", port]);
+    expect(second.code).toBe(2);
+    expect(second.stderr).toBe(`token-authority: 127.0.0.1:${port} is already in use (another server is listening there)\n`);
+    // Every request still lands on the first server (its JWKS, its one key).
+    const kids = new Set<string>();
+    for (let i = 0; i < 8; i++) kids.add(((await (await fetch(`${first.url}/.well-known/jwks.json`)).json()) as { keys: Array<{ kid: string }> }).keys[0]!.kid);
+    expect(kids.size).toBe(1);
+    expect(await first.stop()).toBe(0);
+  }, 120_000);
+
   test("every request is one JSON log line without tokens or secrets", async () => {
     const server = await startServer(dir);
     await fetch(`${server.url}/oauth/revoke`, {
