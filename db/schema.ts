@@ -20,7 +20,8 @@ const timestamps = {
 
 export const clientType = pgEnum("client_type", ["confidential", "public"]);
 export const sessionStatus = pgEnum("session_status", ["created", "refreshed", "revoked", "expired"]);
-export const signingKeyStatus = pgEnum("signing_key_status", ["active", "retired"]);
+/** revoked: withdrawn before its time (a compromise): gone from the JWKS, nothing it signed is accepted. */
+export const signingKeyStatus = pgEnum("signing_key_status", ["active", "retired", "revoked"]);
 
 /** The kinds of token a session issues; each has its own jti (and digest) column. */
 export const TOKEN_KINDS = ["access_token", "refresh_token"] as const;
@@ -47,14 +48,21 @@ export const clients = pgTable("clients", {
   /** Resource URI this client serves; lets it introspect tokens whose aud contains it. */
   resourceServer: text("resource_server"),
   metadata: jsonb("metadata").$type<ClientMetadata>().notNull().default({}),
+  /** After a secret rotation with a grace period: the previous secret's hash, accepted until then. */
+  previousSecretHash: text("previous_secret_hash"),
+  previousSecretExpiresAt: timestamp("previous_secret_expires_at", { withTimezone: true }),
   ...timestamps,
+  updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
 });
 
 export const users = pgTable("users", {
   id: uuid("id").primaryKey().defaultRandom(),
   username: text("username").notNull().unique(),
   passwordHash: text("password_hash").notNull(),
+  /** A disabled user cannot sign in, and every session of theirs was ended when it was disabled. */
+  disabledAt: timestamp("disabled_at", { withTimezone: true }),
   ...timestamps,
+  updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
 });
 
 export const authorizationGrants = pgTable(
@@ -107,6 +115,8 @@ export const sessions = pgTable(
     accessTokenSha256: text("access_token_sha256"),
     /** SHA-256 (base64url) of the refresh token as issued, like accessTokenSha256. */
     refreshTokenSha256: text("refresh_token_sha256"),
+    /** The signing key (kid) of the session's tokens; null for sessions issued before migration 0010. */
+    signingKid: text("signing_kid"),
     status: sessionStatus("status").notNull().default("created"),
     accessExpiresAt: timestamp("access_expires_at", { withTimezone: true }).notNull(),
     refreshExpiresAt: timestamp("refresh_expires_at", { withTimezone: true }),
@@ -120,6 +130,33 @@ export const sessions = pgTable(
     index("sessions_client_id_live_idx").on(table.clientId).where(sql`status = 'created'`),
     index("sessions_subject_live_idx").on(table.subject).where(sql`status = 'created'`),
     index("sessions_expiry_idx").on(table.refreshExpiresAt, table.accessExpiresAt),
+    index("sessions_signing_kid_live_idx").on(table.signingKid).where(sql`status = 'created'`),
+  ],
+);
+
+/**
+ * A signed-in browser: the cookie holds a 256-bit random token, of which only the SHA-256 is
+ * stored, so ending the row (logout, "Sign out everywhere", a disabled user) ends the cookie.
+ */
+export const browserSessions = pgTable(
+  "browser_sessions",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    tokenHash: text("token_hash").notNull().unique(),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id, { onDelete: "cascade" }),
+    /** The User-Agent it signed in with (bounded), to tell sessions apart on the account page. */
+    userAgent: text("user_agent"),
+    ...timestamps,
+    lastSeenAt: timestamp("last_seen_at", { withTimezone: true }).notNull().defaultNow(),
+    expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
+    endedAt: timestamp("ended_at", { withTimezone: true }),
+    endReason: text("end_reason"),
+  },
+  (table) => [
+    index("browser_sessions_user_live_idx").on(table.userId).where(sql`ended_at is null`),
+    index("browser_sessions_expires_at_idx").on(table.expiresAt),
   ],
 );
 
@@ -164,6 +201,7 @@ export type User = typeof users.$inferSelect;
 export type AuthorizationGrant = typeof authorizationGrants.$inferSelect;
 export type Session = typeof sessions.$inferSelect;
 export type SigningKeyRow = typeof signingKeys.$inferSelect;
+export type BrowserSessionRow = typeof browserSessions.$inferSelect;
 
 /** Consent a user gave a client for a set of scopes; a repeat authorization skips the page. */
 export const consents = pgTable(

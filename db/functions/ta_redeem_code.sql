@@ -13,7 +13,7 @@
 -- p_item: {"code_hash", "client_id", "public_client", "redirect_uri", "implied_redirect_uri",
 -- "verifier_s256", "scope", "resource", "default_audience", "access_jti", "refresh_jti",
 -- "access_expires_at", "refresh_expires_at", "signed_subject", "signed_scope", "signed_audience",
--- "access_sha256", "refresh_sha256"}.
+-- "access_sha256", "refresh_sha256", "signing_kid"}.
 CREATE OR REPLACE FUNCTION public.ta_redeem_code(p_item jsonb)
  RETURNS TABLE(outcome text, session_id uuid, grant_id uuid, revoked_count integer, subject text, scope text, audience text[], signed boolean)
  LANGUAGE plpgsql
@@ -130,10 +130,10 @@ BEGIN
             AND v_audience = ARRAY(SELECT jsonb_array_elements_text(p_item->'signed_audience')), false);
   END IF;
   INSERT INTO sessions (grant_id, client_id, subject, scope, audience, access_token_jti, refresh_token_jti,
-                        access_token_sha256, refresh_token_sha256, access_expires_at, refresh_expires_at)
+                        access_token_sha256, refresh_token_sha256, signing_kid, access_expires_at, refresh_expires_at)
   VALUES (g.id, g.client_id, g.user_id::text, v_scope, v_audience, p_item->>'access_jti', p_item->>'refresh_jti',
           CASE WHEN v_signed THEN p_item->>'access_sha256' END, CASE WHEN v_signed THEN p_item->>'refresh_sha256' END,
-          (p_item->>'access_expires_at')::timestamptz, (p_item->>'refresh_expires_at')::timestamptz)
+          p_item->>'signing_kid', (p_item->>'access_expires_at')::timestamptz, (p_item->>'refresh_expires_at')::timestamptz)
   RETURNING id INTO v_session;
   RETURN QUERY SELECT 'redeemed'::text, v_session, g.id, 0, g.user_id::text, v_scope, v_audience, v_signed;
 END

@@ -15,7 +15,7 @@
 -- 'signed' is false: the server signs again from the returned values.
 -- p_item: {"refresh_jti", "client_id", "scope", "new_access_jti", "new_refresh_jti",
 -- "access_expires_at", "grace_seconds", "presented_sha256", "subject", "audience",
--- "signed_scope", "refresh_expires_at", "access_sha256", "refresh_sha256"}.
+-- "signed_scope", "refresh_expires_at", "access_sha256", "refresh_sha256", "signing_kid"}.
 CREATE OR REPLACE FUNCTION public.ta_rotate_session(p_item jsonb)
  RETURNS TABLE(outcome text, new_session_id uuid, subject text, scope text, audience text[], access_expires_at timestamp with time zone, refresh_expires_at timestamp with time zone, signed boolean)
  LANGUAGE plpgsql
@@ -96,12 +96,12 @@ BEGIN
           AND v_scope = p_item->>'signed_scope'
           AND v.refresh_expires_at = (p_item->>'refresh_expires_at')::timestamptz;
   INSERT INTO sessions (id, grant_id, parent_id, client_id, subject, scope, audience, access_token_jti,
-                        refresh_token_jti, access_token_sha256, refresh_token_sha256, status,
+                        refresh_token_jti, access_token_sha256, refresh_token_sha256, signing_kid, status,
                         access_expires_at, refresh_expires_at)
   VALUES (v_new_id, v.grant_id, v.id, v.client_id, v.subject, v_scope, v.audience, p_item->>'new_access_jti',
           p_item->>'new_refresh_jti',
           CASE WHEN v_signed THEN p_item->>'access_sha256' END, CASE WHEN v_signed THEN p_item->>'refresh_sha256' END,
-          'created', v_access_expires_at, v.refresh_expires_at);
+          p_item->>'signing_kid', 'created', v_access_expires_at, v.refresh_expires_at);
   RETURN QUERY SELECT v_outcome, v_new_id, v.subject, v_scope, v.audience, v_access_expires_at, v.refresh_expires_at,
                       coalesce(v_signed, false);
 END

@@ -9,6 +9,7 @@ import m6 from "./0006_rotate_sessions_batch.sql" with { type: "text" };
 import m7 from "./0007_token_digests.sql" with { type: "text" };
 import m8 from "./0008_rotate_with_digests.sql" with { type: "text" };
 import m9 from "./0009_functions_in_files.sql" with { type: "text" };
+import m10 from "./0010_operate_a_running_server.sql" with { type: "text" };
 
 export interface EmbeddedMigration {
   tag: string;
@@ -28,4 +29,5 @@ export const migrations: readonly EmbeddedMigration[] = [
   { tag: "0007_token_digests", when: 1796163887882, breakpoints: true, sql: m7 },
   { tag: "0008_rotate_with_digests", when: 1796164522356, breakpoints: true, sql: m8 },
   { tag: "0009_functions_in_files", when: 1796290222746, breakpoints: true, sql: m9 },
+  { tag: "0010_operate_a_running_server", when: 1796292174362, breakpoints: true, sql: m10 },
 ];

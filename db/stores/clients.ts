@@ -1,6 +1,6 @@
 // The storage port of registered clients, with a short read-through cache in process: client
 // authentication must not cost a round trip on the hot path.
-import { desc, eq, sql } from "drizzle-orm";
+import { and, desc, eq, lt, or, sql } from "drizzle-orm";
 import type { Database } from "../client.ts";
 import type { Client } from "../schema.ts";
 import { clients } from "../schema.ts";
@@ -37,8 +37,39 @@ export class ClientStore {
     return client;
   }
 
-  list(): Promise<Client[]> {
-    return this.database.db.select().from(clients).orderBy(desc(clients.createdAt));
+  /** Clients, the newest first; paged with `limit` and the cursor of the previous page. */
+  list(page: { limit?: number; after?: { createdAt: Date; id: string } } = {}): Promise<Client[]> {
+    const after = page.after
+      ? or(lt(clients.createdAt, page.after.createdAt), and(eq(clients.createdAt, page.after.createdAt), lt(clients.id, page.after.id)))
+      : undefined;
+    const query = this.database.db.select().from(clients).where(after).orderBy(desc(clients.createdAt), desc(clients.id));
+    return page.limit === undefined ? query : query.limit(page.limit);
+  }
+
+  /** Changes a client's registration; answers it, or undefined for no such client. */
+  async update(clientId: string, values: Partial<NewClientRow>): Promise<Client | undefined> {
+    const [client] = await this.database.db
+      .update(clients)
+      .set({ ...values, updatedAt: sql`now()` })
+      .where(eq(clients.clientId, clientId))
+      .returning();
+    this.forget(clientId);
+    return client;
+  }
+
+  /** How many clients hold `scope` among their registered scopes. */
+  async countWithScope(scope: string): Promise<number> {
+    const [row] = await this.database.db
+      .select({ n: sql<number>`count(*)::int` })
+      .from(clients)
+      .where(sql`${scope} = any(string_to_array(${clients.scope}, ' '))`);
+    return Number(row?.n ?? 0);
+  }
+
+  /** Drops a client from the cache (it changed here, or another instance said it did). */
+  forget(clientId?: string): void {
+    if (clientId === undefined) this.cache.clear();
+    else this.cache.delete(clientId);
   }
 
   /** The longest token lifetime any client overrides the defaults with, in seconds (0 if none). */

@@ -1,8 +1,10 @@
 // The storage ports, one per concern, built over one database handle: every SQL statement of the
 // server lives in these modules (and in db/ itself).
 import type { Database } from "../client.ts";
+import { BrowserSessionStore } from "./browser-sessions.ts";
 import { ClientStore } from "./clients.ts";
 import { ConsentStore } from "./consents.ts";
+import { LifecycleStore } from "./lifecycle.ts";
 import { RevocationEventStore } from "./revocation-events.ts";
 import { SessionStore } from "./sessions.ts";
 import { SigningKeyStore } from "./signing-keys.ts";
@@ -15,6 +17,8 @@ export interface Stores {
   consents: ConsentStore;
   signingKeys: SigningKeyStore;
   revocationEvents: RevocationEventStore;
+  browserSessions: BrowserSessionStore;
+  lifecycle: LifecycleStore;
 }
 
 export function createStores(database: Database, options: { clientCacheTtl: number }): Stores {
@@ -25,5 +29,7 @@ export function createStores(database: Database, options: { clientCacheTtl: numb
     consents: new ConsentStore(database),
     signingKeys: new SigningKeyStore(database),
     revocationEvents: new RevocationEventStore(database),
+    browserSessions: new BrowserSessionStore(database),
+    lifecycle: new LifecycleStore(database),
   };
 }

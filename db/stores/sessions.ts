@@ -82,6 +82,8 @@ export interface RotateItem {
   refresh_expires_at: string;
   access_sha256: string;
   refresh_sha256: string;
+  /** The key the child's tokens are signed with. */
+  signing_kid: string;
 }
 
 export interface RotateRow {
@@ -139,6 +141,8 @@ export interface RedeemItem {
   signed_audience: string[] | null;
   access_sha256: string | null;
   refresh_sha256: string | null;
+  /** The key the tokens are signed with. */
+  signing_kid: string;
 }
 
 export interface RedeemRow {
@@ -168,6 +172,8 @@ export interface NewSession {
   refreshTokenSha256: string | null;
   accessExpiresAt: Date;
   refreshExpiresAt: Date | null;
+  /** The key its tokens were signed with. */
+  signingKid: string;
 }
 
 /** An authorization grant as the authorization endpoint creates it (RFC 6749 §4.1.2). */
@@ -195,7 +201,31 @@ export type SessionFilter =
   | { sessionId: string }
   | { grantId: string }
   | { clientId: string; userId?: string }
-  | { userId: string };
+  | { userId: string }
+  /**
+   * The sessions whose tokens a signing key signed: those that recorded it, and those issued
+   * before kids were recorded (migration 0010) while it was the active key, `activeFrom` to
+   * `activeUntil` (null: still active).
+   */
+  | { signingKid: string; activeFrom: Date; activeUntil: Date | null };
+
+/** A token family (a grant's sessions, or one client_credentials session) as an operator lists it. */
+export interface FamilyRow {
+  /** The grant's id, or the session's own for a client_credentials session. */
+  familyId: string;
+  /** The live session if there is one, else the family's latest. */
+  sessionId: string;
+  grantId: string | null;
+  clientId: string;
+  subject: string;
+  status: "created" | "refreshed" | "revoked" | "expired";
+  scope: string;
+  createdAt: Date;
+  /** When its latest session was made by a refresh; null if never refreshed. */
+  lastRefreshAt: Date | null;
+  revokedAt: Date | null;
+  revocationReason: string | null;
+}
 
 /**
  * How statements are batched. One batch of a kind at the database at a time: on 2 cores,
@@ -269,6 +299,50 @@ export class SessionStore {
       sql`select ta_revoke_sessions(array(select id from ${sessions} where ${sessions.status} = 'created' and ${matching(filter)}), ${reason}) as count`,
     );
     return Number(row?.count ?? 0);
+  }
+
+  /**
+   * Token families, newest first: of a user or of a client (or both), `limit` at most, after the
+   * cursor of the previous page (the last family's `createdAt` and `sessionId`).
+   */
+  async families(filter: { userId?: string; clientId?: string }, page: { limit: number; after?: { createdAt: Date; id: string } }): Promise<FamilyRow[]> {
+    const where = [
+      filter.userId === undefined ? sql`true` : sql`s.subject = ${filter.userId}`,
+      filter.clientId === undefined ? sql`true` : sql`s.client_id = ${filter.clientId}`,
+    ];
+    const after = page.after ? sql`(f.created_at, f.family) < (${page.after.createdAt.toISOString()}::timestamptz, ${page.after.id}::uuid)` : sql`true`;
+    const rows = await this.database.rows<{
+      family: string; session_id: string; grant_id: string | null; client_id: string; subject: string; status: FamilyRow["status"]; scope: string;
+      created_at: string | Date; last_refresh_at: string | Date | null; revoked_at: string | Date | null; revocation_reason: string | null;
+    }>(sql`
+      with f as (
+        select coalesce(s.grant_id, s.id) as family, min(s.created_at) as created_at,
+               case when count(*) > 1 then max(s.created_at) end as last_refresh_at
+          from sessions s where ${sql.join(where, sql` and `)}
+         group by coalesce(s.grant_id, s.id)
+      )
+      select f.family, f.created_at, f.last_refresh_at, l.id as session_id, l.grant_id, l.client_id, l.subject, l.status, l.scope,
+             l.revoked_at, l.revocation_reason
+        from f cross join lateral (
+          select * from sessions s where coalesce(s.grant_id, s.id) = f.family
+           order by (s.status = 'created') desc, s.created_at desc limit 1) l
+       where ${after}
+       order by f.created_at desc, f.family desc
+       limit ${page.limit}`);
+    const date = (value: string | Date | null) => (value === null ? null : new Date(value));
+    return rows.map((row) => ({
+      sessionId: row.session_id,
+      grantId: row.grant_id,
+      clientId: row.client_id,
+      subject: row.subject,
+      status: row.status,
+      scope: row.scope,
+      createdAt: date(row.created_at)!,
+      lastRefreshAt: date(row.last_refresh_at),
+      revokedAt: date(row.revoked_at),
+      revocationReason: row.revocation_reason,
+      familyId: row.family,
+    }));
   }
 
   /** Creates an authorization grant holding the SHA-256 of its one-time code. */
@@ -355,17 +429,18 @@ export class SessionStore {
         refresh_token_sha256: row.refreshTokenSha256,
         access_expires_at: row.accessExpiresAt.toISOString(),
         refresh_expires_at: row.refreshExpiresAt?.toISOString() ?? null,
+        signing_kid: row.signingKid,
       })),
     );
     const inserted = await this.database.rows<{ id: string; access_token_jti: string }>(sql`
       insert into sessions (grant_id, client_id, subject, scope, audience, access_token_jti, refresh_token_jti,
-                            access_token_sha256, refresh_token_sha256, access_expires_at, refresh_expires_at)
+                            access_token_sha256, refresh_token_sha256, access_expires_at, refresh_expires_at, signing_kid)
       select x.grant_id, x.client_id, x.subject, x.scope, array(select jsonb_array_elements_text(x.audience)),
              x.access_token_jti, x.refresh_token_jti, x.access_token_sha256, x.refresh_token_sha256,
-             x.access_expires_at, x.refresh_expires_at
+             x.access_expires_at, x.refresh_expires_at, x.signing_kid
         from jsonb_to_recordset(${json}::jsonb) as x(grant_id uuid, client_id text, subject text, scope text,
              audience jsonb, access_token_jti text, refresh_token_jti text, access_token_sha256 text,
-             refresh_token_sha256 text, access_expires_at timestamptz, refresh_expires_at timestamptz)
+             refresh_token_sha256 text, access_expires_at timestamptz, refresh_expires_at timestamptz, signing_kid text)
       returning id, access_token_jti`);
     const ids = new Map(inserted.map((row) => [row.access_token_jti, row.id]));
     return rows.map((row) => {
@@ -377,8 +452,12 @@ export class SessionStore {
 }
 
 /** The WHERE of a filter, over live sessions. */
-function matching(filter: SessionFilter): SQL {
+export function matching(filter: SessionFilter): SQL {
   if ("sessionId" in filter) return eq(sessions.id, filter.sessionId);
+  if ("signingKid" in filter) {
+    const until = filter.activeUntil === null ? sql`now()` : sql`${filter.activeUntil.toISOString()}::timestamptz`;
+    return sql`(${sessions.signingKid} = ${filter.signingKid} or (${sessions.signingKid} is null and ${sessions.createdAt} between ${filter.activeFrom.toISOString()}::timestamptz and ${until}))`;
+  }
   if ("grantId" in filter) return eq(sessions.grantId, filter.grantId);
   if ("clientId" in filter) {
     return filter.userId === undefined ? eq(sessions.clientId, filter.clientId) : and(eq(sessions.clientId, filter.clientId), eq(sessions.subject, filter.userId))!;

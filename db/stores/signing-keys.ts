@@ -1,7 +1,7 @@
 // The storage port of signing keys: at most one active key (a partial unique index keeps it so
 // when several instances start at once), retired keys kept until every token they signed has
 // expired.
-import { eq, gt, isNull, or, sql } from "drizzle-orm";
+import { and, desc, eq, gt, isNull, ne, or, sql } from "drizzle-orm";
 import type { Database } from "../client.ts";
 import type { SigningKeyRow } from "../schema.ts";
 import { signingKeys } from "../schema.ts";
@@ -28,12 +28,30 @@ export class SigningKeyStore {
     await this.database.db.insert(signingKeys).values({ ...key, status: "active" }).onConflictDoNothing();
   }
 
-  /** The active key and every retired key still verifying (by the database clock). */
+  /** The active key and every retired key still verifying (by the database clock); never a revoked one. */
   valid(): Promise<SigningKeyRow[]> {
     return this.database.db
       .select()
       .from(signingKeys)
-      .where(or(eq(signingKeys.status, "active"), isNull(signingKeys.verifyUntil), gt(signingKeys.verifyUntil, sql`now()`)));
+      .where(
+        and(ne(signingKeys.status, "revoked"), or(eq(signingKeys.status, "active"), isNull(signingKeys.verifyUntil), gt(signingKeys.verifyUntil, sql`now()`))),
+      );
+  }
+
+  /** Every key, the newest first (public parts only). */
+  list(): Promise<Array<Omit<SigningKeyRow, "privateJwk">>> {
+    return this.database.db
+      .select({
+        kid: signingKeys.kid,
+        alg: signingKeys.alg,
+        publicJwk: signingKeys.publicJwk,
+        status: signingKeys.status,
+        createdAt: signingKeys.createdAt,
+        retiredAt: signingKeys.retiredAt,
+        verifyUntil: signingKeys.verifyUntil,
+      })
+      .from(signingKeys)
+      .orderBy(desc(signingKeys.createdAt));
   }
 
   /**

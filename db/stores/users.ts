@@ -1,6 +1,6 @@
 // The storage port of the people who sign in (built-in accounts and users named by a trusted
 // upstream header).
-import { eq } from "drizzle-orm";
+import { and, desc, eq, lt, or } from "drizzle-orm";
 import type { Database } from "../client.ts";
 import type { User } from "../schema.ts";
 import { users } from "../schema.ts";
@@ -17,6 +17,23 @@ export class UserStore {
 
   async findByUsername(username: string): Promise<User | undefined> {
     const [user] = await this.database.db.select().from(users).where(eq(users.username, username)).limit(1);
+    return user;
+  }
+
+  /** Users, the newest first, `limit` at most, after the cursor of the previous page. */
+  list(page: { limit: number; after?: { createdAt: Date; id: string } }): Promise<User[]> {
+    const after = page.after
+      ? or(lt(users.createdAt, page.after.createdAt), and(eq(users.createdAt, page.after.createdAt), lt(users.id, page.after.id)))
+      : undefined;
+    return this.database.db.select().from(users).where(after).orderBy(desc(users.createdAt), desc(users.id)).limit(page.limit);
+  }
+
+  async setDisabled(id: string, disabled: boolean): Promise<User | undefined> {
+    const [user] = await this.database.db
+      .update(users)
+      .set({ disabledAt: disabled ? new Date() : null, updatedAt: new Date() })
+      .where(eq(users.id, id))
+      .returning();
     return user;
   }
 

@@ -19,7 +19,7 @@ export interface PublicJwk extends JWK {
 interface LoadedKey {
   kid: string;
   alg: string;
-  status: "active" | "retired";
+  status: "active" | "retired" | "revoked";
   publicJwk: PublicJwk;
   verifyKey: CryptoKey;
   signKey: CryptoKey | undefined;

@@ -84,7 +84,7 @@ export class SessionService {
     const iat = Math.floor(this.now() / 1000);
     const accessJti = newJti();
     const refreshJti = request.withRefreshToken ? newJti() : undefined;
-    const { accessToken, refreshToken } = await this.signTokens(
+    const { accessToken, refreshToken, kid } = await this.signTokens(
       { sub: subject, aud: audClaim(audience), iat, client_id: client.clientId, scope },
       { exp: iat + accessTtl, jti: accessJti },
       refreshJti ? { exp: iat + refreshTtl, jti: refreshJti } : undefined,
@@ -101,6 +101,7 @@ export class SessionService {
       refreshTokenSha256: refreshToken ? tokenSha256(refreshToken) : null,
       accessExpiresAt: new Date((iat + accessTtl) * 1000),
       refreshExpiresAt: refreshJti ? new Date((iat + refreshTtl) * 1000) : null,
+      signingKid: kid,
     });
     return { sessionId, accessToken, refreshToken, expiresIn: accessTtl, scope };
   }
@@ -122,7 +123,7 @@ export class SessionService {
     const common = { sub, aud, iat, client_id: client.clientId, scope: request.scope || claims.scope };
     const access = { exp: iat + accessTtl, jti: newJti() };
     const refresh = { exp: claims.exp, jti: newJti() };
-    const { accessToken, refreshToken } = await this.signTokens(common, access, refresh);
+    const { accessToken, refreshToken, kid } = await this.signTokens(common, access, refresh);
     const row = await this.store.rotate({
       refresh_jti: claims.jti,
       client_id: client.clientId,
@@ -138,6 +139,7 @@ export class SessionService {
       refresh_expires_at: new Date(refresh.exp * 1000).toISOString(),
       access_sha256: tokenSha256(accessToken),
       refresh_sha256: tokenSha256(refreshToken!),
+      signing_kid: kid,
     });
     // Rotation retires the old access token, reuse revokes the family: both reach the feed.
     if (row.outcome === "rotated" || row.outcome === "replaced" || row.outcome === "reuse") this.notifier?.committed();
@@ -147,13 +149,14 @@ export class SessionService {
     const scope = row.scope!;
     // A session edited since the presented token was issued: the child's tokens are signed
     // from what the rotation returned, and the child holds no digests of them.
-    const tokens = row.signed
+    const signed = row.signed
       ? { accessToken, refreshToken }
       : await this.signTokens(
           { sub: row.subject!, aud: audClaim(row.audience ?? []), iat, client_id: client.clientId, scope },
           { exp: seconds(row.access_expires_at), jti: access.jti },
           { exp: seconds(row.refresh_expires_at), jti: refresh.jti },
         );
+    const tokens = { accessToken: signed.accessToken, refreshToken: signed.refreshToken };
     return { outcome: row.outcome, tokens: { sessionId: row.new_session_id!, ...tokens, expiresIn: accessTtl, scope } };
   }
 
@@ -187,15 +190,16 @@ export class SessionService {
       signed_audience: predicted?.audience ?? null,
       access_sha256: signedBefore ? tokenSha256(signedBefore.accessToken) : null,
       refresh_sha256: signedBefore?.refreshToken ? tokenSha256(signedBefore.refreshToken) : null,
+      signing_kid: signedBefore?.kid ?? this.tokens.signingKid(),
     });
     if (row.outcome === "reuse" && row.revoked_count > 0) this.notifier?.committed();
     if (row.outcome !== "redeemed") return { outcome: row.outcome, grantId: row.grant_id, revokedCount: Number(row.revoked_count) };
     const scope = row.scope!;
-    const tokens =
+    const { accessToken, refreshToken } =
       row.signed && signedBefore
         ? signedBefore
         : await this.signTokens({ sub: row.subject!, aud: audClaim(row.audience ?? []), iat, client_id: client.clientId, scope }, access, refresh);
-    return { outcome: "redeemed", grantId: row.grant_id!, tokens: { sessionId: row.session_id!, ...tokens, expiresIn: accessTtl, scope } };
+    return { outcome: "redeemed", grantId: row.grant_id!, tokens: { sessionId: row.session_id!, accessToken, refreshToken, expiresIn: accessTtl, scope } };
   }
 
   /**
@@ -213,11 +217,13 @@ export class SessionService {
     common: Omit<TokenClaims, "iss" | "exp" | "jti">,
     access: Pick<TokenClaims, "exp" | "jti">,
     refresh: Pick<TokenClaims, "exp" | "jti"> | undefined,
-  ): Promise<{ accessToken: string; refreshToken: string | undefined }> {
+  ): Promise<{ accessToken: string; refreshToken: string | undefined; kid: string }> {
+    // Both are signed in this turn, with the key active now (the session records it).
+    const kid = this.tokens.signingKid();
     const [accessToken, refreshToken] = await Promise.all([
       this.tokens.sign("access_token", { ...common, ...access }),
       refresh ? this.tokens.sign("refresh_token", { ...common, ...refresh }) : undefined,
     ]);
-    return { accessToken, refreshToken };
+    return { accessToken, refreshToken, kid };
   }
 }

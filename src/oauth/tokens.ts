@@ -56,6 +56,8 @@ export class TokenFormatError extends Error {
 
 export interface TokenService {
   sign(kind: TokenKind, claims: Omit<TokenClaims, "iss">): Promise<string>;
+  /** The kid `sign` signs with now (tokens signed in the same turn share it). */
+  signingKid(): string;
   /**
    * Verifies signature (against active and retired keys), algorithm (allow-list), `typ`
    * and issuer, then returns the claims. Expiry is reported, not enforced.
@@ -120,6 +122,8 @@ export function createTokenService(keys: KeyStore, issuer: string, now: () => nu
   }
 
   return {
+    signingKid: () => keys.signingKey().kid,
+
     async sign(kind, claims) {
       const { kid, alg, key } = keys.signingKey();
       const payload = encoder.encode(JSON.stringify({ iss: issuer, ...claims }));
