@@ -2,6 +2,7 @@
 // as many independent apps as they like.
 import { Elysia } from "elysia";
 import { accountEndpoints } from "./http/account.ts";
+import { adminEndpoints } from "./http/admin.ts";
 import { assetEndpoints } from "./http/assets.ts";
 import { authorizeEndpoints } from "./http/authorize.ts";
 import { cors } from "./http/cors.ts";
@@ -37,6 +38,7 @@ export function createApp(services: Services) {
     .use(assetEndpoints())
     .use(introspectEndpoint(services))
     .use(revocationsEndpoint(services))
+    .use(adminEndpoints(services))
     .use(openapiEndpoints(services));
 }
 

@@ -50,6 +50,10 @@ export interface Config {
   readonly authFailureIpLimit: number;
   /** Seconds over which failed authentications are counted (and the longest lockout). */
   readonly authFailureWindow: number;
+  /** Where the admin socket listens (a Unix domain socket, mode 0600); undefined = none. */
+  readonly adminSocket: string | undefined;
+  /** The admin API over HTTP with `ta:admin` bearer tokens; off by default (the socket always works). */
+  readonly adminRemote: boolean;
 }
 
 type Env = Record<string, string | undefined>;
@@ -70,6 +74,14 @@ function seconds(env: Env, name: string, fallback: number, max: number): number 
   const value = Number(raw.trim());
   if (value > max) throw new ConfigError(`${name} must be between 0 and ${max}, got ${value}`);
   return value;
+}
+
+function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name]?.trim().toLowerCase();
+  if (raw === undefined || raw === "") return fallback;
+  if (["1", "true", "on", "yes"].includes(raw)) return true;
+  if (["0", "false", "off", "no"].includes(raw)) return false;
+  throw new ConfigError(`${name} must be true or false, got "${env[name]}"`);
 }
 
 function list(env: Env, name: string, fallback: readonly string[]): string[] {
@@ -138,6 +150,11 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
       throw new ConfigError(`TA_CORS_ORIGINS: "${origin}" is not an origin (scheme://host[:port], no path)`);
     }
   }
+  const dataDir = env.TA_DATA_DIR || "./data";
+  const socket = env.TA_ADMIN_SOCKET?.trim();
+  const adminSocket = socket === "off" ? undefined : socket || `${dataDir.replace(/\/$/, "")}/admin.sock`;
+  // A Unix socket path holds at most 107 bytes on Linux (sockaddr_un.sun_path).
+  if (adminSocket && Buffer.byteLength(adminSocket) > 107) throw new ConfigError(`TA_ADMIN_SOCKET must be at most 107 bytes long: ${adminSocket}`);
   const logLevel = (env.TA_LOG_LEVEL || "info") as LogLevel;
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError(`TA_LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}`);
 
@@ -151,7 +168,7 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     dbPoolSize: integer(env, "TA_DB_POOL", 4, 1, 1000),
     dbConnectTimeout: integer(env, "TA_DB_CONNECT_TIMEOUT", 5, 1, 600),
     dbStatementTimeout: integer(env, "TA_DB_STATEMENT_TIMEOUT", 5, 1, 3600),
-    dataDir: env.TA_DATA_DIR || "./data",
+    dataDir,
     accessTokenTtl: integer(env, "TA_ACCESS_TOKEN_TTL", 3600, 1),
     refreshTokenTtl: integer(env, "TA_REFRESH_TOKEN_TTL", 14 * 24 * 3600, 1),
     authorizationCodeTtl: integer(env, "TA_AUTHORIZATION_CODE_TTL", 60, 1, 600),
@@ -172,5 +189,7 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     authFailureLimit: integer(env, "TA_AUTH_FAILURE_LIMIT", 10, 1, 1_000_000),
     authFailureIpLimit: integer(env, "TA_AUTH_FAILURE_IP_LIMIT", 100, 1, 1_000_000),
     authFailureWindow: integer(env, "TA_AUTH_FAILURE_WINDOW", 300, 1, 24 * 3600),
+    adminSocket,
+    adminRemote: boolean(env, "TA_ADMIN_REMOTE", false),
   });
 }

@@ -3,6 +3,8 @@
 import type { Database } from "../db/client.ts";
 import { openDatabase } from "../db/client.ts";
 import { migrate } from "../db/migrate.ts";
+import { openAdminSocket } from "./admin-socket.ts";
+import type { AdminSocket } from "./admin-socket.ts";
 import { createApp } from "./app.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
@@ -61,6 +63,21 @@ export async function startServer(config: Config, log: Logger, options: { migrat
       }
       throw error;
     }
+    let adminSocket: AdminSocket | undefined;
+    try {
+      await services.invalidation.start();
+      // Requests on the admin socket are the local administrator's (src/http/admin.ts).
+      adminSocket = config.adminSocket
+        ? await openAdminSocket(config.adminSocket, (request) => {
+            services.localAdmin.add(request);
+            return app.handle(request);
+          })
+        : undefined;
+    } catch (error) {
+      await server.stop(true);
+      await services.invalidation.close();
+      throw error;
+    }
     // Elysia's context.server (client IPs for login throttling) reads the app's server.
     (app as { server: unknown }).server = server;
     const url = `http://${hostPort(config.host, server.port!)}`;
@@ -69,6 +86,7 @@ export async function startServer(config: Config, log: Logger, options: { migrat
       url,
       issuer: config.issuer,
       database: database.kind,
+      admin_socket: adminSocket?.path ?? null,
       startup_ms: Math.round(performance.now() - startedAt),
     });
     let stopping: Promise<void> | undefined;
@@ -78,6 +96,7 @@ export async function startServer(config: Config, log: Logger, options: { migrat
         stopping ??= (async () => {
           log.info("server.stopping", {});
           await services.feed.close(); // ends the revocation-feed streams, which never finish on their own
+          await adminSocket?.stop();
           // Stop accepting; wait for in-flight requests (bounded), then close the database.
           const drained = server.stop(false);
           const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 10_000).unref());
@@ -85,6 +104,7 @@ export async function startServer(config: Config, log: Logger, options: { migrat
           await pruning?.stop();
           await keyReload.stop();
           await services.introspectionCache?.close();
+          await services.invalidation.close();
           await services.notifier.flush();
           await database.close();
           log.info("server.stopped", {});

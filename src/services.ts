@@ -7,6 +7,7 @@ import type { Logger } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import { createMetrics } from "./metrics.ts";
 import { Accounts } from "./oauth/accounts.ts";
+import { Administration } from "./oauth/admin.ts";
 import { AuthorizationCodes } from "./oauth/authorization-codes.ts";
 import { BrowserSessions } from "./oauth/browser-sessions.ts";
 import { ClientAuthGuard } from "./oauth/client-auth.ts";
@@ -14,6 +15,7 @@ import { Clients } from "./oauth/clients.ts";
 import { Consents } from "./oauth/consents.ts";
 import { IntrospectionService } from "./oauth/introspection.ts";
 import { IntrospectionCache } from "./oauth/introspection-cache.ts";
+import { InvalidationListener } from "./oauth/invalidation.ts";
 import { KeyStore } from "./oauth/keys.ts";
 import { RevocationService } from "./oauth/revocation.ts";
 import { RevocationFeed } from "./oauth/revocation-feed.ts";
@@ -55,6 +57,12 @@ export interface Services extends Required<Deps> {
   introspectionCache: IntrospectionCache | undefined;
   /** The revocation feed: one LISTEN per process, shared by every subscriber. */
   feed: RevocationFeed;
+  /** Operating the server: the admin API's service. */
+  admin: Administration;
+  /** Requests that came through the admin socket, or from the CLI in process (trusted as local). */
+  localAdmin: WeakSet<Request>;
+  /** Drops cached clients and reloads keys when another instance says they changed (started by the server). */
+  invalidation: InvalidationListener;
 }
 
 export async function createServices(deps: Deps): Promise<Services> {
@@ -69,7 +77,7 @@ export async function createServices(deps: Deps): Promise<Services> {
   });
   const clients = new Clients(stores.clients);
   const accounts = new Accounts(stores.users);
-  const browserSessions = new BrowserSessions(keys, config.issuer, now);
+  const browserSessions = new BrowserSessions(stores.browserSessions);
   const clientAuthGuard = new ClientAuthGuard(config, now);
   const tokens = createTokenService(keys, config.issuer, now);
   const pipeline = new TokenPipeline(tokens, stores.sessions, now);
@@ -82,8 +90,10 @@ export async function createServices(deps: Deps): Promise<Services> {
     config.introspectionCacheTtl > 0 ? new IntrospectionCache(database, notifier, log, { ttlMs: config.introspectionCacheTtl * 1000 }) : undefined;
   const introspection = new IntrospectionService(pipeline, log, now, introspectionCache);
   const feed = new RevocationFeed(database, stores.revocationEvents, log, notifier);
+  const admin = new Administration({ config, stores, clients, sessions, browserSessions, keys, notifier });
+  const invalidation = new InvalidationListener(database, { forgetClient: (id) => stores.clients.forget(id), reloadKeys: () => keys.reload() }, log);
   return {
     config, database, log, now, metrics, stores, keys, clients, accounts, browserSessions, clientAuthGuard, tokens, pipeline, codes,
-    sessions, consents, revocation, notifier, introspection, introspectionCache, feed,
+    sessions, consents, revocation, notifier, introspection, introspectionCache, feed, admin, localAdmin: new WeakSet(), invalidation,
   };
 }

@@ -154,7 +154,8 @@ describe.skipIf(!TEST_DATABASE_URL)("executable on PostgreSQL", () => {
   test("migrates, serves, runs beside the CLI and a second instance, persists across restarts", async () => {
     const { dir } = emptyDirWithBinary();
     const a = await startServer(dir, env());
-    const b = await startServer(dir, env()); // several instances may share one database
+    // Several instances may share one database (each with an admin socket of its own).
+    const b = await startServer(dir, { ...env(), TA_ADMIN_SOCKET: join(dir, "b.sock") });
     const created = await runCli(dir, ["clients", "create", "--name", "pg"], env());
     expect(created.code).toBe(0);
     const client = JSON.parse(created.stdout) as { client_id: string; client_secret: string };

@@ -191,7 +191,7 @@ describe.skipIf(!haveChromium)("sign-in flow in headless chromium against the ex
 
     // Sign out, then sign in again: consent is remembered, so the login form leads straight
     // back to the client with a second code (the login page's CSP must allow that redirect).
-    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("button", { name: "Sign out", exact: true }).click();
     await page.waitForURL((url) => url.pathname === "/oauth/login");
     const second = pkce();
     await page.goto(authorize(second.challenge));

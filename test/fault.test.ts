@@ -3,6 +3,7 @@
 // database. Runs on a private cluster started here (initdb + pg_ctl) when PostgreSQL's binaries
 // exist; without them, the tests that need not stop PostgreSQL run on TEST_DATABASE_URL.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
 import { decodeProtectedHeader } from "jose";
 import postgres from "postgres";
 import { openPostgres } from "../db/client.ts";
@@ -268,7 +269,8 @@ describe.skipIf(!enabled)("fault suite: the executable on real PostgreSQL", () =
     const { dir } = emptyDirWithBinary();
     const env = serverEnv(url, { TA_KEY_RELOAD_INTERVAL: "1" });
     const a = await startServer(dir, env);
-    const b = await startServer(dir, env);
+    // Two instances beside each other need an admin socket each.
+    const b = await startServer(dir, { ...env, TA_ADMIN_SOCKET: join(dir, "b.sock") });
     const { t, c } = await fixture(url);
     const refresh = (server: ServerProcess, refreshToken: string) =>
       postForm(server.url, "/oauth/token", c, { grant_type: "refresh_token", refresh_token: refreshToken });

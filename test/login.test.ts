@@ -174,10 +174,9 @@ describe.each(backends)("login [%s]", (backend) => {
     await createUser(t, username);
     const agent = new Agent(t);
     await signIn(agent, username);
-    const [header, payload, signature] = agent.cookies.get("ta_session")!.split(".");
-    const claims = JSON.parse(Buffer.from(payload!, "base64url").toString());
-    const forged = Buffer.from(JSON.stringify({ ...claims, sub: crypto.randomUUID() })).toString("base64url");
-    agent.cookies.set("ta_session", `${header}.${forged}.${signature}`);
+    const value = agent.cookies.get("ta_session")!;
+    expect(value).toMatch(/^[A-Za-z0-9_-]{43}$/); // random: it names a stored session, it holds no claim
+    agent.cookies.set("ta_session", `${value.slice(0, -1)}${value.endsWith("A") ? "B" : "A"}`);
     expect((await agent.get("/account/sessions")).res.status).toBe(302);
     // An access token of this server is not a session cookie either.
     agent.cookies.set("ta_session", "eyJhbGciOiJub25lIn0.e30.");

@@ -33,7 +33,8 @@ describe("OpenAPI", () => {
     );
     const routes = t.app.routes
       .filter((r) => r.method !== "ALL" && !r.path.startsWith("/openapi"))
-      .map((r) => `${r.method} ${r.path}`);
+      // OpenAPI writes a path parameter {name} where the route has :name.
+      .map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, "{$1}")}`);
     expect(documented.sort()).toEqual([...new Set(routes)].sort());
     for (const operations of Object.values(doc.paths as Record<string, Record<string, any>>)) {
       for (const operation of Object.values(operations)) {

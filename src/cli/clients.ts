@@ -1,23 +1,53 @@
-// `clients create` and `clients list`.
-import { GRANT_TYPES } from "../oauth/clients.ts";
-import type { Client } from "../oauth/clients.ts";
+// `clients create|list|get|update|delete|rotate-secret`: through the admin API (the running
+// server's socket, or in process), validated as registration validates client metadata.
 import type { Command } from "./command.ts";
-import { parseFlags, positiveInteger, UsageError, withServices } from "./command.ts";
+import { parseFlags, positiveInteger, UsageError } from "./command.ts";
+import { runAdmin, segment } from "./admin-client.ts";
 
-function describe(client: Client) {
-  return {
-    client_id: client.clientId,
-    client_name: client.name,
-    client_type: client.type,
-    token_endpoint_auth_method: client.tokenEndpointAuthMethod,
-    redirect_uris: client.redirectUris,
-    grant_types: client.grantTypes,
-    scope: client.scope,
-    access_token_ttl: client.accessTokenTtl,
-    refresh_token_ttl: client.refreshTokenTtl,
-    resource_server: client.resourceServer,
-    created_at: client.createdAt.toISOString(),
-  };
+const metadataFlags = {
+  name: { type: "string" },
+  "redirect-uri": { type: "string", multiple: true },
+  "grant-type": { type: "string", multiple: true },
+  scope: { type: "string" },
+  "resource-server": { type: "string" },
+  "access-token-ttl": { type: "string" },
+  "refresh-token-ttl": { type: "string" },
+} as const;
+
+type MetadataValues = { [K in keyof typeof metadataFlags]?: (typeof metadataFlags)[K] extends { multiple: true } ? string[] : string };
+
+/** The flags as RFC 7591 metadata (and the operator's fields); only what was given. */
+function metadataOf(values: MetadataValues): Record<string, unknown> {
+  const metadata: Record<string, unknown> = {};
+  if (values.name !== undefined) metadata.client_name = values.name;
+  if (values["redirect-uri"] !== undefined) metadata.redirect_uris = values["redirect-uri"];
+  if (values["grant-type"] !== undefined) metadata.grant_types = values["grant-type"];
+  if (values.scope !== undefined) metadata.scope = values.scope;
+  if (values["resource-server"] !== undefined) metadata.resource_server = values["resource-server"];
+  const accessTtl = positiveInteger("access-token-ttl", values["access-token-ttl"]);
+  const refreshTtl = positiveInteger("refresh-token-ttl", values["refresh-token-ttl"]);
+  if (accessTtl !== undefined) metadata.access_token_ttl = accessTtl;
+  if (refreshTtl !== undefined) metadata.refresh_token_ttl = refreshTtl;
+  return metadata;
+}
+
+/** One CLIENT_ID positional, whatever it begins with. */
+function clientIdOf(positionals: string[]): string {
+  if (positionals.length !== 1) throw new UsageError("exactly one CLIENT_ID is required");
+  return positionals[0]!;
+}
+
+const pageFlags = { limit: { type: "string" }, cursor: { type: "string" } } as const;
+function pageQuery(values: { limit?: string; cursor?: string }, extra: Record<string, string | undefined> = {}): string {
+  const query = new URLSearchParams();
+  for (const [name, value] of Object.entries(extra)) if (value !== undefined) query.set(name, value);
+  if (values.limit !== undefined) {
+    if (!/^\d{1,3}$/.test(values.limit) || Number(values.limit) < 1 || Number(values.limit) > 500) throw new UsageError("--limit must be 1 to 500");
+    query.set("limit", values.limit);
+  }
+  if (values.cursor !== undefined) query.set("cursor", values.cursor);
+  const text = query.toString();
+  return text === "" ? "" : `?${text}`;
 }
 
 export const clientsCreate: Command = {
@@ -25,57 +55,76 @@ export const clientsCreate: Command = {
   summary: "register a client and print it as JSON (the secret is shown only here)",
   usage: `token-authority clients create --name NAME [--public] [--redirect-uri URI]... [--grant-type GRANT]...
                                  [--scope "a b"] [--resource-server URI]
-                                 [--access-token-ttl SECONDS] [--refresh-token-ttl SECONDS]`,
+                                 [--access-token-ttl SECONDS] [--refresh-token-ttl SECONDS]
+  A confidential client gets the client_credentials grant unless --grant-type says otherwise;
+  a public one (--public) the authorization_code and refresh_token grants, which need a
+  --redirect-uri. The scope defaults to every scope the server knows.`,
   async run(argv, io) {
-    const { values } = parseFlags(argv, {
-      name: { type: "string" },
-      public: { type: "boolean" },
-      "redirect-uri": { type: "string", multiple: true },
-      "grant-type": { type: "string", multiple: true },
-      scope: { type: "string" },
-      "resource-server": { type: "string" },
-      "access-token-ttl": { type: "string" },
-      "refresh-token-ttl": { type: "string" },
-    });
+    const { values } = parseFlags(argv, { ...metadataFlags, public: { type: "boolean" } });
     if (!values.name) throw new UsageError("--name is required");
-    const grantTypes = values["grant-type"] ?? [];
-    for (const grant of grantTypes) {
-      if (!(GRANT_TYPES as readonly string[]).includes(grant)) throw new UsageError(`unknown --grant-type ${grant} (one of ${GRANT_TYPES.join(", ")})`);
-    }
-    if (values.public && grantTypes.includes("client_credentials")) {
-      throw new UsageError("a public client cannot use client_credentials (RFC 6749 §4.4)");
-    }
-    for (const uri of values["redirect-uri"] ?? []) {
-      if (!URL.canParse(uri) || new URL(uri).hash) throw new UsageError(`--redirect-uri ${uri} is not an absolute URI without fragment`);
-    }
-    const resourceServer = values["resource-server"];
-    if (resourceServer !== undefined && !URL.canParse(resourceServer)) throw new UsageError("--resource-server must be a URI");
-    return withServices(io.env, async (services) => {
-      const { client, secret } = await services.clients.create({
-        name: values.name!,
-        type: values.public ? "public" : "confidential",
-        redirectUris: values["redirect-uri"] ?? [],
-        grantTypes,
-        scope: values.scope ?? services.config.scopes.join(" "),
-        resourceServer: resourceServer ?? null,
-        accessTokenTtl: positiveInteger("access-token-ttl", values["access-token-ttl"]) ?? null,
-        refreshTokenTtl: positiveInteger("refresh-token-ttl", values["refresh-token-ttl"]) ?? null,
-      });
-      io.stdout(JSON.stringify({ ...describe(client), ...(secret ? { client_secret: secret } : {}) }, null, 2));
-      return 0;
-    });
+    const metadata = metadataOf(values);
+    metadata.token_endpoint_auth_method = values.public ? "none" : "client_secret_basic";
+    metadata.grant_types ??= values.public ? ["authorization_code", "refresh_token"] : ["client_credentials"];
+    return runAdmin(io, "POST", "/admin/v1/clients", metadata);
   },
 };
 
 export const clientsList: Command = {
   path: ["clients", "list"],
-  summary: "list registered clients as JSON (never their secrets)",
-  usage: "token-authority clients list",
+  summary: "list registered clients as JSON, the newest first (never their secrets)",
+  usage: "token-authority clients list [--limit N] [--cursor CURSOR]   (N up to 500, default 100; the cursor is the last page's next_cursor)",
   async run(argv, io) {
-    parseFlags(argv, {});
-    return withServices(io.env, async (services) => {
-      io.stdout(JSON.stringify((await services.clients.list()).map(describe), null, 2));
-      return 0;
+    const { values } = parseFlags(argv, pageFlags);
+    return runAdmin(io, "GET", `/admin/v1/clients${pageQuery(values)}`);
+  },
+};
+
+export const clientsGet: Command = {
+  path: ["clients", "get"],
+  summary: "print one client as JSON",
+  usage: "token-authority clients get CLIENT_ID",
+  async run(argv, io) {
+    const { positionals } = parseFlags(argv, {}, true);
+    return runAdmin(io, "GET", `/admin/v1/clients/${segment(clientIdOf(positionals))}`);
+  },
+};
+
+export const clientsUpdate: Command = {
+  path: ["clients", "update"],
+  summary: "change a client's metadata (what is given replaces what was registered)",
+  usage: `token-authority clients update CLIENT_ID [--name NAME] [--redirect-uri URI]... [--grant-type GRANT]...
+                                 [--scope "a b"] [--resource-server URI]
+                                 [--access-token-ttl SECONDS] [--refresh-token-ttl SECONDS]`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(argv, metadataFlags, true);
+    const change = metadataOf(values);
+    if (Object.keys(change).length === 0) throw new UsageError("nothing to change: give at least one flag");
+    return runAdmin(io, "PATCH", `/admin/v1/clients/${segment(clientIdOf(positionals))}`, change);
+  },
+};
+
+export const clientsDelete: Command = {
+  path: ["clients", "delete"],
+  summary: "revoke every session of a client and delete it",
+  usage: "token-authority clients delete CLIENT_ID",
+  async run(argv, io) {
+    const { positionals } = parseFlags(argv, {}, true);
+    return runAdmin(io, "DELETE", `/admin/v1/clients/${segment(clientIdOf(positionals))}`);
+  },
+};
+
+export const clientsRotateSecret: Command = {
+  path: ["clients", "rotate-secret"],
+  summary: "give a client a new secret (shown only here); the old one is refused at once, or after --grace",
+  usage: "token-authority clients rotate-secret CLIENT_ID [--grace SECONDS] [--revoke-tokens]",
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(argv, { grace: { type: "string" }, "revoke-tokens": { type: "boolean" } }, true);
+    const grace = values.grace === undefined ? 0 : positiveInteger("grace", values.grace);
+    return runAdmin(io, "POST", `/admin/v1/clients/${segment(clientIdOf(positionals))}/secret`, {
+      grace_seconds: grace,
+      revoke_tokens: values["revoke-tokens"] ?? false,
     });
   },
 };
+
+export const clientCommands: readonly Command[] = [clientsCreate, clientsList, clientsGet, clientsUpdate, clientsDelete, clientsRotateSecret];

@@ -1,6 +1,28 @@
-// `users create USERNAME --password-stdin`: built-in accounts for the login page.
-import type { Command } from "./command.ts";
-import { parseFlags, UsageError, withServices } from "./command.ts";
+// `users create|list|get|disable|enable|delete|set-password`: through the admin API. Passwords are
+// read from standard input, never taken as arguments.
+import type { Command, CommandIo } from "./command.ts";
+import { parseFlags, UsageError } from "./command.ts";
+import { runAdmin, segment } from "./admin-client.ts";
+
+function userOf(positionals: string[]): string {
+  if (positionals.length !== 1) throw new UsageError("exactly one USER (a username or a user id) is required");
+  return positionals[0]!;
+}
+
+async function passwordFrom(io: CommandIo, given: boolean | undefined): Promise<string> {
+  if (!given) throw new UsageError("--password-stdin is required (passwords are never taken as arguments)");
+  return (await io.readStdin()).replace(/\r?\n$/, "");
+}
+
+const userCommand = (word: string, summary: string, method: string, suffix: string): Command => ({
+  path: ["users", word],
+  summary,
+  usage: `token-authority users ${word} USER   (a username or a user id)`,
+  async run(argv, io) {
+    const { positionals } = parseFlags(argv, {}, true);
+    return runAdmin(io, method, `/admin/v1/users/${segment(userOf(positionals))}${suffix}`);
+  },
+});
 
 export const usersCreate: Command = {
   path: ["users", "create"],
@@ -10,15 +32,39 @@ export const usersCreate: Command = {
     const { values, positionals } = parseFlags(argv, { "password-stdin": { type: "boolean" } }, true);
     const [username, ...extra] = positionals;
     if (!username || extra.length > 0) throw new UsageError("exactly one USERNAME is required");
-    if (!/^[\w.@+-]{1,128}$/.test(username)) throw new UsageError("USERNAME may hold letters, digits and . _ @ + - (at most 128)");
-    if (!values["password-stdin"]) throw new UsageError("--password-stdin is required (passwords are never taken as arguments)");
-    const password = (await io.readStdin()).replace(/\r?\n$/, "");
-    if (password.length < 8) throw new UsageError("the password must have at least 8 characters");
-    return withServices(io.env, async (services) => {
-      const id = await services.stores.users.insert(username, await Bun.password.hash(password));
-      if (id === undefined) throw new UsageError(`user ${username} already exists`);
-      io.stdout(JSON.stringify({ id, username }));
-      return 0;
-    });
+    return runAdmin(io, "POST", "/admin/v1/users", { username, password: await passwordFrom(io, values["password-stdin"]) });
   },
 };
+
+export const usersList: Command = {
+  path: ["users", "list"],
+  summary: "list users as JSON, the newest first",
+  usage: "token-authority users list [--limit N] [--cursor CURSOR]",
+  async run(argv, io) {
+    const { values } = parseFlags(argv, { limit: { type: "string" }, cursor: { type: "string" } });
+    const query = new URLSearchParams(Object.entries(values).filter((entry): entry is [string, string] => typeof entry[1] === "string"));
+    return runAdmin(io, "GET", `/admin/v1/users${query.size ? `?${query}` : ""}`);
+  },
+};
+
+export const usersSetPassword: Command = {
+  path: ["users", "set-password"],
+  summary: "set a user's password (from standard input); their sessions end unless --keep-sessions",
+  usage: "token-authority users set-password USER --password-stdin [--keep-sessions]",
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(argv, { "password-stdin": { type: "boolean" }, "keep-sessions": { type: "boolean" } }, true);
+    const user = userOf(positionals);
+    const password = await passwordFrom(io, values["password-stdin"]);
+    return runAdmin(io, "PUT", `/admin/v1/users/${segment(user)}/password`, { password, keep_sessions: values["keep-sessions"] ?? false });
+  },
+};
+
+export const userCommands: readonly Command[] = [
+  usersCreate,
+  usersList,
+  userCommand("get", "print one user as JSON", "GET", ""),
+  userCommand("disable", "disable a user: sign-in refused, every session of theirs ended", "POST", "/disable"),
+  userCommand("enable", "enable a disabled user again", "POST", "/enable"),
+  userCommand("delete", "revoke every session of a user and delete the user", "DELETE", ""),
+  usersSetPassword,
+];

@@ -110,6 +110,8 @@ export interface SignedInUser {
   user: User;
   /** "header" when a trusted proxy named the user (no sign-out here). */
   source: "session" | "header";
+  /** The browser session (source "session"). */
+  browserSessionId?: string;
 }
 
 export interface CsrfToken {
@@ -176,13 +178,14 @@ export class Browser {
       const user = name ? await this.accounts.fromTrustedHeader(name) : undefined;
       return user ? { user, source: "header" } : undefined;
     }
-    const session = await this.sessions.verify(readCookies(request.headers.get("cookie")).get(this.sessionCookie));
-    const user = session ? await this.accounts.findById(session.userId) : undefined;
-    return user ? { user, source: "session" } : undefined;
+    const signedIn = await this.sessions.find(readCookies(request.headers.get("cookie")).get(this.sessionCookie));
+    return signedIn ? { user: signedIn.user, source: "session", browserSessionId: signedIn.session.id } : undefined;
   }
 
-  async signInCookie(userId: string): Promise<string> {
-    return this.cookie(this.sessionCookie, await this.sessions.sign(userId), BROWSER_SESSION_TTL);
+  /** Starts a browser session for the user; answers its Set-Cookie. */
+  async signIn(userId: string, request: Request): Promise<string> {
+    const { cookieValue } = await this.sessions.start(userId, request.headers.get("user-agent"));
+    return this.cookie(this.sessionCookie, cookieValue, BROWSER_SESSION_TTL);
   }
 
   signOutCookie(): string {

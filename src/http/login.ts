@@ -116,7 +116,7 @@ export function loginEndpoints(services: Services) {
         }
         throttle.succeed(keys);
         log.info("user.login.succeeded", { user_id: user.id });
-        return redirectResponse(returnTo, 303, [await browser.signInCookie(user.id)]);
+        return redirectResponse(returnTo, 303, [await browser.signIn(user.id, request)]);
       },
       { parse: htmlFormParser(config.maxBodyBytes) },
     )
@@ -127,6 +127,12 @@ export function loginEndpoints(services: Services) {
         const form = body as URLSearchParams;
         if (!browser.csrfValid(request, form)) return csrfFailurePage();
         const returnTo = safeReturnTo(form.get("return_to"), browser.origin);
+        // The session itself ends, not only this browser's cookie: a copy of it stops working.
+        const signedIn = await browser.currentUser(request);
+        if (signedIn?.browserSessionId) {
+          await browser.sessions.end(signedIn.browserSessionId, "logout", signedIn.user.id);
+          log.info("user.logout", { user_id: signedIn.user.id, browser_session_id: signedIn.browserSessionId });
+        }
         return redirectResponse(`/oauth/login?return_to=${encodeURIComponent(returnTo)}`, 303, [browser.signOutCookie()]);
       },
       { parse: htmlFormParser(config.maxBodyBytes) },

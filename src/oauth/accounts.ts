@@ -41,13 +41,14 @@ export class Accounts {
     } catch {
       ok = false; // an unreadable hash matches nothing
     }
-    return ok && user && user.passwordHash !== NO_PASSWORD ? user : undefined;
+    // A disabled user gets the same answer as a wrong password, after the same work.
+    return ok && user && user.passwordHash !== NO_PASSWORD && user.disabledAt === null ? user : undefined;
   }
 
-  /** The user a trusted upstream header names, created on first sight (it has no password). */
+  /** The user a trusted upstream header names, created on first sight (it has no password); never a disabled one. */
   async fromTrustedHeader(username: string): Promise<User | undefined> {
     const existing = await this.findByUsername(username);
-    if (existing || !isValidUsername(username)) return existing;
+    if (existing || !isValidUsername(username)) return existing?.disabledAt === null ? existing : undefined;
     // Two first requests at once: one insert wins, both then read the same row.
     await this.store.insert(username, NO_PASSWORD);
     return this.findByUsername(username);

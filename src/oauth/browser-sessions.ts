@@ -1,63 +1,54 @@
-// The signed-in state of a browser: a compact JWS (typ "ta-session+jwt") signed with the
-// server's own signing key, so every instance on the database accepts it and it survives a
-// restart. Its distinct `typ` keeps it from ever passing as an access or refresh token.
-import { jwtVerify, SignJWT } from "jose";
-import type { KeyStore } from "./keys.ts";
-import { ALLOWED_ALGS } from "./keys.ts";
+// The signed-in state of a browser, kept on the server: the cookie holds 256 random bits, the
+// database the SHA-256 of them (db/stores/browser-sessions.ts). Logout ends the row, and with it
+// every copy of the cookie; so do "Sign out everywhere", a disabled or deleted user and a new
+// password. Every instance on the database knows every sign-in, and it survives a restart.
+import { createHash, randomBytes } from "node:crypto";
+import type { BrowserSessionRow, BrowserSessionStore } from "../../db/stores/browser-sessions.ts";
+import type { User } from "../../db/stores/users.ts";
 
-export const BROWSER_SESSION_TYP = "ta-session+jwt";
+export type { BrowserSessionRow };
+
 /** How long a sign-in lasts (seconds). */
 export const BROWSER_SESSION_TTL = 12 * 3600;
+const MAX_USER_AGENT = 200;
+/** A cookie value this server sets: 43 base64url characters. */
+const COOKIE_VALUE = /^[A-Za-z0-9_-]{43}$/;
 
-export interface BrowserSession {
-  userId: string;
-  /** Seconds since the epoch when the user signed in. */
-  authTime: number;
+export interface SignedInBrowser {
+  session: BrowserSessionRow;
+  user: User;
 }
 
-export class BrowserSessions {
-  constructor(
-    private readonly keys: KeyStore,
-    private readonly issuer: string,
-    private readonly now: () => number = Date.now,
-  ) {}
+const hash = (value: string) => createHash("sha256").update(value).digest("base64url");
 
-  sign(userId: string): Promise<string> {
-    const { kid, alg, key } = this.keys.signingKey();
-    const iat = Math.floor(this.now() / 1000);
-    return new SignJWT({})
-      .setProtectedHeader({ alg, kid, typ: BROWSER_SESSION_TYP })
-      .setIssuer(this.issuer)
-      .setAudience(this.issuer)
-      .setSubject(userId)
-      .setIssuedAt(iat)
-      .setExpirationTime(iat + BROWSER_SESSION_TTL)
-      .sign(key);
+export class BrowserSessions {
+  constructor(private readonly store: BrowserSessionStore) {}
+
+  /** Starts a sign-in; answers the cookie's value (shown once, stored as a hash). */
+  async start(userId: string, userAgent: string | null): Promise<{ cookieValue: string; session: BrowserSessionRow }> {
+    const cookieValue = randomBytes(32).toString("base64url");
+    const session = await this.store.insert({
+      tokenHash: hash(cookieValue),
+      userId,
+      userAgent: userAgent ? userAgent.slice(0, MAX_USER_AGENT) : null,
+      ttlSeconds: BROWSER_SESSION_TTL,
+    });
+    return { cookieValue, session };
   }
 
-  /** The session a cookie value proves, or undefined for anything invalid or expired. */
-  async verify(value: string | undefined): Promise<BrowserSession | undefined> {
-    if (!value || value.length > 2048) return undefined;
-    try {
-      const { payload } = await jwtVerify(
-        value,
-        async (header) => {
-          const found = await this.keys.verificationKey(header.kid);
-          if (!found || found.alg !== header.alg) throw new Error("unknown key");
-          return found.key;
-        },
-        {
-          algorithms: [...ALLOWED_ALGS],
-          typ: BROWSER_SESSION_TYP,
-          issuer: this.issuer,
-          audience: this.issuer,
-          currentDate: new Date(this.now()),
-          requiredClaims: ["sub", "exp", "iat"],
-        },
-      );
-      return { userId: payload.sub!, authTime: payload.iat! };
-    } catch {
-      return undefined;
-    }
+  /** The live sign-in a cookie names, or undefined for anything else (ended, expired, a disabled user, junk). */
+  async find(cookieValue: string | undefined): Promise<SignedInBrowser | undefined> {
+    if (!cookieValue || !COOKIE_VALUE.test(cookieValue)) return undefined;
+    return this.store.findLive(hash(cookieValue));
+  }
+
+  /** Ends a sign-in (logout); `userId` restricts it to that user's. */
+  end(sessionId: string, reason: string, userId?: string): Promise<boolean> {
+    return this.store.end(sessionId, reason, userId);
+  }
+
+  /** A user's live sign-ins, the newest first. */
+  list(userId: string): Promise<BrowserSessionRow[]> {
+    return this.store.live(userId);
   }
 }

@@ -34,12 +34,20 @@ export function hashSecret(secret: string): string {
   return createHash("sha256").update(secret).digest("hex");
 }
 
-/** Constant-time comparison of a presented secret with the stored hash. */
-export function secretMatches(client: Client, presented: string): boolean {
+/**
+ * Constant-time comparison of a presented secret with the stored hash — and, through a rotation's
+ * grace period, with the previous one (both compared every time, so timing tells nothing).
+ */
+export function secretMatches(client: Client, presented: string, now = Date.now()): boolean {
   if (!client.secretHash) return false;
-  const expected = Buffer.from(client.secretHash, "hex");
   const actual = createHash("sha256").update(presented).digest();
-  return expected.length === actual.length && timingSafeEqual(expected, actual);
+  const equal = (hash: string) => {
+    const expected = Buffer.from(hash, "hex");
+    return expected.length === actual.length && timingSafeEqual(expected, actual);
+  };
+  const current = equal(client.secretHash);
+  const previous = client.previousSecretHash !== null && equal(client.previousSecretHash);
+  return current || (previous && client.previousSecretExpiresAt !== null && client.previousSecretExpiresAt.getTime() > now);
 }
 
 const randomToken = (bytes: number) => randomBytes(bytes).toString("base64url");
@@ -55,12 +63,15 @@ export function newClientId(): string {
   }
 }
 
+/** A new client secret: 256 random bits, base64url (shown once, stored as its SHA-256). */
+export const newSecret = () => randomToken(32);
+
 export class Clients {
   constructor(private readonly store: ClientStore) {}
 
   async create(input: NewClient): Promise<CreatedClient> {
     const confidential = input.type === "confidential";
-    const secret = confidential ? randomToken(32) : undefined; // 256 bits
+    const secret = confidential ? newSecret() : undefined;
     const defaultGrants = confidential ? ["client_credentials"] : ["authorization_code", "refresh_token"];
     const grantTypes = input.grantTypes?.length ? input.grantTypes : defaultGrants;
     const client = await this.store.insert({

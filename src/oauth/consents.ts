@@ -48,6 +48,6 @@ export class Consents {
   async withdraw(userId: string, clientId: string): Promise<number> {
     await this.store.forget(userId, clientId);
     await this.grants.expireUnredeemedCodes(userId, clientId);
-    return this.sessions.revoke({ clientId, userId }, "revoked_by_user");
+    return this.sessions.revoke({ clientId, userId }, "consent_withdrawn");
   }
 }

@@ -1,13 +1,14 @@
-// Dynamic client registration (RFC 7591): validates client metadata, creates the client, and
-// describes it in the registration response (RFC 7591 §3.2.1).
+// Client metadata (RFC 7591): the one validation path for every way a client is made or changed —
+// dynamic registration, the admin API and the CLI (through the admin API) — the client created
+// from it, and the registration response (RFC 7591 §3.2.1).
 import { createHash, timingSafeEqual } from "node:crypto";
 import { TypeCompiler } from "@sinclair/typebox/compiler";
 import { t } from "elysia";
 import type { Config } from "../config.ts";
 import { OAuthError } from "../errors.ts";
-import type { Client, Clients, TokenEndpointAuthMethod } from "./clients.ts";
+import type { Client, Clients, NewClient, TokenEndpointAuthMethod } from "./clients.ts";
 import { SUPPORTED_GRANT_TYPES } from "./grants/index.ts";
-import { parseScope } from "./scopes.ts";
+import { ADMIN_SCOPE, parseScope } from "./scopes.ts";
 
 export const TOKEN_ENDPOINT_AUTH_METHODS: readonly TokenEndpointAuthMethod[] = ["client_secret_basic", "client_secret_post", "none"];
 export const RESPONSE_TYPES: readonly string[] = ["code"];
@@ -32,6 +33,15 @@ const metadataSchema = t.Object({
   software_version: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
 });
 const checkMetadata = TypeCompiler.Compile(metadataSchema);
+
+/** What only an operator may set (the admin API); open registration ignores these fields. */
+export const operatorMetadataSchema = t.Object({
+  access_token_ttl: t.Optional(t.Union([t.Integer({ minimum: 1, maximum: 365 * 24 * 3600 }), t.Null()])),
+  refresh_token_ttl: t.Optional(t.Union([t.Integer({ minimum: 1, maximum: 365 * 24 * 3600 }), t.Null()])),
+  /** The resource (RFC 8707) this client serves: it may introspect tokens whose `aud` holds it. */
+  resource_server: t.Optional(t.Union([uri, t.Null()])),
+});
+const checkOperatorMetadata = TypeCompiler.Compile(operatorMetadataSchema);
 
 /** Optional human-facing metadata kept in clients.metadata and echoed back. */
 const EXTRA_FIELDS = ["client_uri", "logo_uri", "tos_uri", "policy_uri", "contacts", "software_id", "software_version"] as const;
@@ -76,15 +86,23 @@ export interface RegisteredMetadata {
   contacts?: string[];
   software_id?: string;
   software_version?: string;
+  /** Operator-only (the admin API): null means the server default / none. */
+  access_token_ttl?: number | null;
+  refresh_token_ttl?: number | null;
+  resource_server?: string | null;
+}
+
+export interface MetadataOptions {
+  /** The admin API: operator-only fields are read, and the admin scope may be registered. */
+  operator?: boolean;
 }
 
 /** Validates RFC 7591 metadata: invalid_client_metadata / invalid_redirect_uri on any fault. */
-export function validateMetadata(input: unknown, config: Pick<Config, "scopes">): RegisteredMetadata {
+export function validateMetadata(input: unknown, config: Pick<Config, "scopes">, options: MetadataOptions = {}): RegisteredMetadata {
   if (typeof input !== "object" || input === null || Array.isArray(input)) throw invalid("the body must be a JSON object");
-  if (!checkMetadata.Check(input)) {
-    const field = checkMetadata.Errors(input).First()?.path.replace(/^\//, "").split("/")[0];
-    throw invalid(`invalid value for ${field || "a field"}`);
-  }
+  const fieldOf = (errors: ReturnType<typeof checkMetadata.Errors>) => errors.First()?.path.replace(/^\//, "").split("/")[0] || "a field";
+  if (!checkMetadata.Check(input)) throw invalid(`invalid value for ${fieldOf(checkMetadata.Errors(input))}`);
+  if (options.operator && !checkOperatorMetadata.Check(input)) throw invalid(`invalid value for ${fieldOf(checkOperatorMetadata.Errors(input))}`);
   const method = (input.token_endpoint_auth_method ?? "client_secret_basic") as TokenEndpointAuthMethod;
   if (!TOKEN_ENDPOINT_AUTH_METHODS.includes(method)) {
     throw invalid(`token_endpoint_auth_method must be one of ${TOKEN_ENDPOINT_AUTH_METHODS.join(", ")}`);
@@ -122,7 +140,19 @@ export function validateMetadata(input: unknown, config: Pick<Config, "scopes">)
   // RFC 7591 §2: omitted scope → a default set; here, every scope the server offers.
   const scopes = input.scope === undefined ? [...config.scopes] : parseScope(input.scope);
   for (const scope of scopes) {
+    if (scope === ADMIN_SCOPE && options.operator) {
+      if (!grantTypes.includes("client_credentials")) throw invalid(`scope "${ADMIN_SCOPE}" is for a client_credentials client`);
+      continue;
+    }
     if (!config.scopes.includes(scope)) throw invalid(`scope "${scope.slice(0, 64)}" is not supported`);
+  }
+  const operator = options.operator ? (input as { access_token_ttl?: number | null; refresh_token_ttl?: number | null; resource_server?: string | null }) : {};
+  if (operator.resource_server) {
+    const url = parseUrl(operator.resource_server);
+    // RFC 8707 §2: a resource is an absolute URI without a fragment.
+    if (!url || url.hash || operator.resource_server.includes("#") || (url.protocol !== "https:" && url.protocol !== "http:")) {
+      throw invalid("resource_server must be an absolute http or https URI without a fragment");
+    }
   }
 
   const metadata: RegisteredMetadata = {
@@ -136,6 +166,45 @@ export function validateMetadata(input: unknown, config: Pick<Config, "scopes">)
   for (const field of EXTRA_FIELDS) {
     if (input[field] !== undefined) Object.assign(metadata, { [field]: input[field] });
   }
+  for (const field of ["access_token_ttl", "refresh_token_ttl", "resource_server"] as const) {
+    if (operator[field] !== undefined) Object.assign(metadata, { [field]: operator[field] });
+  }
+  return metadata;
+}
+
+/** The columns of a client made or changed from validated metadata. */
+export function clientFields(metadata: RegisteredMetadata): Omit<NewClient, "type"> & { type: "public" | "confidential" } {
+  return {
+    name: metadata.client_name ?? "",
+    type: metadata.token_endpoint_auth_method === "none" ? "public" : "confidential",
+    tokenEndpointAuthMethod: metadata.token_endpoint_auth_method,
+    redirectUris: metadata.redirect_uris,
+    grantTypes: metadata.grant_types,
+    responseTypes: metadata.response_types,
+    scope: metadata.scope,
+    accessTokenTtl: metadata.access_token_ttl ?? null,
+    refreshTokenTtl: metadata.refresh_token_ttl ?? null,
+    resourceServer: metadata.resource_server ?? null,
+    metadata: Object.fromEntries(EXTRA_FIELDS.filter((f) => metadata[f] !== undefined).map((f) => [f, metadata[f]])),
+  };
+}
+
+/** A client's registration as RFC 7591 metadata (what an update starts from). */
+export function metadataOf(client: Client): RegisteredMetadata {
+  const metadata: RegisteredMetadata = {
+    redirect_uris: client.redirectUris,
+    token_endpoint_auth_method: client.tokenEndpointAuthMethod as TokenEndpointAuthMethod,
+    grant_types: client.grantTypes,
+    response_types: client.responseTypes,
+    scope: client.scope,
+    access_token_ttl: client.accessTokenTtl,
+    refresh_token_ttl: client.refreshTokenTtl,
+    resource_server: client.resourceServer,
+  };
+  if (client.name !== "") metadata.client_name = client.name;
+  for (const field of EXTRA_FIELDS) {
+    if (client.metadata[field] !== undefined) Object.assign(metadata, { [field]: client.metadata[field] });
+  }
   return metadata;
 }
 
@@ -146,19 +215,14 @@ export interface RegistrationResult {
 }
 
 /** Validates the metadata and creates the client (confidential unless the method is `none`). */
-export async function registerClient(clients: Clients, config: Pick<Config, "scopes">, input: unknown): Promise<RegistrationResult> {
-  const metadata = validateMetadata(input, config);
-  const extras = Object.fromEntries(EXTRA_FIELDS.filter((f) => metadata[f] !== undefined).map((f) => [f, metadata[f]]));
-  const { client, secret } = await clients.create({
-    name: metadata.client_name ?? "",
-    type: metadata.token_endpoint_auth_method === "none" ? "public" : "confidential",
-    tokenEndpointAuthMethod: metadata.token_endpoint_auth_method,
-    redirectUris: metadata.redirect_uris,
-    grantTypes: metadata.grant_types,
-    responseTypes: metadata.response_types,
-    scope: metadata.scope,
-    metadata: extras,
-  });
+export async function registerClient(
+  clients: Clients,
+  config: Pick<Config, "scopes">,
+  input: unknown,
+  options: MetadataOptions = {},
+): Promise<RegistrationResult> {
+  const metadata = validateMetadata(input, config, options);
+  const { client, secret } = await clients.create(clientFields(metadata));
   return { client, secret, metadata };
 }
 

@@ -9,6 +9,8 @@ import { errorForLog } from "../log.ts";
 export const REVOCATION_CHANNEL = "ta_revocations";
 /** Payloads on the channel that announce no revocation (introspection-cache heartbeats). */
 export const HEARTBEAT_PREFIX = "heartbeat:";
+/** Payloads that say a cached thing changed: `invalidate:client:<client_id>`, `invalidate:keys`. */
+export const INVALIDATE_PREFIX = "invalidate:";
 
 export class RevocationNotifier {
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -31,6 +33,17 @@ export class RevocationNotifier {
         this.log.warn("revocation.notify_failed", { error: errorForLog(error) });
       });
     }, this.delayMs);
+  }
+
+  /**
+   * Tells every instance (and the CLI's changes made straight on PostgreSQL) that a cached
+   * client or the signing keys changed, so no instance serves the old one until its TTL.
+   */
+  async invalidate(what: { client: string } | "keys"): Promise<void> {
+    const payload = what === "keys" ? `${INVALIDATE_PREFIX}keys` : `${INVALIDATE_PREFIX}client:${what.client}`;
+    await this.database.notify(REVOCATION_CHANNEL, payload).catch((error) => {
+      this.log.warn("cache.invalidate_failed", { error: errorForLog(error) });
+    });
   }
 
   /** In-process subscribers (this instance's feed) are told at once, without a round trip. */

@@ -2,6 +2,12 @@
 // server knows and what was granted. A scope is never widened.
 import { OAuthError } from "../errors.ts";
 
+/**
+ * The scope of the admin API's bearer tokens (client_credentials only). No server scope list
+ * (TA_SCOPES) holds it: only an operator can give it to a client (src/oauth/registration.ts).
+ */
+export const ADMIN_SCOPE = "ta:admin";
+
 /** RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ) */
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
 

@@ -117,6 +117,8 @@ ${signedIn(view.user, view.returnTo)}`,
 export interface SessionsView {
   user: SignedInAs;
   clients: AuthorizedClient[];
+  /** The user's signed-in browsers (none with a trusted proxy header). */
+  browsers: Array<{ id: string; userAgent: string | null; createdAt: Date; lastSeenAt: Date; current: boolean }>;
   notice?: string;
 }
 
@@ -145,6 +147,23 @@ ${hiddenFields([["csrf_token", view.user.csrfToken], ["client_id", client.client
 </form>
 </li>`,
     )}</ul>`}
+${view.user.canSignOut
+  ? html`<h2 id="browsers-title">Where you are signed in</h2>
+<ul class="grants" aria-labelledby="browsers-title">${view.browsers.map(
+      (browser) => html`<li>
+<dl>
+<dt>Browser</dt><dd>${browser.userAgent ?? "unknown"}${browser.current ? " (this browser)" : ""}</dd>
+<dt>Signed in</dt><dd><time datetime="${browser.createdAt.toISOString()}">${dateFormat.format(browser.createdAt)} UTC</time></dd>
+<dt>Last seen</dt><dd><time datetime="${browser.lastSeenAt.toISOString()}">${dateFormat.format(browser.lastSeenAt)} UTC</time></dd>
+</dl>
+</li>`,
+    )}</ul>
+<form method="post" action="/account/sign-out-everywhere">
+${hiddenFields([["csrf_token", view.user.csrfToken]])}
+<button type="submit" class="danger">Sign out everywhere</button>
+</form>
+<p class="note">Signing out everywhere ends every sign-in above and every application's access to your account at once.</p>`
+  : ""}
 ${signedIn(view.user, "/account/sessions")}`,
     { wide: true },
   );

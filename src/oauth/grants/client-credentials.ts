@@ -3,7 +3,7 @@
 import { t } from "elysia";
 import { OAuthError } from "../../errors.ts";
 import { narrowAudience } from "../resources.ts";
-import { narrowScope } from "../scopes.ts";
+import { ADMIN_SCOPE, narrowScope } from "../scopes.ts";
 import { defineGrant } from "./grant.ts";
 import { resourceParam, scopeParam } from "./params.ts";
 
@@ -14,7 +14,8 @@ export const clientCredentialsGrant = defineGrant({
     const { config } = services;
     // RFC 6749 §4.4: "The client credentials grant type MUST only be used by confidential clients."
     if (client.type !== "confidential") throw OAuthError.unauthorizedClient("client_credentials requires a confidential client");
-    const scope = narrowScope(params.scope, client.scope, config.scopes);
+    // The admin scope is known to this grant only: an operator gives it to a client (registration.ts).
+    const scope = narrowScope(params.scope, client.scope, [...config.scopes, ADMIN_SCOPE]);
     const audience = params.resource === undefined ? [config.defaultAudience] : narrowAudience(params.resource, audiencesOf(config));
     // RFC 6749 §4.4.3: "A refresh token SHOULD NOT be included."
     return services.sessions.mint({ client, subject: client.clientId, scope, audience, withRefreshToken: false });

@@ -1,0 +1,334 @@
+// The admin API under /admin/v1: clients, users, sessions, browser sessions and signing keys of
+// a running server, as JSON. Who may call it: a request that came through the admin socket (a
+// Unix domain socket of mode 0600 — its file permissions are the credential) or from the CLI in
+// process; or, when TA_ADMIN_REMOTE is on, a bearer token this server issued (client_credentials)
+// with the `ta:admin` scope (RFC 6750: 401 without a valid one, 403 without the scope). Every
+// action is audit-logged: who, what, on what — never a secret.
+import { Elysia, t } from "elysia";
+import type { Client } from "../../db/schema.ts";
+import type { FamilyRow } from "../../db/stores/sessions.ts";
+import type { User } from "../../db/stores/users.ts";
+import type { Config } from "../config.ts";
+import { OAuthError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { Administration, Page } from "../oauth/admin.ts";
+import type { BrowserSessionRow } from "../oauth/browser-sessions.ts";
+import { metadataOf, operatorMetadataSchema } from "../oauth/registration.ts";
+import { ADMIN_SCOPE } from "../oauth/scopes.ts";
+import type { TokenPipeline } from "../oauth/token-pipeline.ts";
+import { jsonResponse } from "./responses.ts";
+
+export const ADMIN_PREFIX = "/admin/v1";
+const REALM = 'Bearer realm="token-authority-admin"';
+
+export interface AdminHttpDeps {
+  config: Pick<Config, "adminRemote">;
+  log: Logger;
+  admin: Administration;
+  pipeline: TokenPipeline;
+  /** Requests that came through the admin socket, or from the CLI in process. */
+  localAdmin: WeakSet<Request>;
+}
+
+const iso = (at: Date | null) => (at === null ? null : at.toISOString());
+
+export function describeClient(client: Client) {
+  return {
+    client_id: client.clientId,
+    client_type: client.type,
+    ...metadataOf(client),
+    created_at: client.createdAt.toISOString(),
+    updated_at: client.updatedAt.toISOString(),
+    secret_rotation_grace_until: iso(client.previousSecretExpiresAt),
+  };
+}
+
+export function describeUser(user: User) {
+  return {
+    id: user.id,
+    username: user.username,
+    disabled: user.disabledAt !== null,
+    disabled_at: iso(user.disabledAt),
+    created_at: user.createdAt.toISOString(),
+    updated_at: user.updatedAt.toISOString(),
+  };
+}
+
+function describeFamily(row: FamilyRow) {
+  return {
+    family_id: row.familyId,
+    session_id: row.sessionId,
+    grant_id: row.grantId,
+    client_id: row.clientId,
+    subject: row.subject,
+    status: row.status,
+    scope: row.scope,
+    created_at: row.createdAt.toISOString(),
+    last_refresh_at: iso(row.lastRefreshAt),
+    revoked_at: iso(row.revokedAt),
+    revocation_reason: row.revocationReason,
+  };
+}
+
+function describeBrowserSession(session: BrowserSessionRow) {
+  return {
+    id: session.id,
+    user_id: session.userId,
+    user_agent: session.userAgent,
+    created_at: session.createdAt.toISOString(),
+    last_seen_at: session.lastSeenAt.toISOString(),
+    expires_at: session.expiresAt.toISOString(),
+  };
+}
+
+const page = <T, R>(result: Page<T>, describe: (item: T) => R) => ({ items: result.items.map(describe), next_cursor: result.nextCursor });
+
+const pageQuery = {
+  limit: t.Optional(t.Integer({ minimum: 1, maximum: 500 })),
+  cursor: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+};
+const pageOf = (query: { limit?: number; cursor?: string }) => ({ limit: query.limit ?? 100, cursor: query.cursor });
+
+/** A client id or username in a path: what the server issues, bounded. */
+const ref = t.String({ minLength: 1, maxLength: 256 });
+
+/** RFC 7591 client metadata and the operator's fields; validated further by the one metadata path. */
+const clientMetadata = t.Composite([
+  t.Object({
+    client_name: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+    redirect_uris: t.Optional(t.Array(t.String({ minLength: 1, maxLength: 2048 }), { maxItems: 20 })),
+    grant_types: t.Optional(t.Array(t.String({ maxLength: 64 }), { maxItems: 10 })),
+    response_types: t.Optional(t.Array(t.String({ maxLength: 64 }), { maxItems: 10 })),
+    token_endpoint_auth_method: t.Optional(t.String({ maxLength: 64 })),
+    scope: t.Optional(t.String({ maxLength: 1024 })),
+    client_uri: t.Optional(t.String({ minLength: 1, maxLength: 2048 })),
+    logo_uri: t.Optional(t.String({ minLength: 1, maxLength: 2048 })),
+    tos_uri: t.Optional(t.String({ minLength: 1, maxLength: 2048 })),
+    policy_uri: t.Optional(t.String({ minLength: 1, maxLength: 2048 })),
+    contacts: t.Optional(t.Array(t.String({ minLength: 1, maxLength: 254 }), { maxItems: 10 })),
+    software_id: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+    software_version: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+  }),
+  operatorMetadataSchema,
+]);
+
+const password = t.String({ minLength: 1, maxLength: 1024 });
+
+/** Who is calling: `local` (the socket, the CLI), or the admin client of a bearer token. */
+type Actor = string;
+
+export function adminEndpoints({ config, log, admin, pipeline, localAdmin }: AdminHttpDeps) {
+  /** RFC 6750 §3: who may call, decided before anything is read of the request's body. */
+  async function actorOf(request: Request): Promise<Actor> {
+    if (localAdmin.has(request)) return "local";
+    if (!config.adminRemote) throw new OAuthError("not_found", "no such endpoint");
+    const match = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(request.headers.get("authorization") ?? "");
+    if (!match) throw new OAuthError("invalid_token", "an admin bearer token is required", { "WWW-Authenticate": REALM });
+    const recognized = await pipeline.verify(match[1]!, "access_token");
+    if (!recognized.ok) {
+      throw new OAuthError("invalid_token", "the token is not valid", { "WWW-Authenticate": `${REALM}, error="invalid_token"` });
+    }
+    if (!recognized.claims.scope.split(" ").includes(ADMIN_SCOPE)) {
+      throw new OAuthError("insufficient_scope", `the token lacks the ${ADMIN_SCOPE} scope`, {
+        "WWW-Authenticate": `${REALM}, error="insufficient_scope", scope="${ADMIN_SCOPE}"`,
+      });
+    }
+    return `client:${recognized.claims.client_id}`;
+  }
+
+  /** Runs an admin action, logs it (actor, action, target), answers JSON. */
+  const act = async (actor: Actor, action: string, target: string | null, work: () => Promise<unknown>, status = 200) => {
+    const body = await work();
+    log.info("admin.action", { actor, action, target });
+    return jsonResponse(body, status);
+  };
+
+  const detail = (summary: string) => ({ detail: { summary, tags: ["admin"] } });
+  // Authentication comes first, before the body is parsed or validated: an unauthenticated
+  // caller learns nothing from the API's validation errors.
+  const actors = new WeakMap<Request, Actor>();
+
+  return new Elysia({ name: "admin", prefix: ADMIN_PREFIX })
+    .onRequest(async ({ request }) => {
+      if (!new URL(request.url).pathname.startsWith(`${ADMIN_PREFIX}/`)) return;
+      actors.set(request, await actorOf(request));
+    })
+    .resolve(({ request }) => {
+      const actor = actors.get(request);
+      if (actor === undefined) throw new OAuthError("not_found", "no such endpoint");
+      return { actor };
+    })
+    // ---- clients
+    .get("/clients", ({ actor, query }) => act(actor, "clients.list", null, async () => page(await admin.listClients(pageOf(query)), describeClient)), {
+      query: t.Object(pageQuery),
+      ...detail("List clients, the newest first (paged)"),
+    })
+    .post(
+      "/clients",
+      ({ actor, body }) =>
+        act(actor, "clients.create", null, async () => {
+          const { client, secret } = await admin.createClient(body);
+          return { ...describeClient(client), ...(secret ? { client_secret: secret } : {}) };
+        }, 201),
+      { body: clientMetadata, ...detail("Register a client (RFC 7591 metadata and the operator's fields); the secret is shown only here") },
+    )
+    .get("/clients/:client_id", ({ actor, params }) => act(actor, "clients.get", params.client_id, async () => describeClient(await admin.client(params.client_id))), {
+      params: t.Object({ client_id: ref }),
+      ...detail("A client"),
+    })
+    .patch(
+      "/clients/:client_id",
+      ({ actor, params, body }) =>
+        act(actor, "clients.update", params.client_id, async () => describeClient(await admin.updateClient(params.client_id, body))),
+      {
+        params: t.Object({ client_id: ref }),
+        body: t.Partial(clientMetadata),
+        ...detail("Change a client's metadata: what is given replaces what was registered, and the whole is validated as registration is"),
+      },
+    )
+    .delete("/clients/:client_id", ({ actor, params }) => act(actor, "clients.delete", params.client_id, async () => ({ sessions_revoked: await admin.deleteClient(params.client_id) })), {
+      params: t.Object({ client_id: ref }),
+      ...detail("Revoke every session of a client and delete it"),
+    })
+    .post(
+      "/clients/:client_id/secret",
+      ({ actor, params, body }) =>
+        act(actor, "clients.rotate_secret", params.client_id, async () => {
+          const { secret, revoked } = await admin.rotateClientSecret(params.client_id, {
+            graceSeconds: body?.grace_seconds ?? 0,
+            revokeTokens: body?.revoke_tokens ?? false,
+          });
+          return { client_id: params.client_id, client_secret: secret, sessions_revoked: revoked };
+        }),
+      {
+        params: t.Object({ client_id: ref }),
+        body: t.Optional(
+          t.Object({
+            /** Seconds the previous secret is still accepted (0: refused at once). */
+            grace_seconds: t.Optional(t.Integer({ minimum: 0, maximum: 30 * 24 * 3600 })),
+            revoke_tokens: t.Optional(t.Boolean()),
+          }),
+        ),
+        ...detail("Give a client a new secret (shown only here); the old one refused at once or after a grace period"),
+      },
+    )
+    // ---- users
+    .get("/users", ({ actor, query }) => act(actor, "users.list", null, async () => page(await admin.listUsers(pageOf(query)), describeUser)), {
+      query: t.Object(pageQuery),
+      ...detail("List users, the newest first (paged)"),
+    })
+    .post("/users", ({ actor, body }) => act(actor, "users.create", body.username, async () => describeUser(await admin.createUser(body.username, body.password)), 201), {
+      body: t.Object({ username: t.String({ minLength: 1, maxLength: 128 }), password }),
+      ...detail("Create a user"),
+    })
+    .get("/users/:user", ({ actor, params }) => act(actor, "users.get", params.user, async () => describeUser(await admin.user(params.user))), {
+      params: t.Object({ user: ref }),
+      ...detail("A user, by id or username"),
+    })
+    .post(
+      "/users/:user/disable",
+      ({ actor, params }) =>
+        act(actor, "users.disable", params.user, async () => {
+          const { user, ended } = await admin.disableUser(params.user);
+          return { ...describeUser(user), sessions_revoked: ended.revoked, browser_sessions_ended: ended.browserSessionsEnded };
+        }),
+      { params: t.Object({ user: ref }), ...detail("Disable a user: sign-in refused, every session ended") },
+    )
+    .post("/users/:user/enable", ({ actor, params }) => act(actor, "users.enable", params.user, async () => describeUser(await admin.enableUser(params.user))), {
+      params: t.Object({ user: ref }),
+      ...detail("Enable a user again"),
+    })
+    .delete(
+      "/users/:user",
+      ({ actor, params }) =>
+        act(actor, "users.delete", params.user, async () => {
+          const ended = await admin.deleteUser(params.user);
+          return { sessions_revoked: ended.revoked, browser_sessions_ended: ended.browserSessionsEnded };
+        }),
+      { params: t.Object({ user: ref }), ...detail("Revoke every session of a user and delete the user") },
+    )
+    .put(
+      "/users/:user/password",
+      ({ actor, params, body }) =>
+        act(actor, "users.set_password", params.user, async () => {
+          const ended = await admin.setPassword(params.user, body.password, { keepSessions: body.keep_sessions ?? false });
+          return { sessions_revoked: ended.revoked, browser_sessions_ended: ended.browserSessionsEnded };
+        }),
+      {
+        params: t.Object({ user: ref }),
+        body: t.Object({ password, keep_sessions: t.Optional(t.Boolean()) }),
+        ...detail("Set a user's password; their sessions end unless keep_sessions"),
+      },
+    )
+    .get(
+      "/users/:user/browser-sessions",
+      ({ actor, params }) =>
+        act(actor, "browser_sessions.list", params.user, async () => ({
+          items: (await admin.browserSessionsOf(await admin.user(params.user))).map(describeBrowserSession),
+        })),
+      { params: t.Object({ user: ref }), ...detail("A user's live browser sessions") },
+    )
+    .delete(
+      "/browser-sessions/:id",
+      ({ actor, params }) =>
+        act(actor, "browser_sessions.end", params.id, async () => {
+          await admin.endBrowserSession(params.id);
+          return { ended: true };
+        }),
+      { params: t.Object({ id: ref }), ...detail("End a browser session (its cookie stops working at once)") },
+    )
+    // ---- sessions (token families)
+    .get(
+      "/sessions",
+      ({ actor, query }) =>
+        act(actor, "sessions.list", query.user ?? query.client ?? null, async () =>
+          page(await admin.families({ user: query.user, client: query.client }, pageOf(query)), describeFamily)),
+      {
+        query: t.Object({ user: t.Optional(ref), client: t.Optional(ref), ...pageQuery }),
+        ...detail("Token families of a user or of a client, the newest first (paged)"),
+      },
+    )
+    .delete("/sessions/:session_id", ({ actor, params }) => act(actor, "sessions.revoke", params.session_id, async () => ({ revoked: await admin.revokeSession(params.session_id) })), {
+      params: t.Object({ session_id: ref }),
+      ...detail("Revoke a session and its family"),
+    })
+    .post(
+      "/sessions/revoke",
+      ({ actor, body }) =>
+        act(actor, "sessions.revoke_all", body.user ?? body.client ?? null, async () => ({ revoked: await admin.revokeSessions(body) })),
+      {
+        body: t.Object({ user: t.Optional(ref), client: t.Optional(ref) }),
+        ...detail("Revoke every live session of a user, of a client, or of a user for a client"),
+      },
+    )
+    // ---- signing keys
+    .get(
+      "/keys",
+      ({ actor }) =>
+        act(actor, "keys.list", null, async () => ({
+          items: (await admin.listKeys()).map((key) => ({
+            kid: key.kid,
+            alg: key.alg,
+            status: key.status,
+            created_at: key.createdAt.toISOString(),
+            retired_at: iso(key.retiredAt),
+            verify_until: iso(key.verifyUntil),
+          })),
+        })),
+      detail("Signing keys, the newest first"),
+    )
+    .post(
+      "/keys/rotate",
+      ({ actor }) =>
+        act(actor, "keys.rotate", null, async () => {
+          const { active, retired } = await admin.rotateKey();
+          return { active_kid: active, retired_kid: retired ?? null };
+        }),
+      detail("Make a new active signing key; the old one keeps verifying until its tokens expire"),
+    )
+    .post(
+      "/keys/:kid/revoke",
+      ({ actor, params }) => act(actor, "keys.revoke", params.kid, async () => ({ kid: params.kid, sessions_revoked: await admin.revokeKey(params.kid) })),
+      { params: t.Object({ kid: ref }), ...detail("Revoke a signing key: gone from the JWKS, every token it signed refused") },
+    );
+}
