@@ -115,6 +115,21 @@ export function introspect(t: TestApp, c: TestClient, token: string, hint?: stri
   return post(t, "/oauth/introspect", form, c.auth.headers);
 }
 
+/**
+ * A call of the admin API as the local operator (as through the admin socket, or the CLI in
+ * process); with `bearer`, as a remote caller with that token instead.
+ */
+export async function admin(t: TestApp, method: string, path: string, body?: unknown, bearer?: string): Promise<[Response, any]> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers["content-type"] = "application/json";
+  if (bearer !== undefined) headers.authorization = `Bearer ${bearer}`;
+  const req = new Request(`http://localhost/admin/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (bearer === undefined) t.services.localAdmin.add(req);
+  const res = await t.app.handle(req);
+  const text = await res.text();
+  return [res, text && res.headers.get("content-type")?.includes("json") ? JSON.parse(text) : text];
+}
+
 export function basic(clientId: string, secret: string): string {
   const encode = (s: string) => encodeURIComponent(s);
   return `Basic ${Buffer.from(`${encode(clientId)}:${encode(secret)}`).toString("base64")}`;
