@@ -17,6 +17,8 @@ export interface RevocationEventRow {
   live: boolean;
   /** Seconds since the row was written, by the database clock. */
   age: number;
+  /** Why the token ended (user_disabled, key_revoked, …); null for entries written before migration 0009. */
+  reason: string | null;
 }
 
 export class RevocationEventStore {
@@ -54,6 +56,7 @@ export class RevocationEventStore {
         revokedAt: sql<number>`floor(extract(epoch from ${revocationEvents.revokedAt}))::float8`.mapWith(Number),
         live: sql<boolean>`${revocationEvents.expiresAt} > now()`,
         age: sql<number>`extract(epoch from now() - ${revocationEvents.revokedAt})::float8`.mapWith(Number),
+        reason: revocationEvents.reason,
       })
       .from(revocationEvents)
       .where(where)

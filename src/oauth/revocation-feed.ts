@@ -30,6 +30,8 @@ export interface FeedEntry {
   exp: number;
   revoked_at: number;
   cursor: number;
+  /** Why it ended: revoked_by_client, refresh_token_reuse, user_disabled, key_revoked, signed_out, … */
+  reason: string | null;
 }
 
 export interface FeedPage {
@@ -137,7 +139,7 @@ export class RevocationFeed {
   private rows(rows: readonly RevocationEventRow[]): FeedRow[] {
     const now = Date.now();
     return rows.map((row) => ({
-      entry: { jti: row.jti, exp: row.exp, revoked_at: row.revokedAt, cursor: row.cursor },
+      entry: { jti: row.jti, exp: row.exp, revoked_at: row.revokedAt, cursor: row.cursor, reason: row.reason },
       kind: row.kind,
       live: row.live,
       settlesAt: now + (SETTLE_SECONDS - row.age) * 1000,
