@@ -17,6 +17,8 @@ export interface Metrics {
   readonly httpInFlight: Gauge;
   /** Revocation requests by outcome (RFC 7009 answers 200 for all but undecodable). */
   readonly revocations: Counter<"outcome">;
+  /** Token sessions revoked (each with its family), by reason: revoked_by_client, user_disabled, key_revoked, … */
+  readonly sessionsRevoked: Counter<"reason">;
   /** Refresh-token reuse detections (the token endpoint increments it). */
   readonly refreshReuse: Counter;
   readonly clientAuthFailures: Counter;
@@ -113,6 +115,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: "ta_revocations_total",
       help: "Revocation requests by outcome: revoked, already_revoked, unknown, other_client, undecodable",
       labelNames: ["outcome"],
+      registers,
+    }),
+    sessionsRevoked: new Counter({
+      name: "ta_sessions_revoked_total",
+      help: "Token sessions revoked, by reason (revoked_by_client, refresh_token_reuse, user_disabled, password_changed, client_deleted, key_revoked, signed_out, ...)",
+      labelNames: ["reason"],
       registers,
     }),
     refreshReuse: new Counter({

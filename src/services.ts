@@ -83,14 +83,14 @@ export async function createServices(deps: Deps): Promise<Services> {
   const pipeline = new TokenPipeline(tokens, stores.sessions, now);
   const notifier = new RevocationNotifier(database, log);
   const codes = new AuthorizationCodes(stores.sessions, keys, config.defaultAudience);
-  const sessions = new SessionService(stores.sessions, tokens, codes, config, now, notifier);
+  const sessions = new SessionService(stores.sessions, tokens, codes, config, now, notifier, metrics);
   const consents = new Consents(stores.consents, stores.sessions, sessions);
   const revocation = new RevocationService({ pipeline, store: stores.sessions, log, notifier, metrics });
   const introspectionCache =
     config.introspectionCacheTtl > 0 ? new IntrospectionCache(database, notifier, log, { ttlMs: config.introspectionCacheTtl * 1000 }) : undefined;
   const introspection = new IntrospectionService(pipeline, log, now, introspectionCache);
   const feed = new RevocationFeed(database, stores.revocationEvents, log, notifier);
-  const admin = new Administration({ config, stores, clients, sessions, browserSessions, keys, notifier });
+  const admin = new Administration({ config, stores, clients, sessions, browserSessions, keys, notifier, log });
   const invalidation = new InvalidationListener(database, { forgetClient: (id) => stores.clients.forget(id), reloadKeys: () => keys.reload() }, log);
   return {
     config, database, log, now, metrics, stores, keys, clients, accounts, browserSessions, clientAuthGuard, tokens, pipeline, codes,

@@ -179,6 +179,9 @@ describe.each(backends)("security events [%s]", (backend) => {
       const entries = await t.services.stores.revocationEvents.after(0, 10_000);
       const { jti } = decodeJwt(h.accessToken); // (its key may be gone: read it without one)
       expect(entries.find((entry) => entry.jti === jti)?.reason).toBe(event.reason);
+      // And the metrics count it by that reason.
+      const counted = (await t.services.metrics.sessionsRevoked.get()).values.find((value) => value.labels.reason === event.reason);
+      expect(counted?.value ?? 0).toBeGreaterThan(0);
     }
   }, 30_000);
 });

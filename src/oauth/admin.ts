@@ -8,6 +8,7 @@ import type { Stores } from "../../db/stores/index.ts";
 import type { EndedSessions } from "../../db/stores/lifecycle.ts";
 import type { User } from "../../db/stores/users.ts";
 import type { Config } from "../config.ts";
+import type { Logger } from "../log.ts";
 import { OAuthError } from "../errors.ts";
 import type { BrowserSessionRow, BrowserSessions } from "./browser-sessions.ts";
 import type { Clients } from "./clients.ts";
@@ -70,6 +71,7 @@ export interface AdminDeps {
   browserSessions: BrowserSessions;
   keys: KeyStore;
   notifier: RevocationNotifier;
+  log: Logger;
 }
 
 export class Administration {
@@ -124,7 +126,7 @@ export class Administration {
     const revoked = await this.deps.stores.lifecycle.deleteClient(clientId);
     if (revoked === undefined) throw new OAuthError("not_found", "no such client");
     this.deps.stores.clients.forget(clientId);
-    if (revoked > 0) this.deps.notifier.committed();
+    this.ended({ revoked, browserSessionsEnded: 0 }, "client_deleted", { client_id: clientId });
     await this.deps.notifier.invalidate({ client: clientId });
     return revoked;
   }
@@ -140,7 +142,7 @@ export class Administration {
     const revoked = await this.deps.stores.lifecycle.rotateClientSecret(clientId, hashSecret(secret), options.graceSeconds, options.revokeTokens);
     if (revoked === undefined) throw new OAuthError("not_found", "no such client");
     this.deps.stores.clients.forget(clientId);
-    if (revoked > 0) this.deps.notifier.committed();
+    if (options.revokeTokens) this.ended({ revoked, browserSessionsEnded: 0 }, "secret_rotated", { client_id: clientId });
     await this.deps.notifier.invalidate({ client: clientId });
     return { secret, revoked };
   }
@@ -181,7 +183,7 @@ export class Administration {
     const user = await this.user(ref);
     const ended = await this.deps.stores.lifecycle.disableUser(user.id);
     if (!ended) throw new OAuthError("not_found", "no such user");
-    this.ended(ended);
+    this.ended(ended, "user_disabled", { user_id: user.id });
     return { user: await this.user(user.id), ended };
   }
 
@@ -194,7 +196,7 @@ export class Administration {
     const user = await this.user(ref);
     const ended = await this.deps.stores.lifecycle.deleteUser(user.id);
     if (!ended) throw new OAuthError("not_found", "no such user");
-    this.ended(ended);
+    this.ended(ended, "user_deleted", { user_id: user.id });
     return ended;
   }
 
@@ -204,14 +206,14 @@ export class Administration {
     const user = await this.user(ref);
     const ended = await this.deps.stores.lifecycle.setPassword(user.id, await Bun.password.hash(password), options);
     if (!ended) throw new OAuthError("not_found", "no such user");
-    this.ended(ended);
+    this.ended(ended, "password_changed", { user_id: user.id });
     return ended;
   }
 
   /** "Sign out everywhere": every browser session and token family of the user ends. */
   async signOutEverywhere(userId: string): Promise<EndedSessions> {
     const ended = await this.deps.stores.lifecycle.endUserSessions(userId, "signed_out");
-    this.ended(ended!);
+    this.ended(ended!, "signed_out", { user_id: userId });
     return ended!;
   }
 
@@ -275,13 +277,16 @@ export class Administration {
     if (result === "unknown") throw new OAuthError("not_found", "no such key (or revoked already)");
     if (result === "active") throw OAuthError.invalidRequest("this is the active signing key: rotate first, then revoke it");
     await this.deps.keys.reload();
-    if (result.revoked > 0) this.deps.notifier.committed();
+    this.ended({ revoked: result.revoked, browserSessionsEnded: 0 }, "key_revoked", { kid });
     await this.deps.notifier.invalidate("keys");
     return result.revoked;
   }
 
-  private ended(ended: EndedSessions): void {
+  /** After a security event: other instances told, the count kept, the event logged with its reason. */
+  private ended(ended: EndedSessions, reason: string, target: Record<string, string>): void {
     if (ended.revoked > 0) this.deps.notifier.committed();
+    this.deps.sessions.counted(reason, ended.revoked);
+    this.deps.log.info("security.sessions.ended", { reason, ...target, sessions_revoked: ended.revoked, browser_sessions_ended: ended.browserSessionsEnded });
   }
 }
 

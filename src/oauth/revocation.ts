@@ -23,7 +23,7 @@ export interface RevocationDeps {
   store: SessionStore;
   log: Logger;
   notifier?: RevocationNotifier;
-  metrics?: Pick<Metrics, "revocations">;
+  metrics?: Pick<Metrics, "revocations" | "sessionsRevoked">;
 }
 
 export class RevocationService {
@@ -58,6 +58,7 @@ export class RevocationService {
         return refuse(error);
       }
       if (result.outcome === "unknown" || result.outcome === "unverified") continue;
+      if (result.outcome === "revoked") metrics?.sessionsRevoked.inc({ reason: "revoked_by_client" }, result.revokedCount);
       if (result.outcome === "other_client") {
         log.warn("security.revocation.client_mismatch", { client_id: clientId, session_id: result.sessionId });
       } else {

@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import type { Client } from "../../db/schema.ts";
 import type { RedeemOutcome, RotateOutcome, SessionFilter, SessionStore } from "../../db/stores/sessions.ts";
 import type { AuthorizationCodes, CodeRedemption } from "./authorization-codes.ts";
+import type { Metrics } from "../metrics.ts";
 import type { RevocationNotifier } from "./revocation-notifier.ts";
 import type { TokenClaims, TokenService } from "./tokens.ts";
 import { tokenSha256 } from "./tokens.ts";
@@ -74,7 +75,13 @@ export class SessionService {
     private readonly defaults: SessionDefaults,
     private readonly now: () => number = Date.now,
     private readonly notifier?: RevocationNotifier,
+    private readonly metrics?: Pick<Metrics, "sessionsRevoked">,
   ) {}
+
+  /** Counts sessions revoked for a reason (the feed's entries carry it too). */
+  counted(reason: string, sessions: number): void {
+    if (sessions > 0) this.metrics?.sessionsRevoked.inc({ reason }, sessions);
+  }
 
   /** Creates a session row and signs its tokens (concurrent mints share one INSERT). */
   async mint(request: MintRequest): Promise<IssuedTokens> {
@@ -143,6 +150,7 @@ export class SessionService {
     });
     // Rotation retires the old access token, reuse revokes the family: both reach the feed.
     if (row.outcome === "rotated" || row.outcome === "replaced" || row.outcome === "reuse") this.notifier?.committed();
+    if (row.outcome === "reuse") this.counted("refresh_token_reuse", 1);
     if (row.outcome !== "rotated" && row.outcome !== "replaced") {
       return { outcome: row.outcome, sessionId: row.new_session_id };
     }
@@ -192,7 +200,10 @@ export class SessionService {
       refresh_sha256: signedBefore?.refreshToken ? tokenSha256(signedBefore.refreshToken) : null,
       signing_kid: signedBefore?.kid ?? this.tokens.signingKid(),
     });
-    if (row.outcome === "reuse" && row.revoked_count > 0) this.notifier?.committed();
+    if (row.outcome === "reuse" && row.revoked_count > 0) {
+      this.notifier?.committed();
+      this.counted("authorization_code_reuse", Number(row.revoked_count));
+    }
     if (row.outcome !== "redeemed") return { outcome: row.outcome, grantId: row.grant_id, revokedCount: Number(row.revoked_count) };
     const scope = row.scope!;
     const { accessToken, refreshToken } =
@@ -209,6 +220,7 @@ export class SessionService {
   async revoke(filter: SessionFilter, reason: string): Promise<number> {
     const count = await this.store.revokeSessions(filter, reason);
     if (count > 0) this.notifier?.committed();
+    this.counted(reason, count);
     return count;
   }
 
