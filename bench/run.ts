@@ -36,6 +36,8 @@ const PGBENCH_SECONDS = Number(process.env.BENCH_PGBENCH_SECONDS ?? 5);
 const DELAY_COUNT = Number(process.env.BENCH_DELAY_COUNT ?? 200);
 const PROFILE_DIR = process.env.BENCH_PROFILE ? resolve(process.env.BENCH_PROFILE) : undefined;
 const REDIRECT_URI = "http://127.0.0.1/callback";
+/** Live token families of the user the operator phase disables. */
+const DISABLE_FAMILIES = 10_000;
 
 const round2 = (x: number) => Math.round(x * 100) / 100;
 const mb = (mib: number) => Math.round(mib * 1.048576 * 10) / 10;
@@ -318,6 +320,69 @@ async function roundTrips(env: Record<string, string>, cwd: string, auth: string
   return phases;
 }
 
+/**
+ * Operating the running server through its admin socket: disabling a user who holds
+ * DISABLE_FAMILIES live token families (one transaction: every session it revoked carries the
+ * same revoked_at, the transaction's now()), and what an admin call through the socket adds to a
+ * CLI command's wall time (`clients list --limit 1` against `version`, which calls nothing).
+ */
+async function operatorPhase(sql: postgres.Sql, cwd: string, env: Record<string, string>, clientId: string) {
+  const socket = join(cwd, "data", "admin.sock");
+  const call = async (method: string, path: string, body?: unknown) => {
+    const response = await fetch(`http://localhost/admin/v1${path}`, {
+      method,
+      unix: socket,
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (!response.ok) throw new Error(`${method} ${path}: ${response.status} ${await response.text()}`);
+    return response.json() as Promise<Record<string, unknown>>;
+  };
+  const user = await call("POST", "/users", { username: "bench-disabled", password: "bench-password" });
+  await sql`
+    with g as (
+      insert into authorization_grants (code_hash, client_id, user_id, scope, expires_at, redeemed_at)
+      select 'bench-disable-' || i, ${clientId}, ${user.id as string}, 'read', now() + interval '1 hour', now()
+        from generate_series(1, ${DISABLE_FAMILIES}) i
+      returning id)
+    insert into sessions (grant_id, client_id, subject, scope, audience, access_token_jti, refresh_token_jti, access_expires_at, refresh_expires_at)
+    select g.id, ${clientId}, ${user.id as string}, 'read', '{}', 'bench-disable-a-' || g.id, 'bench-disable-r-' || g.id,
+           now() + interval '1 hour', now() + interval '1 day'
+      from g`;
+  await sql`analyze sessions`;
+  const began = performance.now();
+  const disabled = await call("POST", `/users/${user.id as string}/disable`);
+  const disableMs = round2(performance.now() - began);
+  const [after] = await sql`
+    select count(*) filter (where status = 'created')::int as live, count(distinct revoked_at)::int as commits,
+           count(*) filter (where status = 'revoked')::int as revoked
+      from sessions where subject = ${user.id as string}`;
+  const [events] = await sql`select count(*)::int as n from revocation_events e join sessions s on s.id = e.session_id where s.subject = ${user.id as string}`;
+  if (after!.live !== 0 || after!.revoked !== DISABLE_FAMILIES) throw new Error(`disable left ${after!.live} live sessions, revoked ${after!.revoked}`);
+
+  const wall = async (args: string[]) => {
+    const times: number[] = [];
+    for (let i = 0; i < 15; i++) {
+      const started = performance.now();
+      await sh([BINARY, ...args], { env, cwd });
+      times.push(performance.now() - started);
+    }
+    return round2(times.sort((a, b) => a - b)[7]!);
+  };
+  const version = await wall(["version"]);
+  const listed = await wall(["clients", "list", "--limit", "1"]);
+  return {
+    disable: {
+      families: DISABLE_FAMILIES,
+      ms: disableMs,
+      sessions_revoked: disabled.sessions_revoked,
+      revoked_at_values: after!.commits,
+      feed_entries: events!.n,
+    },
+    cli_ms: { version_median: version, clients_list_median: listed, admin_call_adds: round2(listed - version) },
+  };
+}
+
 async function main() {
   const began = performance.now();
   console.log(`load average ${loadAverage()}; building the executable…`);
@@ -473,6 +538,9 @@ async function main() {
   const [dbRevoked] = await sql`select count(*)::int as n from sessions where status = 'revoked'`;
   const peakRss = peakRssMiB(server.pid);
   const afterLoadRss = rssMiB(server.pid);
+
+  console.log("operating the running server…");
+  const operating = await operatorPhase(sql, cwd, env, client.client_id);
   await server.stop();
 
   console.log("round trips on the wire…");
@@ -528,6 +596,16 @@ async function main() {
       `${results["code exchange c=32"]!.rps} req/s = ${round2(results["code exchange c=32"]!.rps / results["refresh c=32"]!.rps)}× refresh (${results["refresh c=32"]!.rps} req/s); ${wire["code exchange"]!.per_request} round trips on the wire`,
       (results["code exchange c=32"]!.rps >= 3200 || results["code exchange c=32"]!.rps >= 0.8 * results["refresh c=32"]!.rps) && wire["code exchange"]!.per_request <= 1.01,
     ),
+    target(
+      `disabling a user with ${DISABLE_FAMILIES} live families: one transaction, < 1 s, every family dead`,
+      `${operating.disable.ms} ms, ${operating.disable.sessions_revoked} sessions revoked at ${operating.disable.revoked_at_values} instant(s), ${operating.disable.feed_entries} feed entries`,
+      operating.disable.ms < 1000 && operating.disable.revoked_at_values === 1 && operating.disable.sessions_revoked === DISABLE_FAMILIES,
+    ),
+    target(
+      "an admin call through the socket adds < 5 ms to a CLI command",
+      `${operating.cli_ms.admin_call_adds} ms (clients list ${operating.cli_ms.clients_list_median} ms against version ${operating.cli_ms.version_median} ms, medians of 15)`,
+      operating.cli_ms.admin_call_adds < 5,
+    ),
     target("cold start < 150 ms on PostgreSQL", `${coldPostgres.median_ms} ms (median of ${coldPostgres.runs.length})`, coldPostgres.median_ms < 150),
     target("idle RSS < 100 MB on PostgreSQL", `${mb(idleRss)} MB`, mb(idleRss) < 100),
     target("no drop > 10 % from round 1 to the last on one process", `${roundDrop} %`, roundDrop <= 10),
@@ -569,6 +647,7 @@ async function main() {
     wire_round_trips: wire,
     proof: { revoked_sample_checked: sample.length, revoked_sample_still_active: stillActive, revoked_sessions_in_db: dbRevoked!.n, live_introspected_inactive: introspectedInactive },
     revocation_delay_ms: delay.delay_ms,
+    operating,
     targets,
   };
   mkdirSync(join(ROOT, "bench", "results"), { recursive: true });
@@ -639,6 +718,7 @@ function markdown(s: any): string {
     `Cold start to the first served request: PostgreSQL ${s.cold_start.postgres.median_ms} ms (median; ${s.cold_start.postgres.in_process_median_ms} ms of it inside the server), PGlite ${s.cold_start.pglite.median_ms} ms (${s.cold_start.pglite.in_process_median_ms} ms inside).`,
     `RSS on PostgreSQL: idle ${s.rss_mb.idle} MB, after the load ${s.rss_mb.after_load} MB, peak ${s.rss_mb.peak} MB.`,
     `Revocation-to-rejection delay (feed mode, example API, PostgreSQL): p50 ${s.revocation_delay_ms.p50} ms, p99 ${s.revocation_delay_ms.p99} ms, max ${s.revocation_delay_ms.max} ms.`,
+    `Operating the running server (admin socket): disabling a user with ${s.operating.disable.families} live families took ${s.operating.disable.ms} ms (${s.operating.disable.sessions_revoked} sessions revoked in one transaction, ${s.operating.disable.feed_entries} feed entries); a CLI command's wall time ${s.operating.cli_ms.clients_list_median} ms for \`clients list\` against ${s.operating.cli_ms.version_median} ms for \`version\` (medians of 15).`,
     "",
     "| target | measured | met |",
     "| --- | --- | --- |",

@@ -120,7 +120,7 @@ describe("README: First five minutes", () => {
 
     expect(json(outputOf("/readyz")[0]!)).toEqual({ status: "ready", database: "pglite" });
 
-    const registered = json(outputOf("/oauth/register")[0]!);
+    const registered = json(outputOf("clients create")[0]!);
     expect(registered).toMatchObject({ client_id: vars.client_id, grant_types: ["client_credentials"] });
     expect(registered.client_secret.length).toBeGreaterThanOrEqual(43);
 

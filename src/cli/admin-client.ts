@@ -2,7 +2,7 @@
 // server runs on it — the embedded database then needs no downtime to be administered — or, with
 // no server running, in this process over the database directly, through the same API. Either
 // way the command prints what the API answered, so its output is the same.
-import { socketAnswers } from "../admin-socket.ts";
+import { existsSync } from "node:fs";
 import { createApp } from "../app.ts";
 import { loadConfig } from "../config.ts";
 import type { CommandIo } from "./command.ts";
@@ -12,8 +12,6 @@ export interface AdminAnswer {
   status: number;
   body: unknown;
 }
-
-export type AdminCall = (method: string, path: string, body?: unknown) => Promise<AdminAnswer>;
 
 function requestOf(method: string, path: string, body: unknown): Request {
   return new Request(`http://localhost${path}`, {
@@ -28,21 +26,28 @@ async function answerOf(response: Response): Promise<AdminAnswer> {
   return { status: response.status, body: text === "" ? null : JSON.parse(text) };
 }
 
-/** Runs `work` with a way to call the admin API: the running server's socket, else in process. */
-export async function withAdmin<T>(env: CommandIo["env"], work: (call: AdminCall) => Promise<T>): Promise<T> {
+/** The socket is there but nobody listens (a server that died): the request reached no server. */
+const NOBODY_LISTENS = new Set(["ECONNREFUSED", "ENOENT", "FailedToOpenSocket"]);
+
+/**
+ * Calls the admin API once: through the running server's socket when one listens there (no
+ * probe first: that would cost a round trip on every command), else in this process.
+ */
+export async function callAdmin(env: CommandIo["env"], method: string, path: string, body?: unknown): Promise<AdminAnswer> {
   const config = loadConfig(env);
-  if (config.adminSocket && (await socketAnswers(config.adminSocket))) {
-    const socket = config.adminSocket;
-    return work(async (method, path, body) => answerOf(await fetch(requestOf(method, path, body), { unix: socket })));
+  if (config.adminSocket && existsSync(config.adminSocket)) {
+    try {
+      return await answerOf(await fetch(requestOf(method, path, body), { unix: config.adminSocket }));
+    } catch (error) {
+      if (!NOBODY_LISTENS.has((error as { code?: string }).code ?? "")) throw error;
+    }
   }
   return withServices(env, async (services) => {
     const app = createApp(services);
-    return work(async (method, path, body) => {
-      const request = requestOf(method, path, body);
-      // In process, as on the socket: the operator of this machine.
-      services.localAdmin.add(request);
-      return answerOf(await app.handle(request));
-    });
+    const request = requestOf(method, path, body);
+    // In process, as on the socket: the operator of this machine.
+    services.localAdmin.add(request);
+    return answerOf(await app.handle(request));
   });
 }
 
@@ -51,7 +56,7 @@ export async function withAdmin<T>(env: CommandIo["env"], work: (call: AdminCall
  * one line on stderr (exit 2), a server's failure too (exit 1).
  */
 export async function runAdmin(io: CommandIo, method: string, path: string, body?: unknown): Promise<number> {
-  const answer = await withAdmin(io.env, (call) => call(method, path, body));
+  const answer = await callAdmin(io.env, method, path, body);
   if (answer.status < 300) {
     io.stdout(JSON.stringify(answer.body, null, 2));
     return 0;
