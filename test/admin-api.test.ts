@@ -3,10 +3,12 @@
 // bearer tokens with ta:admin when TA_ADMIN_REMOTE is on), bad input, refusals that keep the
 // server administrable, and the audit log.
 import { describe, expect, test } from "bun:test";
+import { decodeProtectedHeader } from "jose";
+import { openPostgres } from "../db/client.ts";
 import type { TestApp } from "./helpers/app.ts";
 import { admin, basic, createClient, createTestApp, introspect, mintClientSession, mintCodeSession, post, useTestApp } from "./helpers/app.ts";
 import { Agent, createUser, signIn, TEST_PASSWORD } from "./helpers/agent.ts";
-import { backends } from "./helpers/db.ts";
+import { backends, testDatabaseUrl } from "./helpers/db.ts";
 import { refresh } from "./helpers/grants.ts";
 
 const liveAt = async (t: TestApp, c: Parameters<typeof introspect>[1], token: string) => (await introspect(t, c, token))[1].active as boolean;
@@ -339,4 +341,38 @@ describe.each(backends)("admin API: who may call [%s]", (backend) => {
     expect(audit.some((l) => l.includes('"clients.create"'))).toBe(true);
     expect(audit.join("\n")).not.toContain(created.client_secret);
   });
+});
+
+describe.skipIf(!backends.includes("postgres"))("admin API across instances [postgres]", () => {
+  test("a client changed and a key rotated at one instance take effect at the other at once, not after their cache or reload interval", async () => {
+    const a = await createTestApp("postgres", { TA_CLIENT_CACHE_TTL: "3600", TA_KEY_RELOAD_INTERVAL: "3600" });
+    const url = testDatabaseUrl(a.database)!;
+    const b = await createTestApp("postgres", { TA_CLIENT_CACHE_TTL: "3600", TA_KEY_RELOAD_INTERVAL: "3600" }, {
+      database: openPostgres(url, { poolSize: 2, connectTimeout: 5, statementTimeout: 10 }),
+    });
+    try {
+      await b.services.invalidation.start();
+      const c = await createClient(a, "confidential");
+      const mintAt = (t: TestApp, secret: string) => post(t, "/oauth/token", { grant_type: "client_credentials" }, { authorization: basic(c.client.clientId, secret) });
+      expect((await mintAt(b, c.secret!))[0].status).toBe(200); // b now caches the client for an hour
+      const [, rotated] = await admin(a, "POST", `/clients/${c.client.clientId}/secret`, {});
+      const eventually = async (check: () => Promise<boolean>) => {
+        for (const began = performance.now(); !(await check()); await Bun.sleep(5)) {
+          if (performance.now() - began > 5000) throw new Error("the other instance did not hear of the change");
+        }
+      };
+      await eventually(async () => (await mintAt(b, c.secret!))[0].status === 401);
+      expect((await mintAt(b, rotated.client_secret))[0].status).toBe(200);
+      const [, key] = await admin(a, "POST", "/keys/rotate");
+      const kidsAt = async (t: TestApp) =>
+        ((await (await t.app.handle(new Request("http://localhost/.well-known/jwks.json"))).json()) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid);
+      await eventually(async () => (await kidsAt(b)).includes(key.active_kid));
+      const after = await mintAt(b, rotated.client_secret);
+      expect(decodeProtectedHeader(after[1].access_token).kid).toBe(key.active_kid);
+    } finally {
+      await b.services.invalidation.close();
+      await b.close();
+      await a.close();
+    }
+  }, 30_000);
 });

@@ -70,7 +70,8 @@ describe.each(backends)("revocation feed, JSON [%s]", (backend) => {
     expect(cursors).toEqual([...cursors].sort((a, b) => a - b));
     const now = Date.now() / 1000;
     for (const entry of seen) {
-      expect(Object.keys(entry).sort()).toEqual(["cursor", "exp", "jti", "revoked_at"]);
+      expect(Object.keys(entry).sort()).toEqual(["cursor", "exp", "jti", "reason", "revoked_at"]);
+      expect(entry.reason).toBe("revoked_by_client");
       expect(entry.exp).toBeGreaterThan(now);
       expect(Math.abs(entry.revoked_at - now)).toBeLessThan(60);
     }
