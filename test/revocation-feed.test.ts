@@ -50,7 +50,7 @@ describe.each(backends)("revocation feed, JSON [%s]", (backend) => {
     const revoked = [await revokedSession(t, c), await revokedSession(t, c), await revokedSession(t, c)];
     const expected = revoked.flatMap((r) => [r.access, r.refresh]).sort();
 
-    const seen: Array<{ jti: string; exp: number; revoked_at: number; cursor: number }> = [];
+    const seen: Array<{ jti: string; exp: number; revoked_at: number; cursor: number; reason: string | null }> = [];
     let cursor = start.next_cursor as number;
     for (let pages = 0; pages < 10; pages++) {
       const [res, body] = await feed(t, c, `?after=${cursor}&limit=4`);

@@ -79,16 +79,6 @@ export const clientsList: Command = {
   },
 };
 
-export const clientsGet: Command = {
-  path: ["clients", "get"],
-  summary: "print one client as JSON",
-  usage: "token-authority clients get CLIENT_ID",
-  async run(argv, io) {
-    const { positionals } = parseFlags(argv, {}, true);
-    return runAdmin(io, "GET", `/admin/v1/clients/${segment(clientIdOf(positionals))}`);
-  },
-};
-
 export const clientsUpdate: Command = {
   path: ["clients", "update"],
   summary: "change a client's metadata (what is given replaces what was registered)",
@@ -103,15 +93,19 @@ export const clientsUpdate: Command = {
   },
 };
 
-export const clientsDelete: Command = {
-  path: ["clients", "delete"],
-  summary: "revoke every session of a client and delete it",
-  usage: "token-authority clients delete CLIENT_ID",
+/** A command on one client, with no flags: one admin call. */
+const onClient = (word: string, summary: string, method: string): Command => ({
+  path: ["clients", word],
+  summary,
+  usage: `token-authority clients ${word} CLIENT_ID`,
   async run(argv, io) {
     const { positionals } = parseFlags(argv, {}, true);
-    return runAdmin(io, "DELETE", `/admin/v1/clients/${segment(clientIdOf(positionals))}`);
+    return runAdmin(io, method, `/admin/v1/clients/${segment(clientIdOf(positionals))}`);
   },
-};
+});
+
+export const clientsGet = onClient("get", "print one client as JSON", "GET");
+export const clientsDelete = onClient("delete", "revoke every session of a client and delete it", "DELETE");
 
 export const clientsRotateSecret: Command = {
   path: ["clients", "rotate-secret"],

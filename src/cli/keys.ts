@@ -3,25 +3,20 @@ import type { Command } from "./command.ts";
 import { parseFlags, UsageError } from "./command.ts";
 import { runAdmin, segment } from "./admin-client.ts";
 
+/** A command without arguments: one admin call. */
+const call = (word: string, summary: string, method: string, path: string): Command => ({
+  path: ["keys", word],
+  summary,
+  usage: `token-authority keys ${word}`,
+  async run(argv, io) {
+    parseFlags(argv, {});
+    return runAdmin(io, method, path);
+  },
+});
+
 export const keyCommands: readonly Command[] = [
-  {
-    path: ["keys", "list"],
-    summary: "list the signing keys (public parts only), the newest first",
-    usage: "token-authority keys list",
-    async run(argv, io) {
-      parseFlags(argv, {});
-      return runAdmin(io, "GET", "/admin/v1/keys");
-    },
-  },
-  {
-    path: ["keys", "rotate"],
-    summary: "add a new active signing key and retire the current one (it verifies until its tokens expire)",
-    usage: "token-authority keys rotate",
-    async run(argv, io) {
-      parseFlags(argv, {});
-      return runAdmin(io, "POST", "/admin/v1/keys/rotate");
-    },
-  },
+  call("list", "list the signing keys (public parts only), the newest first", "GET", "/admin/v1/keys"),
+  call("rotate", "add a new active signing key and retire the current one (it verifies until its tokens expire)", "POST", "/admin/v1/keys/rotate"),
   {
     path: ["keys", "revoke"],
     summary: "revoke a retired signing key: gone from the JWKS, every token it signed refused",
