@@ -222,3 +222,18 @@ export const consents = pgTable(
 );
 
 export type Consent = typeof consents.$inferSelect;
+
+/**
+ * The APIs and MCP servers tokens are for (RFC 8707 resources), registered by an operator beside
+ * the configured ones (TA_RESOURCES, TA_DEFAULT_AUDIENCE). `uri` is normalised (RFC 3986 §6.2.2,
+ * §6.2.3: scheme and host in lower case, no default port, an empty path as "/").
+ */
+export const resources = pgTable("resources", {
+  id: uuid("id").primaryKey().defaultRandom(),
+  uri: text("uri").notNull().unique(),
+  /** The scopes it accepts (RFC 9728 scopes_supported), space-separated. */
+  scope: text("scope").notNull().default(""),
+  ...timestamps,
+});
+
+export type ResourceRow = typeof resources.$inferSelect;

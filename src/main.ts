@@ -5,6 +5,7 @@ import { clientCommands } from "./cli/clients.ts";
 import type { Command, CommandIo } from "./cli/command.ts";
 import { UsageError } from "./cli/command.ts";
 import { keyCommands } from "./cli/keys.ts";
+import { resourceCommands } from "./cli/resources.ts";
 import { migrateCommand } from "./cli/migrate.ts";
 import { serveCommand } from "./cli/serve.ts";
 import { sessionsPrune } from "./cli/prune.ts";
@@ -35,6 +36,7 @@ export const commands: readonly Command[] = [
   sessionsRevoke,
   sessionsPrune,
   ...keyCommands,
+  ...resourceCommands,
   exportCommand,
   importCommand,
   versionCommand,

@@ -17,6 +17,7 @@ import { IntrospectionService } from "./oauth/introspection.ts";
 import { IntrospectionCache } from "./oauth/introspection-cache.ts";
 import { InvalidationListener } from "./oauth/invalidation.ts";
 import { KeyStore } from "./oauth/keys.ts";
+import { Resources } from "./oauth/resources.ts";
 import { RevocationService } from "./oauth/revocation.ts";
 import { RevocationFeed } from "./oauth/revocation-feed.ts";
 import { RevocationNotifier } from "./oauth/revocation-notifier.ts";
@@ -48,6 +49,8 @@ export interface Services extends Required<Deps> {
   /** Recognises a presented token for every caller (revocation, introspection, refresh, verification). */
   pipeline: TokenPipeline;
   codes: AuthorizationCodes;
+  /** The resources tokens may be for (RFC 8707): configured and registered. */
+  resources: Resources;
   sessions: SessionService;
   consents: Consents;
   revocation: RevocationService;
@@ -83,6 +86,7 @@ export async function createServices(deps: Deps): Promise<Services> {
   const pipeline = new TokenPipeline(tokens, stores.sessions, now);
   const notifier = new RevocationNotifier(database, log);
   const codes = new AuthorizationCodes(stores.sessions, keys, config.defaultAudience);
+  const resources = new Resources(stores.resources, config);
   const sessions = new SessionService(stores.sessions, tokens, codes, config, now, notifier, metrics);
   const consents = new Consents(stores.consents, stores.sessions, sessions);
   const revocation = new RevocationService({ pipeline, store: stores.sessions, log, notifier, metrics });
@@ -90,10 +94,14 @@ export async function createServices(deps: Deps): Promise<Services> {
     config.introspectionCacheTtl > 0 ? new IntrospectionCache(database, notifier, log, { ttlMs: config.introspectionCacheTtl * 1000 }) : undefined;
   const introspection = new IntrospectionService(pipeline, log, now, introspectionCache);
   const feed = new RevocationFeed(database, stores.revocationEvents, log, notifier);
-  const admin = new Administration({ config, stores, clients, sessions, browserSessions, keys, notifier, log });
-  const invalidation = new InvalidationListener(database, { forgetClient: (id) => stores.clients.forget(id), reloadKeys: () => keys.reload() }, log);
+  const admin = new Administration({ config, stores, clients, sessions, browserSessions, keys, notifier, log, resources });
+  const invalidation = new InvalidationListener(
+    database,
+    { forgetClient: (id) => stores.clients.forget(id), reloadKeys: () => keys.reload(), forgetResources: () => resources.forget() },
+    log,
+  );
   return {
     config, database, log, now, metrics, stores, keys, clients, accounts, browserSessions, clientAuthGuard, tokens, pipeline, codes,
-    sessions, consents, revocation, notifier, introspection, introspectionCache, feed, admin, localAdmin: new WeakSet(), invalidation,
+    resources, sessions, consents, revocation, notifier, introspection, introspectionCache, feed, admin, localAdmin: new WeakSet(), invalidation,
   };
 }

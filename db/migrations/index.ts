@@ -10,6 +10,7 @@ import m7 from "./0007_token_digests.sql" with { type: "text" };
 import m8 from "./0008_rotate_with_digests.sql" with { type: "text" };
 import m9 from "./0009_functions_in_files.sql" with { type: "text" };
 import m10 from "./0010_operate_a_running_server.sql" with { type: "text" };
+import m11 from "./0011_resources.sql" with { type: "text" };
 
 export interface EmbeddedMigration {
   tag: string;
@@ -30,4 +31,5 @@ export const migrations: readonly EmbeddedMigration[] = [
   { tag: "0008_rotate_with_digests", when: 1796164522356, breakpoints: true, sql: m8 },
   { tag: "0009_functions_in_files", when: 1796290222746, breakpoints: true, sql: m9 },
   { tag: "0010_operate_a_running_server", when: 1796292174362, breakpoints: true, sql: m10 },
+  { tag: "0011_resources", when: 1796295158502, breakpoints: true, sql: m11 },
 ];

@@ -5,6 +5,7 @@ import { BrowserSessionStore } from "./browser-sessions.ts";
 import { ClientStore } from "./clients.ts";
 import { ConsentStore } from "./consents.ts";
 import { LifecycleStore } from "./lifecycle.ts";
+import { ResourceStore } from "./resources.ts";
 import { RevocationEventStore } from "./revocation-events.ts";
 import { SessionStore } from "./sessions.ts";
 import { SigningKeyStore } from "./signing-keys.ts";
@@ -19,6 +20,7 @@ export interface Stores {
   revocationEvents: RevocationEventStore;
   browserSessions: BrowserSessionStore;
   lifecycle: LifecycleStore;
+  resources: ResourceStore;
 }
 
 export function createStores(database: Database, options: { clientCacheTtl: number }): Stores {
@@ -31,5 +33,6 @@ export function createStores(database: Database, options: { clientCacheTtl: numb
     revocationEvents: new RevocationEventStore(database),
     browserSessions: new BrowserSessionStore(database),
     lifecycle: new LifecycleStore(database),
+    resources: new ResourceStore(database),
   };
 }

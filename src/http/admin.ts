@@ -297,6 +297,38 @@ export function adminEndpoints({ config, log, admin, pipeline, localAdmin }: Adm
         ...detail("Revoke every live session of a user, of a client, or of a user for a client"),
       },
     )
+    // ---- resources (RFC 8707)
+    .get("/resources", ({ actor }) => act(actor, "resources.list", null, async () => ({ items: await admin.listResources() })), detail("The resources tokens may be for"))
+    .post(
+      "/resources",
+      ({ actor, body }) =>
+        act(actor, "resources.add", body.resource, async () => {
+          const scopes = body.scopes ?? [];
+          const { resource, client } = await admin.addResource(body.resource, scopes, body.client ?? true);
+          return {
+            ...resource,
+            ...(client ? { client_id: client.client.clientId, client_secret: client.secret } : {}),
+          };
+        }, 201),
+      {
+        body: t.Object({
+          resource: t.String({ minLength: 1, maxLength: 2048 }),
+          scopes: t.Optional(t.Array(t.String({ minLength: 1, maxLength: 128 }), { maxItems: 50 })),
+          /** Also create the confidential client the resource server authenticates with (default true). */
+          client: t.Optional(t.Boolean()),
+        }),
+        ...detail("Register an API or MCP server tokens may be for, and (by default) the client it authenticates with"),
+      },
+    )
+    .delete(
+      "/resources",
+      ({ actor, query }) =>
+        act(actor, "resources.remove", query.resource, async () => {
+          await admin.removeResource(query.resource);
+          return { removed: query.resource };
+        }),
+      { query: t.Object({ resource: t.String({ minLength: 1, maxLength: 2048 }) }), ...detail("Remove a registered resource") },
+    )
     // ---- signing keys
     .get(
       "/keys",

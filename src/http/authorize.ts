@@ -106,7 +106,7 @@ export function authorizeEndpoints(services: Services) {
     .get("/oauth/authorize", async ({ request }) => {
       let authz: AuthorizationRequest;
       try {
-        authz = await validateAuthorizationRequest(clients, config, new URL(request.url).searchParams);
+        authz = await validateAuthorizationRequest(services, new URL(request.url).searchParams);
       } catch (error) {
         return authorizationFailure(error, config.issuer, 302);
       }
@@ -124,7 +124,7 @@ export function authorizeEndpoints(services: Services) {
         if (!browser.csrfValid(request, form)) return csrfFailurePage();
         let authz: AuthorizationRequest;
         try {
-          authz = await validateAuthorizationRequest(clients, config, form);
+          authz = await validateAuthorizationRequest(services, form);
         } catch (error) {
           return authorizationFailure(error, config.issuer, 303);
         }

@@ -56,21 +56,19 @@ export function protectedResourceMetadata(config: Config, resource: ProtectedRes
 }
 
 /** RFC 9728 §3.1: the metadata of https://host/path lives at /.well-known/oauth-protected-resource/path. */
-function resourceAtPath(config: Config, suffix: string): ProtectedResource | undefined {
-  if (suffix === "") {
-    return config.resources.find((r) => r.resource === config.defaultAudience) ?? config.resources[0];
-  }
-  return config.resources.find((r) => new URL(r.resource).pathname.replace(/\/$/, "") === `/${suffix.replace(/\/$/, "")}`);
+function resourceAtPath(all: readonly ProtectedResource[], config: Config, suffix: string): ProtectedResource | undefined {
+  if (suffix === "") return all.find((r) => r.resource === config.defaultAudience) ?? all[0];
+  return all.find((r) => URL.canParse(r.resource) && new URL(r.resource).pathname.replace(/\/$/, "") === `/${suffix.replace(/\/$/, "")}`);
 }
 
 const AS_PATH = "/.well-known/oauth-authorization-server";
 const JWKS_PATH = "/.well-known/jwks.json";
 const PR_PATH = "/.well-known/oauth-protected-resource";
 
-export function discoveryEndpoints({ config, keys }: Services) {
+export function discoveryEndpoints({ config, keys, resources }: Services) {
   const metadata = authorizationServerMetadata(config);
-  const protectedResource = (suffix: string) => {
-    const resource = resourceAtPath(config, suffix);
+  const protectedResource = async (suffix: string) => {
+    const resource = resourceAtPath(await resources.all(), config, suffix);
     if (!resource) throw new OAuthError("not_found", "no such protected resource");
     return publicJson(protectedResourceMetadata(config, resource));
   };

@@ -59,7 +59,7 @@ export function loginEndpoints(services: Services) {
     const url = new URL(returnTo, browser.origin);
     if (url.pathname !== "/oauth/authorize") return { formTargets: [] };
     try {
-      const authz = await validateAuthorizationRequest(clients, config, url.searchParams);
+      const authz = await validateAuthorizationRequest(services, url.searchParams);
       return { clientName: authz.client.name, formTargets: [cspSource(authz.redirectUri)].filter((s) => s !== undefined) };
     } catch (error) {
       if (error instanceof AuthorizationErrorRedirect) {

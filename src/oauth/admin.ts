@@ -16,6 +16,8 @@ import { hashSecret, newSecret } from "./clients.ts";
 import type { KeyStore } from "./keys.ts";
 import { clientFields, metadataOf, registerClient, validateMetadata } from "./registration.ts";
 import type { RegistrationResult } from "./registration.ts";
+import type { ProtectedResource, Resources } from "./resources.ts";
+import { normalizeResource } from "./resources.ts";
 import type { RevocationNotifier } from "./revocation-notifier.ts";
 import { ADMIN_SCOPE, parseScope } from "./scopes.ts";
 import type { SessionService } from "./sessions.ts";
@@ -65,13 +67,14 @@ const MAX_PASSWORD_LENGTH = 1024;
 
 export interface AdminDeps {
   config: Pick<Config, "scopes" | "keyReloadInterval">;
-  stores: Pick<Stores, "clients" | "users" | "sessions" | "signingKeys" | "lifecycle">;
+  stores: Pick<Stores, "clients" | "users" | "sessions" | "signingKeys" | "lifecycle" | "resources">;
   clients: Clients;
   sessions: SessionService;
   browserSessions: BrowserSessions;
   keys: KeyStore;
   notifier: RevocationNotifier;
   log: Logger;
+  resources: Resources;
 }
 
 export class Administration {
@@ -254,6 +257,40 @@ export class Administration {
       "revoked_by_operator",
     );
     return revoked;
+  }
+
+  // ---- resources (RFC 8707)
+
+  /** The resources tokens may be for, each marked configured (the environment) or registered. */
+  async listResources(): Promise<Array<ProtectedResource & { registered: boolean }>> {
+    const registered = new Set((await this.deps.stores.resources.list()).map((row) => row.uri));
+    return (await this.deps.resources.all()).map((resource) => ({ ...resource, registered: registered.has(resource.resource) }));
+  }
+
+  /**
+   * Registers an API or MCP server tokens may be for; with `client`, also the confidential client
+   * it authenticates with to the introspection endpoint and the revocation feed (its secret
+   * shown once).
+   */
+  async addResource(uri: string, scopes: readonly string[], client: boolean): Promise<{ resource: ProtectedResource; client?: RegistrationResult }> {
+    const resource = await this.deps.resources.add(uri, scopes);
+    await this.deps.notifier.invalidate("resources");
+    if (!client) return { resource };
+    const registered = await this.createClient({
+      client_name: `resource server ${resource.resource}`.slice(0, 200),
+      grant_types: ["client_credentials"],
+      scope: resource.scopes.join(" ") || undefined,
+      resource_server: resource.resource,
+    });
+    return { resource, client: registered };
+  }
+
+  async removeResource(uri: string): Promise<void> {
+    if (!(await this.deps.resources.remove(uri))) {
+      const configured = (await this.deps.resources.all()).some((r) => normalizeResource(r.resource) === normalizeResource(uri));
+      throw new OAuthError("not_found", configured ? "the resource is configured (TA_RESOURCES), not registered" : "no such registered resource");
+    }
+    await this.deps.notifier.invalidate("resources");
   }
 
   // ---- signing keys

@@ -5,6 +5,7 @@ import type { Config } from "../config.ts";
 import { OAuthError } from "../errors.ts";
 import type { AuthorizationCodes } from "./authorization-codes.ts";
 import type { Client, Clients } from "./clients.ts";
+import type { Resources } from "./resources.ts";
 
 /** No parameter of an authorization request is longer (state included). */
 export const MAX_PARAMETER_LENGTH = 2048;
@@ -127,16 +128,26 @@ function requestedScopes(raw: string | undefined, client: Client, config: Config
   return [...new Set(requested)];
 }
 
-function requestedResources(params: URLSearchParams, config: Config): string[] {
-  const resources = params.getAll("resource");
-  for (const resource of resources) {
+/** The resources asked for, as registered (compared after RFC 3986 normalisation). */
+async function requestedResources(params: URLSearchParams, resources: Resources): Promise<string[]> {
+  const found: string[] = [];
+  for (const resource of params.getAll("resource")) {
     const url = parseUrl(resource);
     // RFC 8707 §2: "The value of the resource parameter MUST be an absolute URI ... MUST NOT
     // include a fragment component."
     if (!url || url.hash || resource.includes("#")) throw OAuthError.invalidTarget("resource must be an absolute URI without a fragment");
-    if (!config.resources.some((r) => r.resource === resource)) throw OAuthError.invalidTarget("unknown resource");
+    const registered = await resources.find(resource);
+    if (!registered) throw OAuthError.invalidTarget("unknown resource");
+    found.push(registered.resource);
   }
-  return [...new Set(resources)];
+  return [...new Set(found)];
+}
+
+/** What validating an authorization request reads. */
+export interface AuthorizationDeps {
+  clients: Clients;
+  config: Config;
+  resources: Resources;
 }
 
 /** The state to echo: present once, non-empty and within bounds (otherwise it cannot be echoed). */
@@ -154,8 +165,7 @@ const S256_CHALLENGE = /^[A-Za-z0-9_-]{43}$/;
  * AuthorizationErrorRedirect.
  */
 export async function validateAuthorizationRequest(
-  clients: Clients,
-  config: Config,
+  { clients, config, resources: registry }: AuthorizationDeps,
   params: URLSearchParams,
 ): Promise<AuthorizationRequest> {
   const resolved = await resolveRedirect(clients, params);
@@ -176,7 +186,7 @@ export async function validateAuthorizationRequest(
     if (method !== "S256") throw OAuthError.invalidRequest("code_challenge_method must be S256");
     if (!S256_CHALLENGE.test(codeChallenge)) throw OAuthError.invalidRequest("code_challenge must be 43 base64url characters");
     const scopes = requestedScopes(single(params, "scope"), client, config);
-    const resources = requestedResources(params, config);
+    const resources = await requestedResources(params, registry);
     return { ...resolved, state, scopes, resources, codeChallenge, codeChallengeMethod: "S256" };
   } catch (error) {
     if (error instanceof OAuthError) throw new AuthorizationErrorRedirect(error, resolved.redirectUri, state);

@@ -11,6 +11,7 @@ import { INVALIDATION_CHANNEL } from "./revocation-notifier.ts";
 export interface InvalidationTargets {
   forgetClient(clientId: string): void;
   reloadKeys(): Promise<void>;
+  forgetResources(): void;
 }
 
 export class InvalidationListener {
@@ -27,7 +28,9 @@ export class InvalidationListener {
   }
 
   receive(what: string): void {
-    if (what === "keys") {
+    if (what === "resources") {
+      this.targets.forgetResources();
+    } else if (what === "keys") {
       this.targets.reloadKeys().catch((error) => this.log.warn("keys.reload_failed", { error: errorForLog(error) }));
     } else if (what.startsWith("client:")) {
       this.targets.forgetClient(what.slice("client:".length));

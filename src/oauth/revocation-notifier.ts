@@ -44,8 +44,8 @@ export class RevocationNotifier {
    * Tells every instance (and the CLI's changes made straight on PostgreSQL) that a cached
    * client or the signing keys changed, so no instance serves the old one until its TTL.
    */
-  async invalidate(what: { client: string } | "keys"): Promise<void> {
-    const payload = what === "keys" ? "keys" : `client:${what.client}`;
+  async invalidate(what: { client: string } | "keys" | "resources"): Promise<void> {
+    const payload = typeof what === "string" ? what : `client:${what.client}`;
     await this.database.notify(INVALIDATION_CHANNEL, payload).catch((error) => {
       this.log.warn("cache.invalidate_failed", { error: errorForLog(error) });
     });

@@ -6,6 +6,7 @@
 import { t } from "elysia";
 import { OAuthError } from "../../errors.ts";
 import type { RedeemOutcome } from "../sessions.ts";
+import type { Resources } from "../resources.ts";
 import { parseResource } from "../resources.ts";
 import { knownScope } from "../scopes.ts";
 import type { GrantContext } from "./grant.ts";
@@ -49,13 +50,22 @@ export const authorizationCodeGrant = defineGrant({
       // The request on its own: known scopes (RFC 6749 §3.3), an absolute resource without a
       // fragment (RFC 8707 §2); whether the grant holds them is the statement's to say.
       scope: params.scope === undefined ? undefined : knownScope(params.scope, services.config.scopes),
-      resource: params.resource === undefined ? undefined : parseResource(params.resource),
+      resource: params.resource === undefined ? undefined : await registeredResource(services.resources, params.resource),
     });
     if (result.outcome === "redeemed") return result.tokens;
     if (result.outcome === "reuse") return refuseReuse(context, result.grantId, result.revokedCount);
     throw REFUSALS[result.outcome]();
   },
 });
+
+/**
+ * A resource of the token request in the form a grant holds it: as registered (the authorization
+ * endpoint stores that form), else as sent, normalised; the statement checks the grant holds it.
+ */
+async function registeredResource(resources: Resources, requested: string): Promise<string> {
+  const normalized = parseResource(requested);
+  return (await resources.find(requested))?.resource ?? normalized;
+}
 
 /** RFC 6749 §4.1.2: a code used twice is refused, and what it issued was revoked by the statement. */
 function refuseReuse({ services, client }: GrantContext, grantId: string | null, revoked: number): never {

@@ -11,18 +11,16 @@ export const clientCredentialsGrant = defineGrant({
   name: "client_credentials",
   params: t.Object({ scope: scopeParam, resource: resourceParam }),
   async handle(params, { services, client }) {
-    const { config } = services;
+    const { config, resources } = services;
     // RFC 6749 §4.4: "The client credentials grant type MUST only be used by confidential clients."
     if (client.type !== "confidential") throw OAuthError.unauthorizedClient("client_credentials requires a confidential client");
     // The admin scope is known to this grant only: an operator gives it to a client (registration.ts).
     const scope = narrowScope(params.scope, client.scope, [...config.scopes, ADMIN_SCOPE]);
-    const audience = params.resource === undefined ? [config.defaultAudience] : narrowAudience(params.resource, audiencesOf(config));
+    const audience =
+      params.resource === undefined
+        ? [config.defaultAudience]
+        : narrowAudience(params.resource, [config.defaultAudience, ...(await resources.all()).map((r) => r.resource)]);
     // RFC 6749 §4.4.3: "A refresh token SHOULD NOT be included."
     return services.sessions.mint({ client, subject: client.clientId, scope, audience, withRefreshToken: false });
   },
 });
-
-/** Every resource the server issues tokens for: the configured resources and the default audience. */
-function audiencesOf(config: { defaultAudience: string; resources: readonly { resource: string }[] }): string[] {
-  return [...new Set([config.defaultAudience, ...config.resources.map((r) => r.resource)])];
-}

@@ -5,12 +5,14 @@ import type { Config } from "../../config.ts";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import type { Client, GrantType } from "../clients.ts";
+import type { Resources } from "../resources.ts";
 import type { IssuedTokens, SessionService } from "../sessions.ts";
 import type { TokenPipeline } from "../token-pipeline.ts";
 
 /** Exactly what the grants use of the server's services. */
 export interface GrantDeps {
-  config: Pick<Config, "scopes" | "defaultAudience" | "resources" | "refreshReuseGrace">;
+  config: Pick<Config, "scopes" | "defaultAudience" | "refreshReuseGrace">;
+  resources: Resources;
   log: Logger;
   metrics: Pick<Metrics, "refreshReuse">;
   sessions: SessionService;
