@@ -30,6 +30,12 @@ export type TokenKind = (typeof TOKEN_KINDS)[number];
 /** RFC 7591 metadata that has no column of its own (client_uri, logo_uri, contacts, ...). */
 export type ClientMetadata = Record<string, unknown>;
 
+/**
+ * How a client came to be: made by an operator (CLI, admin API), registered dynamically (RFC 7591,
+ * `POST /oauth/register`), or read from its client ID metadata document (its client_id is the URL).
+ */
+export const clientRegistration = pgEnum("client_registration", ["operator", "dynamic", "document"]);
+
 export const clients = pgTable("clients", {
   id: uuid("id").primaryKey().defaultRandom(),
   clientId: text("client_id").notNull().unique(),
@@ -51,9 +57,17 @@ export const clients = pgTable("clients", {
   /** After a secret rotation with a grace period: the previous secret's hash, accepted until then. */
   previousSecretHash: text("previous_secret_hash"),
   previousSecretExpiresAt: timestamp("previous_secret_expires_at", { withTimezone: true }),
+  registration: clientRegistration("registration").notNull().default("operator"),
+  /** A metadata-document client: until when the fetched document is fresh (then fetched again). */
+  documentExpiresAt: timestamp("document_expires_at", { withTimezone: true }),
+  /** When pruning first saw a code or a token of the client (clients never used are pruned). */
+  firstUsedAt: timestamp("first_used_at", { withTimezone: true }),
   ...timestamps,
   updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
-});
+}, (table) => [
+  // What pruning of unused clients reads: the few self-registered clients not yet seen in use.
+  index("clients_unused_idx").on(table.createdAt).where(sql`registration <> 'operator' and first_used_at is null`),
+]);
 
 export const users = pgTable("users", {
   id: uuid("id").primaryKey().defaultRandom(),

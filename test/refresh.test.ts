@@ -4,7 +4,7 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { eq, sql } from "drizzle-orm";
 import { sessions } from "../db/schema.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
-import { countStatements, createClient, holdStatements, post, useTestApp, rotateSession } from "./helpers/app.ts";
+import { countStatements, createClient, holdStatements, post, revoke, rotateSession, useTestApp } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
 import { issueCode, redeem, refresh, warmPool } from "./helpers/grants.ts";
 
@@ -64,6 +64,26 @@ describe.each(backends)("refresh_token grant [%s]", (backend) => {
     expect((await familyOf(t, first.grantId)).filter((s) => s.status === "created")).toHaveLength(0);
     const theft = t.logs.map((l) => JSON.parse(l)).find((l) => l.event === "security.token.theft_detected");
     expect(theft).toMatchObject({ level: "warn", client_id: c.client.clientId });
+  });
+
+  test("refuses the refresh token of a family revoked before without reporting theft; a replay of a rotated token still is", async () => {
+    const t = await ready();
+    const c = await createClient(t, "public");
+    const thefts = () => t.logs.map((l) => JSON.parse(l)).filter((l) => l.event === "security.token.theft_detected" && l.client_id === c.client.clientId);
+    const first = await signIn(t, c);
+    const [, rotated] = await refresh(t, c, first.refreshToken);
+    expect((await revoke(t, c, rotated.refresh_token, "refresh_token"))[0].status).toBe(200);
+    // The client's next routine refresh, with the newest token of the revoked family.
+    const [res, body] = await refresh(t, c, rotated.refresh_token);
+    expect(res.status).toBe(400);
+    expect(body).toEqual({ error: "invalid_grant", error_description: "refresh token revoked" });
+    expect(thefts()).toHaveLength(0);
+    const refused = t.logs.map((l) => JSON.parse(l)).find((l) => l.event === "token.refresh.refused" && l.client_id === c.client.clientId);
+    expect(refused).toMatchObject({ level: "info", client_id: c.client.clientId, reason: "revoked" });
+    // The rotated-away token is a replay wherever its family stands.
+    const [replay] = await refresh(t, c, first.refreshToken);
+    expect(replay.status).toBe(400);
+    expect(thefts()).toHaveLength(1);
   });
 
   test("treats a refresh token presented by another client as reuse and kills the family", async () => {

@@ -138,8 +138,9 @@ describe.each(backends)("revoking families [%s]", (backend) => {
         expect(await t.services.pipeline.verify(rotated.tokens.accessToken)).toMatchObject({ ok: false });
       }
     }
-    // Either order is fine, but both must have happened for the test to mean something.
-    expect(Object.fromEntries(outcomes)).toEqual({ rotated: expect.any(Number), reuse: expect.any(Number) });
+    // Either order is fine, but both must have happened for the test to mean something. A refresh
+    // the revocation beat is 'revoked' (the family is dead already: no theft), never reuse.
+    expect(Object.fromEntries(outcomes)).toEqual({ rotated: expect.any(Number), revoked: expect.any(Number) });
   });
 });
 

@@ -2,8 +2,10 @@
 -- to refreshed and insert its child, under the grant lock. A refresh token whose session is no
 -- longer `created`, or presented by another client, is reuse: the family is revoked. With
 -- "grace_seconds" > 0, a retry of the refresh that produced the family's live child within that
--- many seconds replaces the child instead. Outcomes: rotated | replaced | reuse | unknown |
--- expired | invalid_scope | unverified.
+-- many seconds replaces the child instead. A session that is itself revoked answers 'revoked'
+-- when its family has nothing live left: that is a client that has not heard of a revocation,
+-- not a replay of a rotated token, so it is no theft. Outcomes: rotated | replaced | reuse |
+-- revoked | unknown | expired | invalid_scope | unverified.
 --
 -- Token digests: the server signs the child's tokens BEFORE the rotation, from the claims of the
 -- presented refresh token (subject, audience, refresh expiry: a child keeps its parent's) and the
@@ -28,6 +30,7 @@ DECLARE
   v_signed boolean;
   v_new_id uuid := gen_random_uuid();
   v_outcome text := 'rotated';
+  v_revoked integer;
   v_access_expires_at timestamptz := (p_item->>'access_expires_at')::timestamptz;
 BEGIN
   SELECT * INTO v FROM sessions s WHERE s.refresh_token_jti = p_item->>'refresh_jti';
@@ -47,6 +50,13 @@ BEGIN
   IF v.client_id <> p_item->>'client_id' THEN
     PERFORM ta_revoke_sessions(ARRAY[v.id], 'refresh_token_reuse');
     RETURN QUERY SELECT 'reuse'::text, v.id, NULL::text, NULL::text, NULL::text[], NULL::timestamptz, NULL::timestamptz, false;
+    RETURN;
+  END IF;
+
+  IF v.status = 'revoked' THEN
+    v_revoked := ta_revoke_sessions(ARRAY[v.id], 'refresh_token_reuse');
+    RETURN QUERY SELECT (CASE WHEN v_revoked > 0 THEN 'reuse' ELSE 'revoked' END)::text, v.id, NULL::text, NULL::text,
+      NULL::text[], NULL::timestamptz, NULL::timestamptz, false;
     RETURN;
   END IF;
 

@@ -62,7 +62,7 @@ export interface RevokeRow {
   revoked_count: number;
 }
 
-export type RotateOutcome = "rotated" | "replaced" | "reuse" | "unknown" | "expired" | "invalid_scope" | "unverified";
+export type RotateOutcome = "rotated" | "replaced" | "reuse" | "revoked" | "unknown" | "expired" | "invalid_scope" | "unverified";
 
 /** One rotation as ta_rotate_sessions_with_digests takes it (db/functions/ta_rotate_session.sql). */
 export interface RotateItem {

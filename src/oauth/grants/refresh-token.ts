@@ -1,7 +1,7 @@
 // grant_type=refresh_token (RFC 6749 §6) with rotation (RFC 9700 §4.14.2): the presented
 // session becomes `refreshed` and a child session with new JTIs is issued; presenting a
-// refresh token that was already used (or revoked, or belongs to another client) is reuse and
-// revokes the family. The work is one SQL function, see SessionService.rotate.
+// refresh token that was already used (or belongs to another client) is reuse and revokes the
+// family; one whose family is already revoked is refused without a theft report. The work is one SQL function, see SessionService.rotate.
 import { t } from "elysia";
 import { OAuthError } from "../../errors.ts";
 import { knownScope } from "../scopes.ts";
@@ -45,6 +45,11 @@ export const refreshTokenGrant = defineGrant({
           session_id: result.sessionId,
         });
         throw OAuthError.invalidGrant("refresh token already used or revoked");
+      case "revoked":
+        // The family was revoked before (by the user, an operator, a reuse): the client has not
+        // heard yet. Not a replay of a rotated token, so not reported as theft.
+        log.info("token.refresh.refused", { client_id: client.clientId, session_id: result.sessionId, reason: "revoked" });
+        throw OAuthError.invalidGrant("refresh token revoked");
       case "invalid_scope":
         throw OAuthError.invalidScope("the requested scope exceeds the granted scope");
       case "expired":
