@@ -10,6 +10,9 @@ import { backends } from "./helpers/db.ts";
 import type { ServedApp } from "./helpers/serve.ts";
 import { serve } from "./helpers/serve.ts";
 
+/** RFC 9728 §3.1: where the metadata of the default audience (http://localhost/api) is; every challenge names it. */
+const PRM = "http://localhost/.well-known/oauth-protected-resource/api";
+
 interface Setup {
   t: TestApp;
   served: ServedApp;
@@ -88,7 +91,7 @@ describe.each(backends)("resource-server library [%s]", (backend) => {
       const { res, body } = await call(api, "/me", session.accessToken);
       expect(res.status).toBe(401);
       expect(res.headers.get("www-authenticate")).toBe(
-        `Bearer realm="api", error="invalid_token", error_description="${body.error_description}"`,
+        `Bearer realm="api", error="invalid_token", error_description="${body.error_description}", resource_metadata="${PRM}"`,
       );
       expect(body.error).toBe("invalid_token");
       // Another live token is unaffected.
@@ -123,7 +126,7 @@ describe.each(backends)("resource-server library [%s]", (backend) => {
       for (const headers of [{}, { authorization: "Basic dXNlcjpwYXNz" }] as Record<string, string>[]) {
         const { res, body } = await call(api, "/me", undefined, { headers });
         expect(res.status).toBe(401);
-        expect(res.headers.get("www-authenticate")).toBe('Bearer realm="api"');
+        expect(res.headers.get("www-authenticate")).toBe(`Bearer realm="api", resource_metadata="${PRM}"`);
         expect(body.error).toBe("invalid_token");
       }
     });
@@ -166,7 +169,8 @@ describe.each(backends)("resource-server library [%s]", (backend) => {
       expect(res.status).toBe(403);
       expect(body.error).toBe("insufficient_scope");
       expect(res.headers.get("www-authenticate")).toContain('error="insufficient_scope"');
-      expect(res.headers.get("www-authenticate")).toContain('scope="write"');
+      // The scope needed united with the token's own (read), so that a client stepping up keeps it.
+      expect(res.headers.get("www-authenticate")).toContain('scope="read write"');
     });
 
     test("fetches the key set again for an unknown kid (key rotation)", async () => {
