@@ -54,7 +54,20 @@ export interface Config {
   readonly adminSocket: string | undefined;
   /** The admin API over HTTP with `ta:admin` bearer tokens; off by default (the socket always works). */
   readonly adminRemote: boolean;
+  /** host[:port] (lower case) that every outbound fetch may reach over plain http and on any address. */
+  readonly outboundAllowHosts: ReadonlySet<string>;
+  /** Which hosts may serve client ID metadata documents: every public host, those listed, or none. */
+  readonly clientIdDocuments: ClientIdDocumentPolicy;
+  /** The longest a fetched client metadata document is trusted before it is fetched again (seconds). */
+  readonly clientDocumentMaxAge: number;
+  /** Dynamic registrations per client address within `registrationWindow` (open registration only). */
+  readonly registrationLimit: number;
+  readonly registrationWindow: number;
+  /** Seconds after which a self-registered client never seen in use is pruned; 0 = never. */
+  readonly unusedClientTtl: number;
 }
+
+export type ClientIdDocumentPolicy = { mode: "all" } | { mode: "none" } | { mode: "hosts"; hosts: ReadonlySet<string> };
 
 type Env = Record<string, string | undefined>;
 
@@ -125,6 +138,23 @@ function resources(env: Env, audience: string, scopes: readonly string[]): Prote
   });
 }
 
+/** host[:port] entries, lower case; a scheme, path or wildcard is refused. */
+function hostList(name: string, raw: string | undefined): Set<string> {
+  const hosts = new Set<string>();
+  for (const entry of (raw ?? "").split(",").map((item) => item.trim().toLowerCase()).filter((item) => item !== "")) {
+    if (!/^(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:\d{1,5})?$/.test(entry)) throw new ConfigError(`${name}: "${entry}" is not a host[:port]`);
+    hosts.add(entry);
+  }
+  return hosts;
+}
+
+function clientIdDocuments(raw: string | undefined): ClientIdDocumentPolicy {
+  const value = raw?.trim().toLowerCase();
+  if (!value || value === "all") return { mode: "all" };
+  if (value === "none") return { mode: "none" };
+  return { mode: "hosts", hosts: hostList("TA_CLIENT_ID_DOCUMENTS", value) };
+}
+
 export interface ConfigOverrides {
   port?: number;
   host?: string;
@@ -137,7 +167,9 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
   const issuer = url("TA_ISSUER", env.TA_ISSUER || `http://localhost:${port}`, ["https:", "http:"]).replace(/\/$/, "");
   const databaseUrl = env.DATABASE_URL || undefined;
   if (databaseUrl) url("DATABASE_URL", databaseUrl, ["postgres:", "postgresql:"]);
-  const scopes = list(env, "TA_SCOPES", ["openid", "profile", "email", "offline_access", "read", "write"]);
+  const scopes = list(env, "TA_SCOPES", ["profile", "email", "offline_access", "read", "write"]);
+  // No half-advertised OpenID Connect: `openid` promises ID tokens and a UserInfo endpoint.
+  if (scopes.includes("openid")) throw new ConfigError("TA_SCOPES: openid is reserved for OpenID Connect, which this server does not offer yet");
   for (const scope of scopes) {
     // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
     if (!/^[\x21\x23-\x5B\x5D-\x7E]+$/.test(scope)) throw new ConfigError(`TA_SCOPES: "${scope}" is not a valid scope token`);
@@ -191,5 +223,11 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     authFailureWindow: integer(env, "TA_AUTH_FAILURE_WINDOW", 300, 1, 24 * 3600),
     adminSocket,
     adminRemote: boolean(env, "TA_ADMIN_REMOTE", false),
+    outboundAllowHosts: Object.freeze(hostList("TA_OUTBOUND_ALLOW_HOSTS", env.TA_OUTBOUND_ALLOW_HOSTS)),
+    clientIdDocuments: Object.freeze(clientIdDocuments(env.TA_CLIENT_ID_DOCUMENTS)),
+    clientDocumentMaxAge: integer(env, "TA_CLIENT_DOCUMENT_MAX_AGE", 24 * 3600, 60, 7 * 24 * 3600),
+    registrationLimit: integer(env, "TA_REGISTRATION_LIMIT", 20, 1, 1_000_000),
+    registrationWindow: integer(env, "TA_REGISTRATION_WINDOW", 3600, 1, 24 * 3600),
+    unusedClientTtl: integer(env, "TA_UNUSED_CLIENT_TTL", 7 * 24 * 3600, 0, 365 * 24 * 3600),
   });
 }

@@ -28,6 +28,10 @@ export interface Metrics {
   readonly dbErrors: Counter<"kind">;
   /** Rows deleted by pruning, by table. */
   readonly pruned: Counter<"table">;
+  /** Requests the server made to other hosts (src/outbound.ts), by purpose and result (ok | error). */
+  readonly outboundRequests: Counter<"purpose" | "result">;
+  /** Client ID metadata documents looked up: cached (no fetch), fetched, or refused (invalid, unreachable). */
+  readonly clientDocuments: Counter<"result">;
   /** The Prometheus text exposition of this app's metrics and the process metrics. */
   render(): Promise<string>;
 }
@@ -146,6 +150,18 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       labelNames: ["table"],
       registers,
     }),
+    outboundRequests: new Counter({
+      name: "ta_outbound_requests_total",
+      help: "Requests the server made to other hosts, by purpose (client_metadata_document, ...) and result (ok: answered, error: refused or failed)",
+      labelNames: ["purpose", "result"],
+      registers,
+    }),
+    clientDocuments: new Counter({
+      name: "ta_client_documents_total",
+      help: "Client ID metadata documents looked up, by result: cached (no fetch), fetched, refused",
+      labelNames: ["result"],
+      registers,
+    }),
     async render() {
       const [own, process] = await Promise.all([registry.metrics(), processMetrics().metrics()]);
       return `${own}\n${process}`;
@@ -156,5 +172,6 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     metrics.revocations.inc({ outcome }, 0);
   }
   for (const kind of ["unavailable", "query"]) dbErrors.inc({ kind }, 0);
+  for (const result of ["cached", "fetched", "refused"]) metrics.clientDocuments.inc({ result }, 0);
   return metrics;
 }

@@ -149,7 +149,9 @@ export async function outboundFetch(target: string, request: OutboundRequest, po
     }
     if (response.status >= 300 && response.status < 400 && response.headers.has("location")) {
       await response.body?.cancel();
-      if (hop >= request.maxRedirects) throw new OutboundError(`more than ${request.maxRedirects} redirects`);
+      if (hop >= request.maxRedirects) {
+        throw new OutboundError(request.maxRedirects === 0 ? "the URL redirects (redirects are not followed)" : `more than ${request.maxRedirects} redirects`);
+      }
       url = new URL(response.headers.get("location")!, url);
       continue;
     }
@@ -207,12 +209,29 @@ async function readBounded(response: Response, maxBytes: number, signal: AbortSi
   return Buffer.concat(chunks, total);
 }
 
-/** TA_OUTBOUND_ALLOW_HOSTS as a set of host[:port]. */
-export function parseAllowHosts(value: string | undefined): Set<string> {
-  return new Set(
-    (value ?? "")
-      .split(",")
-      .map((entry) => entry.trim().toLowerCase())
-      .filter((entry) => entry !== ""),
-  );
+/** What the server fetches or pushes, for the metrics. */
+export type OutboundPurpose = "client_metadata_document";
+
+/** outboundFetch with the server's policy, every request counted by purpose and result. */
+export class Outbound {
+  constructor(
+    private readonly policy: OutboundPolicy,
+    private readonly counter?: { inc(labels: { purpose: string; result: string }): void },
+  ) {}
+
+  /** True when `url`'s host may be reached over plain http (TA_OUTBOUND_ALLOW_HOSTS). */
+  allows(url: URL): boolean {
+    return hostKeys(url).some((key) => this.policy.allowHosts.has(key));
+  }
+
+  async fetch(purpose: OutboundPurpose, target: string, request: OutboundRequest): Promise<OutboundResponse> {
+    try {
+      const response = await outboundFetch(target, request, this.policy);
+      this.counter?.inc({ purpose, result: "ok" });
+      return response;
+    } catch (error) {
+      this.counter?.inc({ purpose, result: "error" });
+      throw error;
+    }
+  }
 }

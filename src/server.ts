@@ -39,7 +39,7 @@ export async function startServer(config: Config, log: Logger, options: { migrat
     }
     const services = await createServices({ config, database, log });
     const app = createApp(services);
-    const pruning = config.pruneInterval > 0 ? startPruning(services, config.pruneInterval) : undefined;
+    const pruning = config.pruneInterval > 0 ? startPruning(services, config.pruneInterval, { unusedClientTtl: config.unusedClientTtl }) : undefined;
     const keyReload = services.keys.startReloading(config.keyReloadInterval, (error) =>
       log.warn("keys.reload_failed", { error: errorForLog(error) }),
     );

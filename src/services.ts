@@ -11,6 +11,7 @@ import { Administration } from "./oauth/admin.ts";
 import { AuthorizationCodes } from "./oauth/authorization-codes.ts";
 import { BrowserSessions } from "./oauth/browser-sessions.ts";
 import { ClientAuthGuard } from "./oauth/client-auth.ts";
+import { ClientDocuments } from "./oauth/client-documents.ts";
 import { Clients } from "./oauth/clients.ts";
 import { Consents } from "./oauth/consents.ts";
 import { IntrospectionService } from "./oauth/introspection.ts";
@@ -25,6 +26,7 @@ import { SessionService } from "./oauth/sessions.ts";
 import { TokenPipeline } from "./oauth/token-pipeline.ts";
 import type { TokenService } from "./oauth/tokens.ts";
 import { createTokenService } from "./oauth/tokens.ts";
+import { Outbound } from "./outbound.ts";
 
 export interface Deps {
   config: Config;
@@ -40,6 +42,10 @@ export interface Services extends Required<Deps> {
   /** The storage ports (db/stores): the only place SQL is built. */
   stores: Stores;
   keys: KeyStore;
+  /** Everything the server fetches or pushes goes through it (https only, no private addresses, bounded). */
+  outbound: Outbound;
+  /** Client ID metadata documents: URL client ids (used through `clients`). */
+  clientDocuments: ClientDocuments;
   clients: Clients;
   accounts: Accounts;
   browserSessions: BrowserSessions;
@@ -78,7 +84,9 @@ export async function createServices(deps: Deps): Promise<Services> {
     maxTokenLifetime: async () => Math.max(config.accessTokenTtl, config.refreshTokenTtl, await stores.clients.longestTokenTtl()),
     signingLag: config.keyReloadInterval,
   });
-  const clients = new Clients(stores.clients);
+  const outbound = new Outbound({ allowHosts: config.outboundAllowHosts }, metrics.outboundRequests);
+  const clientDocuments = new ClientDocuments({ store: stores.clients, outbound, config, metrics, now });
+  const clients = new Clients(stores.clients, clientDocuments);
   const accounts = new Accounts(stores.users);
   const browserSessions = new BrowserSessions(stores.browserSessions);
   const clientAuthGuard = new ClientAuthGuard(config, now);
@@ -101,7 +109,7 @@ export async function createServices(deps: Deps): Promise<Services> {
     log,
   );
   return {
-    config, database, log, now, metrics, stores, keys, clients, accounts, browserSessions, clientAuthGuard, tokens, pipeline, codes,
+    config, database, log, now, metrics, stores, keys, outbound, clientDocuments, clients, accounts, browserSessions, clientAuthGuard, tokens, pipeline, codes,
     resources, sessions, consents, revocation, notifier, introspection, introspectionCache, feed, admin, localAdmin: new WeakSet(), invalidation,
   };
 }

@@ -42,6 +42,7 @@ describe.each(backends)("discovery [%s]", (backend) => {
       revocation_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post", "none"],
       introspection_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post"],
       authorization_response_iss_parameter_supported: true,
+      client_id_metadata_document_supported: true,
     });
   });
 
@@ -140,7 +141,9 @@ describe.each(backends)("discovery with default configuration [%s]", (backend) =
     const t = await ready();
     const [, body] = await request(t, "GET", "/.well-known/oauth-protected-resource");
     expect(body.resource).toBe(t.config.defaultAudience);
-    expect(body.scopes_supported).toEqual([...t.config.scopes]);
+    // offline_access is the client's concern, not the resource's (MCP authorization 2026-07-28).
+    expect(body.scopes_supported).toEqual(t.config.scopes.filter((scope) => scope !== "offline_access"));
+    expect(t.config.scopes).toContain("offline_access");
     expect(body.authorization_servers).toEqual([t.config.issuer]);
   });
 });

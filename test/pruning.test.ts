@@ -3,7 +3,7 @@
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { randomUUID } from "node:crypto";
 import { eq, sql } from "drizzle-orm";
-import { authorizationGrants, revocationEvents, sessions } from "../db/schema.ts";
+import { authorizationGrants, clients, revocationEvents, sessions } from "../db/schema.ts";
 import { prune, startPruning } from "../src/oauth/pruning.ts";
 import { createClient, mintCodeSession, useTestApp, rotateSession } from "./helpers/app.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
@@ -144,6 +144,42 @@ describe.each(backends)("pruning [%s]", (backend) => {
     expect(Number(left!.n)).toBe(0);
   });
 
+  test("deletes self-registered clients never used within the TTL; keeps used ones (even once their tokens are gone) and operators'", async () => {
+    const t = await ready();
+    const make = async (registration: "operator" | "dynamic", age: number) => {
+      const c = await createClient(t, "public", { registration });
+      await t.database.db.update(clients).set({ createdAt: ago(age) }).where(eq(clients.clientId, c.client.clientId));
+      return c;
+    };
+    const unused = await make("dynamic", 3 * HOUR);
+    const young = await make("dynamic", 10 * 60_000);
+    const operator = await make("operator", 3 * HOUR);
+    const withToken = await make("dynamic", 3 * HOUR);
+    await insertSession(t, withToken, ahead(HOUR), null);
+    const withCode = await make("dynamic", 3 * HOUR);
+    await insertGrant(t, withCode, ahead(HOUR));
+    const document = await make("dynamic", 3 * HOUR);
+    await t.database.db.update(clients).set({ registration: "document" }).where(eq(clients.clientId, document.client.clientId));
+    // Used once, long ago: its token has expired and is pruned in the same pass; it stays.
+    const usedBefore = await make("dynamic", 3 * HOUR);
+    await insertSession(t, usedBefore, ago(2 * HOUR), null);
+
+    const counts = await prune(t.database, { unusedClientTtl: 3600 });
+    const left = async (c: TestClient) => (await t.database.db.select().from(clients).where(eq(clients.clientId, c.client.clientId))).length;
+    expect(counts.clients).toBe(2); // unused and document
+    expect([await left(unused), await left(document)]).toEqual([0, 0]);
+    expect([await left(young), await left(operator), await left(withToken), await left(withCode), await left(usedBefore)]).toEqual([1, 1, 1, 1, 1]);
+    // Seen in use: marked, and kept by later passes though nothing of it is left.
+    const [row] = await t.database.db.select().from(clients).where(eq(clients.clientId, usedBefore.client.clientId));
+    expect(row!.firstUsedAt).toBeInstanceOf(Date);
+    expect((await prune(t.database, { unusedClientTtl: 3600 })).clients).toBe(0);
+    expect(await left(usedBefore)).toBe(1);
+    // Without a TTL nothing is deleted.
+    const another = await make("dynamic", 3 * HOUR);
+    expect((await prune(t.database, {})).clients).toBe(0);
+    expect(await left(another)).toBe(1);
+  });
+
   test("the periodic job prunes, counts in metrics and logs maintenance.prune.completed", async () => {
     const t = await ready();
     const c = await createClient(t, "confidential");
@@ -172,7 +208,7 @@ describe("sessions prune command", () => {
     try {
       const io = { env: { TA_DATA_DIR: dir, TA_LOG_LEVEL: "error" }, stdout: (s: string) => out.push(s), readStdin: async () => "" };
       expect(await main(["sessions", "prune", "--batch-size", "50"], io)).toBe(0);
-      expect(JSON.parse(out.at(-1)!)).toEqual({ sessions: 0, authorization_codes: 0, revocation_events: 0 });
+      expect(JSON.parse(out.at(-1)!)).toEqual({ sessions: 0, authorization_codes: 0, revocation_events: 0, unused_clients: 0 });
       expect(await main(["sessions", "prune", "--batch-size", "zero"], io)).toBe(2);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -68,12 +68,12 @@ describe.each(backends)("dynamic client registration [%s]", (backend) => {
       redirect_uris: ["http://127.0.0.1:8765/callback"],
       token_endpoint_auth_method: "none",
       grant_types: ["authorization_code", "refresh_token"],
-      scope: "openid read",
+      scope: "profile read",
     });
     expect(res.status).toBe(201);
     expect(body.client_secret).toBeUndefined();
     expect(body.client_secret_expires_at).toBeUndefined();
-    expect(body.scope).toBe("openid read");
+    expect(body.scope).toBe("profile read");
     expect((await t.services.clients.find(body.client_id))!.type).toBe("public");
   });
 
@@ -135,6 +135,36 @@ describe.each(backends)("dynamic client registration [%s]", (backend) => {
     expect(await clientCount(t)).toBe(count);
   });
 
+  test("records the client as dynamically registered (what pruning of unused clients reads)", async () => {
+    const t = await ready();
+    const [, body] = await register(t, { redirect_uris: ["https://app.example/cb"] });
+    expect((await t.services.stores.clients.find(body.client_id))!.registration).toBe("dynamic");
+  });
+
+  test.each([
+    ["native with a loopback and a private-use scheme", { application_type: "native", redirect_uris: ["http://localhost:33418/callback", "com.example.app:/oauth"] }],
+    ["web with https", { application_type: "web", redirect_uris: ["https://app.example/cb"] }],
+    ["web with a loopback (local development)", { application_type: "web", redirect_uris: ["http://127.0.0.1:8765/cb"] }],
+  ])("accepts application_type %s and echoes it", async (_name, metadata) => {
+    const t = await ready();
+    const [res, body] = await register(t, { ...metadata, token_endpoint_auth_method: "none" });
+    expect(res.status).toBe(201);
+    expect(body).toMatchObject(metadata);
+    expect((await t.services.clients.find(body.client_id))!.redirectUris).toEqual(metadata.redirect_uris);
+  });
+
+  test.each([
+    ["a private-use scheme for a web application", { application_type: "web", redirect_uris: ["com.example.app:/oauth"] }, "invalid_redirect_uri"],
+    ["a scheme without a dot for a native application", { application_type: "native", redirect_uris: ["myapp:/oauth"] }, "invalid_redirect_uri"],
+    ["javascript: for a native application", { application_type: "native", redirect_uris: ["javascript:alert(1)"] }, "invalid_redirect_uri"],
+    ["an unknown application_type", { application_type: "desktop", redirect_uris: ["https://app.example/cb"] }, "invalid_client_metadata"],
+  ])("refuses %s", async (_name, metadata, error) => {
+    const t = await ready();
+    const [res, body] = await register(t, metadata);
+    expect(res.status).toBe(400);
+    expect(body.error).toBe(error);
+  });
+
   test("refuses a form body with invalid_request", async () => {
     const t = await ready();
     const [res, body] = await request(t, "POST", "/oauth/register", { form: { redirect_uris: "https://app.example/cb" } });
@@ -178,5 +208,24 @@ describe.each(backends)("dynamic client registration with TA_REGISTRATION_TOKEN 
     const t = await ready();
     const [res] = await register(t, "{", {});
     expect(res.status).toBe(401);
+  });
+});
+
+describe("open registration throttled per client address", () => {
+  const ready = useTestApp("pglite", { TA_CLIENT_IP_HEADER: "x-forwarded-for", TA_REGISTRATION_LIMIT: "3", TA_REGISTRATION_WINDOW: "600" });
+  const from = (address: string) => ({ "x-forwarded-for": address });
+
+  test("the fourth registration from one address within the window is 429 with Retry-After; another address is not held back", async () => {
+    const t = await ready();
+    for (let i = 0; i < 3; i++) expect((await register(t, { redirect_uris: ["https://app.example/cb"] }, from("203.0.113.7")))[0].status).toBe(201);
+    const count = await clientCount(t);
+    const [res, body] = await register(t, { redirect_uris: ["https://app.example/cb"] }, from("203.0.113.7"));
+    expect(res.status).toBe(429);
+    expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(590);
+    expect(res.headers.get("cache-control")).toBe("no-store");
+    expect(body.error).toBe("too_many_requests");
+    expect(await clientCount(t)).toBe(count);
+    expect((await register(t, { redirect_uris: ["https://app.example/cb"] }, from("198.51.100.2")))[0].status).toBe(201);
+    expect(t.logs.some((line) => JSON.parse(line).event === "security.registration.throttled")).toBe(true);
   });
 });

@@ -22,6 +22,25 @@ export class ClientStore {
     return client!;
   }
 
+  /**
+   * Stores the registration read from a client ID metadata document (its client_id is the URL),
+   * new or refreshed; never overwrites a client registered another way.
+   */
+  async saveDocument(row: NewClientRow & { documentExpiresAt: Date }): Promise<Client | undefined> {
+    const { clientId, ...changes } = row;
+    const [client] = await this.database.db
+      .insert(clients)
+      .values({ ...row, registration: "document" })
+      .onConflictDoUpdate({
+        target: clients.clientId,
+        set: { ...changes, updatedAt: sql`now()` },
+        setWhere: sql`${clients.registration} = 'document'`,
+      })
+      .returning();
+    this.forget(clientId);
+    return client;
+  }
+
   async find(clientId: string): Promise<Client | undefined> {
     // PostgreSQL text cannot hold NUL: such an id names no client (and would fail the query).
     if (clientId.includes("\0")) return undefined;

@@ -1,5 +1,5 @@
-// `sessions prune`: deletes expired sessions, authorization codes and revocation-feed entries
-// in batches (see src/oauth/pruning.ts for what is kept); prints the counts.
+// `sessions prune`: deletes expired sessions, authorization codes and revocation-feed entries,
+// and self-registered clients never used (TA_UNUSED_CLIENT_TTL), in batches (see src/oauth/pruning.ts for what is kept); prints the counts.
 import type { Command } from "./command.ts";
 import { parseFlags, UsageError, withServices } from "./command.ts";
 import { DEFAULT_PRUNE_BATCH, prune } from "../oauth/pruning.ts";
@@ -13,9 +13,16 @@ export const sessionsPrune: Command = {
     const raw = values["batch-size"];
     if (raw !== undefined && !/^[1-9]\d{0,5}$/.test(raw)) throw new UsageError("--batch-size must be a whole number from 1 to 999999");
     const batchSize = raw === undefined ? undefined : Number(raw);
-    return withServices(io.env, async (_services, database) => {
-      const counts = await prune(database, { batchSize });
-      io.stdout(JSON.stringify({ sessions: counts.sessions, authorization_codes: counts.authorizationCodes, revocation_events: counts.revocationEvents }));
+    return withServices(io.env, async (services, database) => {
+      const counts = await prune(database, { batchSize, unusedClientTtl: services.config.unusedClientTtl });
+      io.stdout(
+        JSON.stringify({
+          sessions: counts.sessions,
+          authorization_codes: counts.authorizationCodes,
+          revocation_events: counts.revocationEvents,
+          unused_clients: counts.clients,
+        }),
+      );
       return 0;
     });
   },

@@ -46,7 +46,7 @@ export function authorizationFailure(error: unknown, issuer: string, status: 302
     return pageResponse(
       messagePage(
         "This sign-in request is not valid",
-        `The application sent an invalid request: ${error.message}.`,
+        `The application sent an invalid request (${error.code}): ${error.message}.`,
         "Go back to the application and try again. If this keeps happening, contact the application's developer.",
       ),
       { status: 400 },
@@ -55,6 +55,8 @@ export function authorizationFailure(error: unknown, issuer: string, status: 302
   if (error instanceof AuthorizationErrorRedirect) return redirectResponse(errorResponseUrl(error, issuer), status);
   throw error;
 }
+
+const isLoopbackRedirect = (uri: string) => /^http:\/\/(localhost|127\.0\.0\.1|\[::1\])[:/]/.test(uri);
 
 function https(value: unknown): string | undefined {
   if (typeof value !== "string") return undefined;
@@ -86,6 +88,9 @@ export function authorizeEndpoints(services: Services) {
         clientUri: https(authz.client.metadata.client_uri),
         logoUri: logo,
         redirectHost: new URL(authz.redirectUri).host || authz.redirectUri,
+        documentHost: authz.client.registration === "document" ? new URL(authz.client.clientId).host : undefined,
+        // Self-registered clients only: an operator vouched for the others.
+        loopbackOnly: authz.client.registration !== "operator" && authz.client.redirectUris.every(isLoopbackRedirect),
         scopes: authz.scopes,
         resources: authz.resources,
         fields,

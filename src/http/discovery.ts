@@ -42,6 +42,8 @@ export function authorizationServerMetadata(config: Config) {
     introspection_endpoint_auth_methods_supported: TOKEN_ENDPOINT_AUTH_METHODS.filter((m) => m !== "none"),
     // RFC 9207: authorization responses carry `iss`.
     authorization_response_iss_parameter_supported: true,
+    // draft-ietf-oauth-client-id-metadata-document-01 §5: an https URL may be a client_id.
+    ...(config.clientIdDocuments.mode === "none" ? {} : { client_id_metadata_document_supported: true }),
   };
 }
 
@@ -50,7 +52,9 @@ export function protectedResourceMetadata(config: Config, resource: ProtectedRes
   return {
     resource: resource.resource,
     authorization_servers: [config.issuer],
-    scopes_supported: resource.scopes,
+    // MCP authorization (2026-07-28): servers "SHOULD NOT include offline_access in ... Protected
+    // Resource Metadata scopes_supported" — refresh tokens are the client's concern, not the resource's.
+    scopes_supported: resource.scopes.filter((scope) => scope !== "offline_access"),
     bearer_methods_supported: ["header"],
   };
 }

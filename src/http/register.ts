@@ -1,6 +1,9 @@
 // POST /oauth/register — dynamic client registration (RFC 7591). JSON in, 201 with the
-// registered metadata out.
+// registered metadata out. Open registration (no TA_REGISTRATION_TOKEN) is where anyone can
+// register, so it is throttled per client address (429 with Retry-After).
 import { Elysia } from "elysia";
+import { FailureThrottle } from "../throttle.ts";
+import { clientIp } from "./client-ip.ts";
 import { OAuthError } from "../errors.ts";
 import { jsonResponse } from "./responses.ts";
 import { checkInitialAccessToken, registerClient, registrationResponse } from "../oauth/registration.ts";
@@ -17,28 +20,27 @@ async function readJson(request: Request): Promise<unknown> {
   } catch {
     throw OAuthError.invalidClientMetadata("the body is not valid JSON");
   }
-  // PostgreSQL text and jsonb hold neither NUL nor lone surrogates: refuse them here, as bad
-  // metadata, rather than fail at the INSERT (found by test/fuzz-register.test.ts).
-  if (!storable(parsed)) throw OAuthError.invalidClientMetadata("a value holds a NUL character or invalid Unicode");
   return parsed;
 }
 
-function storable(value: unknown, depth = 0): boolean {
-  if (depth > 32) return false;
-  if (typeof value === "string") return value.isWellFormed() && !value.includes("\u0000");
-  if (Array.isArray(value)) return value.every((item) => storable(item, depth + 1));
-  if (value && typeof value === "object") {
-    return Object.entries(value).every(([key, item]) => storable(key, depth + 1) && storable(item, depth + 1));
-  }
-  return true;
-}
-
-export function registrationEndpoint({ clients, config, log }: Services) {
+export function registrationEndpoint({ clients, config, log, metrics, now }: Services) {
+  // Every registration counts (not only failures): TA_REGISTRATION_LIMIT per address and window.
+  const throttle = new FailureThrottle({ limit: config.registrationLimit, windowSeconds: config.registrationWindow, now });
   return new Elysia()
     .use(onlyMethods("/oauth/register", ["POST"]))
-    .post("/oauth/register", async ({ request }) => {
+    .post("/oauth/register", async ({ request, server }) => {
       checkInitialAccessToken(config.registrationToken, request.headers.get("authorization"));
-      const registered = await registerClient(clients, config, await readJson(request));
+      const address = config.registrationToken === undefined ? clientIp(request, server, config.clientIpHeader) : undefined;
+      if (address !== undefined) {
+        const retryAfter = throttle.retryAfter(address);
+        if (retryAfter > 0) {
+          metrics.rateLimited.inc({ limit: "registration" });
+          log.warn("security.registration.throttled", { ip: address, retry_after: retryAfter });
+          throw OAuthError.tooManyRequests(retryAfter);
+        }
+      }
+      const registered = await registerClient(clients, config, await readJson(request), { registration: "dynamic" });
+      if (address !== undefined) throttle.fail(address);
       log.info("client.registered", { client_id: registered.client.clientId, type: registered.client.type });
       return jsonResponse(registrationResponse(registered), 201);
     });

@@ -16,6 +16,13 @@ export const MAX_PARAMETER_LENGTH = 2048;
  */
 export class UntrustedAuthorizationRequest extends Error {
   override name = "UntrustedAuthorizationRequest";
+  constructor(
+    message: string,
+    /** What an API would answer: invalid_client for the client, invalid_request for the rest. */
+    readonly code: "invalid_client" | "invalid_request" = "invalid_request",
+  ) {
+    super(message);
+  }
 }
 
 /** An error the client hears about at its (verified) redirect URI. */
@@ -90,11 +97,18 @@ export async function resolveRedirect(clients: Clients, params: URLSearchParams)
     clientId = single(params, "client_id");
     redirectUriParam = single(params, "redirect_uri");
   } catch (error) {
-    throw new UntrustedAuthorizationRequest((error as OAuthError).description);
+    throw new UntrustedAuthorizationRequest((error as OAuthError).description ?? "invalid parameter");
   }
   if (!clientId) throw new UntrustedAuthorizationRequest("client_id is missing");
-  const client = await clients.find(clientId);
-  if (!client) throw new UntrustedAuthorizationRequest("unknown client_id");
+  let client: Client | undefined;
+  try {
+    client = await clients.find(clientId);
+  } catch (error) {
+    // A client ID metadata document that cannot be used: no redirect URI of it can be trusted.
+    if (error instanceof OAuthError && error.code === "invalid_client") throw new UntrustedAuthorizationRequest(error.description!, "invalid_client");
+    throw error;
+  }
+  if (!client) throw new UntrustedAuthorizationRequest("unknown client_id", "invalid_client");
   if (redirectUriParam === undefined) {
     // OAuth 2.1 §4.1.1: redirect_uri is optional only when the client has a single one.
     if (client.redirectUris.length !== 1) {
@@ -248,7 +262,6 @@ export function denyUrl(config: Config, request: AuthorizationRequest): string {
 
 /** What each scope lets a client do, as shown on the consent page. */
 export const SCOPE_DESCRIPTIONS: Readonly<Record<string, string>> = Object.freeze({
-  openid: "Confirm who you are (your account identifier)",
   profile: "See your basic profile (your username)",
   email: "See your email address",
   offline_access: "Keep access while you are not using it",

@@ -22,6 +22,8 @@ export interface NewClient {
   refreshTokenTtl?: number | null;
   resourceServer?: string | null;
   metadata?: ClientMetadata;
+  /** operator (CLI, admin API) unless said otherwise. */
+  registration?: "operator" | "dynamic";
 }
 
 export interface CreatedClient {
@@ -66,8 +68,17 @@ export function newClientId(): string {
 /** A new client secret: 256 random bits, base64url (shown once, stored as its SHA-256). */
 export const newSecret = () => randomToken(32);
 
+/** Resolves client ids that are URLs of client ID metadata documents (client-documents.ts). */
+export interface DocumentResolver {
+  recognizes(clientId: string): boolean;
+  resolve(clientId: string): Promise<Client>;
+}
+
 export class Clients {
-  constructor(private readonly store: ClientStore) {}
+  constructor(
+    private readonly store: ClientStore,
+    private readonly documents?: DocumentResolver,
+  ) {}
 
   async create(input: NewClient): Promise<CreatedClient> {
     const confidential = input.type === "confidential";
@@ -76,6 +87,7 @@ export class Clients {
     const grantTypes = input.grantTypes?.length ? input.grantTypes : defaultGrants;
     const client = await this.store.insert({
       clientId: newClientId(),
+      registration: input.registration ?? "operator",
       name: input.name,
       type: input.type,
       secretHash: secret ? hashSecret(secret) : null,
@@ -92,7 +104,12 @@ export class Clients {
     return { client, secret };
   }
 
+  /**
+   * The client an id names: a registered one, or the one a client ID metadata document describes
+   * (fetched when not fresh; throws invalid_client with the reason when it cannot be used).
+   */
   find(clientId: string): Promise<Client | undefined> {
+    if (this.documents?.recognizes(clientId)) return this.documents.resolve(clientId);
     return this.store.find(clientId);
   }
 

@@ -9,6 +9,8 @@
 // - An authorization grant while any session of it remains (a second redemption of its code
 //   must still revoke those sessions, RFC 6749 §4.1.2), and for `margin` after its code expired.
 // - Revocation-feed entries until the token they name has expired.
+// - A client that registered itself (dynamic registration, a metadata document) while it has a
+//   code or a token, or ever had one; one that never did is deleted after TA_UNUSED_CLIENT_TTL.
 import type { Database } from "../../db/client.ts";
 import type { PruneCounts, PruneOptions } from "../../db/stores/maintenance.ts";
 import { prune } from "../../db/stores/maintenance.ts";
@@ -39,11 +41,13 @@ export function startPruning(
         metrics.pruned.inc({ table: "sessions" }, counts.sessions);
         metrics.pruned.inc({ table: "authorization_grants" }, counts.authorizationCodes);
         metrics.pruned.inc({ table: "revocation_events" }, counts.revocationEvents);
-        const total = counts.sessions + counts.authorizationCodes + counts.revocationEvents;
+        metrics.pruned.inc({ table: "clients" }, counts.clients);
+        const total = counts.sessions + counts.authorizationCodes + counts.revocationEvents + counts.clients;
         (total > 0 ? log.info : log.debug)("maintenance.prune.completed", {
           sessions: counts.sessions,
           authorization_codes: counts.authorizationCodes,
           revocation_events: counts.revocationEvents,
+          unused_clients: counts.clients,
         });
         return counts;
       } catch (error) {

@@ -31,6 +31,8 @@ const metadataSchema = t.Object({
   scope: t.Optional(t.String({ maxLength: 1024 })),
   software_id: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
   software_version: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+  /** OpenID Connect Dynamic Client Registration 1.0 §2, which MCP 2026-07-28 asks clients to send. */
+  application_type: t.Optional(t.Union([t.Literal("web"), t.Literal("native")])),
 });
 const checkMetadata = TypeCompiler.Compile(metadataSchema);
 
@@ -44,7 +46,7 @@ export const operatorMetadataSchema = t.Object({
 const checkOperatorMetadata = TypeCompiler.Compile(operatorMetadataSchema);
 
 /** Optional human-facing metadata kept in clients.metadata and echoed back. */
-const EXTRA_FIELDS = ["client_uri", "logo_uri", "tos_uri", "policy_uri", "contacts", "software_id", "software_version"] as const;
+const EXTRA_FIELDS = ["client_uri", "logo_uri", "tos_uri", "policy_uri", "contacts", "software_id", "software_version", "application_type"] as const;
 const URI_FIELDS = ["client_uri", "logo_uri", "tos_uri", "policy_uri"] as const;
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "[::1]", "localhost"]);
@@ -60,16 +62,31 @@ function parseUrl(value: string): URL | undefined {
   }
 }
 
-/** https, or http on a loopback host (RFC 8252 §7.3); never a fragment (RFC 6749 §3.1.2). */
-function checkRedirectUri(value: string): void {
+/** Schemes no redirect may use, whatever the application type. */
+const FORBIDDEN_SCHEMES = new Set(["javascript:", "data:", "vbscript:", "file:", "blob:", "about:", "ws:", "wss:", "ftp:"]);
+
+/**
+ * https, or http on a loopback host (RFC 8252 §7.3); for a native application also a private-use
+ * scheme in reverse domain name form (RFC 8252 §7.1, `com.example.app:/callback`); never a
+ * fragment (RFC 6749 §3.1.2).
+ */
+function checkRedirectUri(value: string, native: boolean): void {
   const url = parseUrl(value);
   if (!url) throw OAuthError.invalidRedirectUri("redirect_uris must be absolute URIs");
   // RFC 6749 §3.1.2: "The endpoint URI MUST NOT include a fragment component."
   if (value.includes("#")) throw OAuthError.invalidRedirectUri("redirect_uris must not contain a fragment");
   if (url.protocol === "https:") return;
   if (url.protocol === "http:" && LOOPBACK_HOSTS.has(url.hostname)) return;
-  throw OAuthError.invalidRedirectUri("redirect_uris must use https, or http on a loopback address");
+  if (native && !FORBIDDEN_SCHEMES.has(url.protocol) && url.protocol !== "http:" && /^[a-z][a-z0-9+-]*(\.[a-z0-9+-]+)+:$/.test(url.protocol)) return;
+  throw OAuthError.invalidRedirectUri(
+    native
+      ? "redirect_uris must use https, http on a loopback address, or a private-use scheme like com.example.app:"
+      : "redirect_uris must use https, or http on a loopback address",
+  );
 }
+
+/** RFC 7591 methods built on a secret shared with the server; a metadata document cannot hold one. */
+const SHARED_SECRET_METHODS = new Set(["client_secret_basic", "client_secret_post", "client_secret_jwt"]);
 
 /** Client metadata validated and completed with defaults, ready to store. */
 export interface RegisteredMetadata {
@@ -86,6 +103,7 @@ export interface RegisteredMetadata {
   contacts?: string[];
   software_id?: string;
   software_version?: string;
+  application_type?: "web" | "native";
   /** Operator-only (the admin API): null means the server default / none. */
   access_token_ttl?: number | null;
   refresh_token_ttl?: number | null;
@@ -95,20 +113,50 @@ export interface RegisteredMetadata {
 export interface MetadataOptions {
   /** The admin API: operator-only fields are read, and the admin scope may be registered. */
   operator?: boolean;
+  /**
+   * A client ID metadata document: a public client (auth method `none` by default, never a shared
+   * secret), and scopes and grant types this server does not know are ignored rather than
+   * refused (one document serves every authorization server its client talks to).
+   */
+  document?: boolean;
+  /** How the client came to be (stored): the admin API's operator, or dynamic registration. */
+  registration?: "operator" | "dynamic";
+}
+
+/** PostgreSQL text and jsonb hold neither NUL nor lone surrogates (found by test/fuzz-register.test.ts). */
+function storable(value: unknown, depth = 0): boolean {
+  if (depth > 32) return false;
+  if (typeof value === "string") return value.isWellFormed() && !value.includes("\u0000");
+  if (Array.isArray(value)) return value.every((item) => storable(item, depth + 1));
+  if (value && typeof value === "object") {
+    return Object.entries(value).every(([key, item]) => storable(key, depth + 1) && storable(item, depth + 1));
+  }
+  return true;
 }
 
 /** Validates RFC 7591 metadata: invalid_client_metadata / invalid_redirect_uri on any fault. */
 export function validateMetadata(input: unknown, config: Pick<Config, "scopes">, options: MetadataOptions = {}): RegisteredMetadata {
   if (typeof input !== "object" || input === null || Array.isArray(input)) throw invalid("the body must be a JSON object");
+  // Refused here, as bad metadata, rather than failing at the INSERT.
+  if (!storable(input)) throw invalid("a value holds a NUL character or invalid Unicode");
   const fieldOf = (errors: ReturnType<typeof checkMetadata.Errors>) => errors.First()?.path.replace(/^\//, "").split("/")[0] || "a field";
   if (!checkMetadata.Check(input)) throw invalid(`invalid value for ${fieldOf(checkMetadata.Errors(input))}`);
   if (options.operator && !checkOperatorMetadata.Check(input)) throw invalid(`invalid value for ${fieldOf(checkOperatorMetadata.Errors(input))}`);
-  const method = (input.token_endpoint_auth_method ?? "client_secret_basic") as TokenEndpointAuthMethod;
+  const method = (input.token_endpoint_auth_method ?? (options.document ? "none" : "client_secret_basic")) as TokenEndpointAuthMethod;
+  if (options.document && method !== "none") {
+    // draft-ietf-oauth-client-id-metadata-document-01 §4.1: "the token_endpoint_auth_method
+    // property MUST NOT include client_secret_post, client_secret_basic, client_secret_jwt".
+    throw invalid(
+      SHARED_SECRET_METHODS.has(method)
+        ? "a metadata document cannot use a shared secret: token_endpoint_auth_method must be none"
+        : `token_endpoint_auth_method "${String(method).slice(0, 64)}" is not supported here; use none`,
+    );
+  }
   if (!TOKEN_ENDPOINT_AUTH_METHODS.includes(method)) {
     throw invalid(`token_endpoint_auth_method must be one of ${TOKEN_ENDPOINT_AUTH_METHODS.join(", ")}`);
   }
   // RFC 7591 §2: grant_types defaults to authorization_code.
-  const grantTypes = unique(input.grant_types ?? ["authorization_code"]);
+  const grantTypes = unique(input.grant_types ?? ["authorization_code"]).filter((grant) => !options.document || SUPPORTED_GRANT_TYPES.includes(grant));
   if (grantTypes.length === 0) throw invalid("grant_types must not be empty");
   for (const grant of grantTypes) {
     if (!SUPPORTED_GRANT_TYPES.includes(grant)) throw invalid(`grant type "${grant.slice(0, 64)}" is not supported`);
@@ -126,7 +174,7 @@ export function validateMetadata(input: unknown, config: Pick<Config, "scopes">,
     throw invalid("client_credentials requires a confidential client (token_endpoint_auth_method other than none)");
   }
   const redirectUris = unique(input.redirect_uris ?? []);
-  redirectUris.forEach(checkRedirectUri);
+  for (const redirectUri of redirectUris) checkRedirectUri(redirectUri, input.application_type === "native");
   if (usesCode && redirectUris.length === 0) {
     throw OAuthError.invalidRedirectUri("redirect_uris is required for the authorization_code grant");
   }
@@ -138,7 +186,9 @@ export function validateMetadata(input: unknown, config: Pick<Config, "scopes">,
     }
   }
   // RFC 7591 §2: omitted scope → a default set; here, every scope the server offers.
-  const scopes = input.scope === undefined ? [...config.scopes] : parseScope(input.scope);
+  const scopes = (input.scope === undefined ? [...config.scopes] : parseScope(input.scope)).filter(
+    (scope) => !options.document || config.scopes.includes(scope),
+  );
   for (const scope of scopes) {
     if (scope === ADMIN_SCOPE && options.operator) {
       if (!grantTypes.includes("client_credentials")) throw invalid(`scope "${ADMIN_SCOPE}" is for a client_credentials client`);
@@ -222,7 +272,7 @@ export async function registerClient(
   options: MetadataOptions = {},
 ): Promise<RegistrationResult> {
   const metadata = validateMetadata(input, config, options);
-  const { client, secret } = await clients.create(clientFields(metadata));
+  const { client, secret } = await clients.create({ ...clientFields(metadata), registration: options.registration });
   return { client, secret, metadata };
 }
 

@@ -62,6 +62,8 @@ form.login button[type=submit] { width: 100%; margin-top: 1.5rem; }
 .client img { width: 56px; height: 56px; border-radius: 12px; object-fit: contain; border: 1px solid var(--border); }
 .client h1 { margin: 0; }
 .client p { margin: 0; font-size: .925rem; overflow-wrap: anywhere; }
+.document-host strong { font-size: 1.05rem; }
+.note.warning { border-left: 4px solid currentColor; }
 ul.scopes { list-style: none; margin: 0; padding: 0; border: 1px solid var(--border); border-radius: 8px; }
 ul.scopes li { padding: .625rem .875rem; border-top: 1px solid var(--border); }
 ul.scopes li:first-child { border-top: 0; }

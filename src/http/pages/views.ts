@@ -74,6 +74,13 @@ export interface ConsentView {
   clientUri?: string;
   logoUri?: string;
   redirectHost: string;
+  /**
+   * A client known by its metadata document: the host that published it. Its name and logo are
+   * whatever that host says, so the host is what the user is asked to trust.
+   */
+  documentHost?: string;
+  /** Every redirect URI is on this device (localhost): any local program could be the client. */
+  loopbackOnly?: boolean;
   scopes: string[];
   resources: string[];
   /** The authorization request, carried through the form unchanged. */
@@ -89,10 +96,17 @@ export function consentPage(view: ConsentView): Html {
 ${view.logoUri ? html`<img src="${view.logoUri}" alt="" width="56" height="56">` : ""}
 <div>
 <h1 id="title">Authorize ${view.clientName}</h1>
+${view.documentHost ? html`<p class="document-host">published by <strong>${view.documentHost}</strong></p>` : ""}
 ${view.clientUri ? html`<p><a href="${view.clientUri}" rel="noopener noreferrer">${view.clientUri}</a></p>` : ""}
 </div>
 </div>
 <p><strong>${view.clientName}</strong> wants to access your account <strong>${view.user.username}</strong>.</p>
+${view.documentHost
+  ? html`<p class="note warning">This application describes itself at <strong>${view.documentHost}</strong>: its name and logo are what that site says. Approve only if you trust <strong>${view.documentHost}</strong>.</p>`
+  : ""}
+${view.loopbackOnly
+  ? html`<p class="note warning">It returns to an address on this device (<strong>${view.redirectHost}</strong>): approve only if you started it just now.</p>`
+  : ""}
 <h2 id="scopes-title">It will be able to</h2>
 <ul class="scopes" aria-labelledby="scopes-title">
 ${view.scopes.map((scope) => html`<li><span class="scope-name">${scope}</span>${describeScope(scope)}</li>`)}
