@@ -16,7 +16,8 @@ export class Agent {
   readonly cookies = new Map<string, string>();
 
   constructor(
-    readonly t: TestApp,
+    /** The app (through app.handle), or the base URL of a running server (over HTTP). */
+    readonly t: TestApp | string,
     /** Sent with every request (e.g. a trusted proxy header). */
     readonly headers: Record<string, string> = {},
   ) {}
@@ -40,8 +41,12 @@ export class Agent {
       headers["content-type"] ??= "application/x-www-form-urlencoded";
       body = typeof init.form === "string" ? init.form : new URLSearchParams(init.form).toString();
     }
-    const url = path.startsWith("http") ? path : `http://localhost${path}`;
-    const res = await this.t.app.handle(new Request(url, { method, headers, body }));
+    const base = typeof this.t === "string" ? this.t : "http://localhost";
+    const url = path.startsWith("http") ? path : `${base}${path}`;
+    const res =
+      typeof this.t === "string"
+        ? await fetch(url, { method, headers, body, redirect: "manual" })
+        : await this.t.app.handle(new Request(url, { method, headers, body }));
     this.store(res);
     return { res, text: await res.text(), location: res.headers.get("location") };
   }
@@ -113,6 +118,28 @@ export function authorizeUrl(c: TestClient, overrides: Record<string, string | u
 export async function signIn(agent: Agent, username: string, password = TEST_PASSWORD, returnTo = "/account/sessions"): Promise<Page> {
   const page = await agent.get(`/oauth/login?return_to=${encodeURIComponent(returnTo)}`);
   return agent.post("/oauth/login", { ...Object.fromEntries(hiddenFields(page.text, "/oauth/login")), username, password });
+}
+
+/**
+ * Plays the user's browser through an authorization request: follows the redirects, signs in
+ * when the sign-in page comes, approves when the consent page comes; answers the URL the server
+ * finally sends the browser to (the client's redirect URI with the response).
+ */
+export async function authorizeAs(agent: Agent, authorizationUrl: string, username: string, clientRedirect: string): Promise<URL> {
+  let page = await agent.get(authorizationUrl);
+  for (let step = 0; step < 10; step++) {
+    if (page.location?.startsWith(clientRedirect)) return new URL(page.location);
+    if (page.location) {
+      page = await agent.get(page.location);
+    } else if (page.text.includes('action="/oauth/login"')) {
+      page = await agent.post("/oauth/login", [...hiddenFields(page.text, "/oauth/login"), ["username", username], ["password", TEST_PASSWORD]]);
+    } else if (page.text.includes('action="/oauth/consent"')) {
+      page = await agent.post("/oauth/consent", [...hiddenFields(page.text, "/oauth/consent"), ["decision", "approve"]]);
+    } else {
+      throw new Error(`unexpected page (${page.res.status}): ${page.text.slice(0, 500)}`);
+    }
+  }
+  throw new Error("too many steps");
 }
 
 /** The query parameters of a redirect Location. */
