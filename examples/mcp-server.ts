@@ -142,14 +142,17 @@ export function mcpServerFromEnv(env: Record<string, string | undefined>) {
   // Where the authorization server is reached, if not at its issuer URL.
   const base = (env.TA_URL || issuer).replace(/\/$/, "");
   const scopes = (env.MCP_SCOPES || "read").split(" ").filter(Boolean);
+  const resource = env.MCP_RESOURCE || DEFAULT_RESOURCE;
   const verifier = createAccessTokenVerifier({
     issuer,
-    audience: env.MCP_RESOURCE || DEFAULT_RESOURCE,
+    audience: resource,
     jwksUri: `${base}/.well-known/jwks.json`,
     revocation: { mode: "feed", url: `${base}/oauth/revocations`, clientId, clientSecret, onError: (error) => console.error(`revocation feed: ${error}`) },
     resource: { scopes, name: "TokenAuthority example MCP server" },
   });
-  return { verifier, scopes, port: Number(env.MCP_PORT || 4200), hostname: env.MCP_HOST || "localhost" };
+  // Served on the resource's own port unless told otherwise.
+  const port = Number(env.MCP_PORT || new URL(resource).port || 4200);
+  return { verifier, scopes, port, hostname: env.MCP_HOST || "localhost" };
 }
 
 if (import.meta.main) {
