@@ -104,6 +104,8 @@ export function percentile(sorted: readonly number[], p: number): number {
 export interface Reply {
   status: number;
   body: string;
+  /** The Location header of a redirect. */
+  location?: string;
 }
 
 export interface LoadOptions<T> {
@@ -161,20 +163,27 @@ export function httpClient(base: string) {
   const { hostname, port, host } = new URL(base);
   const idle: Connection[] = [];
   const encoder = new TextEncoder();
+  async function send(request: string): Promise<Reply> {
+    let connection = idle.pop();
+    // The server closes a connection idle for a while (between phases).
+    while (connection && !connection.reusable) connection = idle.pop();
+    connection ??= await Connection.open(hostname, Number(port));
+    const reply = await connection.send(encoder.encode(request));
+    if (connection.reusable) idle.push(connection);
+    return reply;
+  }
   return {
-    async post(path: string, fields: Record<string, string>, authorization?: string): Promise<Reply> {
+    post(path: string, fields: Record<string, string>, authorization?: string): Promise<Reply> {
       const body = new URLSearchParams(fields).toString();
       const head =
         `POST ${path} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/x-www-form-urlencoded\r\n` +
         (authorization ? `Authorization: ${authorization}\r\n` : "") +
         `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n`;
-      let connection = idle.pop();
-      // The server closes a connection idle for a while (between phases).
-      while (connection && !connection.reusable) connection = idle.pop();
-      connection ??= await Connection.open(hostname, Number(port));
-      const reply = await connection.send(encoder.encode(head + body));
-      if (connection.reusable) idle.push(connection);
-      return reply;
+      return send(head + body);
+    },
+    get(path: string, headers: Record<string, string> = {}): Promise<Reply> {
+      const lines = Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join("");
+      return send(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n${lines}\r\n`);
     },
   };
 }
@@ -242,7 +251,7 @@ class Connection {
     if (/\r\nconnection: *close/i.test(head)) this.close();
     const pending = this.pending!;
     this.pending = undefined;
-    pending.resolve({ status, body });
+    pending.resolve({ status, body, location: /\r\nlocation: *([^\r]*)/i.exec(head)?.[1] });
   }
 
   private fail(error: Error): void {

@@ -1,6 +1,6 @@
 // `bun run bench`: builds the executable, runs it on the local PostgreSQL with a fresh
-// database, and measures revocation, introspection, minting, code exchange and refresh
-// rotation side by side with pgbench's ceiling for the same single-row statements on the same
+// database, and measures revocation, introspection, minting, code exchange, refresh rotation and
+// authorization requests (a registered client against a metadata-document client) side by side with pgbench's ceiling for the same single-row statements on the same
 // table; then cold start (PostgreSQL and PGlite), idle and peak RSS, and the
 // revocation-to-rejection delay (bench/revocation-delay.ts against the executable).
 // Writes bench/results/latest.json and latest.md.
@@ -383,6 +383,76 @@ async function operatorPhase(sql: postgres.Sql, cwd: string, env: Record<string,
   };
 }
 
+/** The hidden fields of the form posting to `action` (the sign-in and consent pages). */
+function formFields(html: string, action: string): [string, string][] {
+  const form = html.slice(html.indexOf(`action="${action}"`));
+  const decode = (v: string) => v.replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+  return [...form.slice(0, form.indexOf("</form>")).matchAll(/<input type="hidden" name="([^"]*)" value="([^"]*)">/g)].map((m) => [decode(m[1]!), decode(m[2]!)]);
+}
+
+/** A browser signed in as `username` (its cookies), through the sign-in page. */
+async function signedInBrowser(base: string, username: string, password: string) {
+  const cookies = new Map<string, string>();
+  const send = async (path: string, form?: [string, string][]) => {
+    const response = await fetch(path.startsWith("http") ? path : `${base}${path}`, {
+      method: form ? "POST" : "GET",
+      redirect: "manual",
+      headers: { cookie: [...cookies].map(([k, v]) => `${k}=${v}`).join("; "), ...(form ? { "content-type": "application/x-www-form-urlencoded" } : {}) },
+      body: form ? new URLSearchParams(form).toString() : undefined,
+    });
+    for (const line of response.headers.getSetCookie()) {
+      const [pair] = line.split(";");
+      cookies.set(pair!.slice(0, pair!.indexOf("=")), pair!.slice(pair!.indexOf("=") + 1));
+    }
+    return { status: response.status, location: response.headers.get("location"), text: await response.text() };
+  };
+  const login = await send("/oauth/login?return_to=%2Faccount%2Fsessions");
+  const signedIn = await send("/oauth/login", [...formFields(login.text, "/oauth/login"), ["username", username], ["password", password]]);
+  if (signedIn.status !== 303) throw new Error(`sign-in failed: ${signedIn.status}`);
+  return { send, cookie: () => [...cookies].map(([k, v]) => `${k}=${v}`).join("; ") };
+}
+
+/**
+ * Authorization requests by a signed-in user whose consent is remembered — a client registered
+ * by an operator against one known by its client ID metadata document (cached after the first
+ * request) — interleaved, twice each. Answers each kind's runs and the document fetches made
+ * during them (there must be none).
+ */
+async function authorizationPhase(
+  base: string,
+  browser: Awaited<ReturnType<typeof signedInBrowser>>,
+  clients: { registered: string; document: string },
+  documentHits: () => number,
+  meter: () => ReturnType<typeof cpuMeter>,
+) {
+  const challenge = new Bun.CryptoHasher("sha256").update("bench-verifier-bench-verifier-bench-verifier").digest("base64url");
+  const pathFor = (clientId: string) =>
+    `/oauth/authorize?${new URLSearchParams({ response_type: "code", client_id: clientId, redirect_uri: REDIRECT_URI, scope: "read", state: "bench", code_challenge: challenge, code_challenge_method: "S256" })}`;
+  // Consent once per client; remembered from then on, so each request below answers with a code.
+  for (const clientId of Object.values(clients)) {
+    const consent = await browser.send(pathFor(clientId));
+    if (consent.status !== 200) throw new Error(`no consent page for ${clientId}: ${consent.status} ${consent.text.slice(0, 300)}`);
+    const approved = await browser.send("/oauth/consent", [...formFields(consent.text, "/oauth/consent"), ["decision", "approve"]]);
+    if (approved.status !== 303 || !approved.location?.includes("code=")) throw new Error(`consent failed for ${clientId}`);
+  }
+  const http = httpClient(base);
+  const headers = { cookie: browser.cookie() };
+  const outboundBefore = documentHits();
+  const runs: Record<"registered" | "document", LoadResult[]> = { registered: [], document: [] };
+  for (let round = 0; round < 2; round++) {
+    for (const kind of ["registered", "document"] as const) {
+      const path = pathFor(clients[kind]);
+      runs[kind].push(
+        await closedLoop(Array.from({ length: N / 2 }, (_, i) => i), 32, () => http.get(path, headers), {
+          meter,
+          check: (_, r) => r.status === 302 && r.location?.startsWith(`${REDIRECT_URI}?code=`),
+        }),
+      );
+    }
+  }
+  return { runs, documentFetches: documentHits() - outboundBefore };
+}
+
 async function main() {
   const began = performance.now();
   console.log(`load average ${loadAverage()}; building the executable…`);
@@ -410,12 +480,29 @@ async function main() {
   ) as { client_id: string; client_secret: string };
   const auth = basic(client.client_id, client.client_secret);
   const user = JSON.parse(await sh([BINARY, "users", "create", "bench-user", "--password-stdin"], { env, cwd, stdin: "bench-password\n" })) as { id: string };
+  const publicClient = JSON.parse(
+    await sh([BINARY, "clients", "create", "--name", "bench public", "--public", "--redirect-uri", REDIRECT_URI, "--scope", "read"], { env, cwd }),
+  ) as { client_id: string };
+  // A client known by its metadata document, served here over loopback (TA_OUTBOUND_ALLOW_HOSTS).
+  let documentHits = 0;
+  const documentHost = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    fetch(request) {
+      documentHits++;
+      return Response.json(
+        { client_id: request.url, client_name: "bench document client", redirect_uris: [REDIRECT_URI], token_endpoint_auth_method: "none", scope: "read" },
+        { headers: { "cache-control": "max-age=3600" } },
+      );
+    },
+  });
+  const documentClientId = `http://127.0.0.1:${documentHost.port}/bench-client.json`;
 
   // What the previous run and the set-up left to write (a dropped database, fresh rows) is
   // flushed now, not by a checkpoint in the middle of the first phase.
   await settle(sql);
   // The load server logs at warn: at info it writes three JSON lines per request to stdout.
-  const server = await startServer({ ...env, TA_LOG_LEVEL: "warn" }, cwd, PROFILE_DIR);
+  const server = await startServer({ ...env, TA_LOG_LEVEL: "warn", TA_OUTBOUND_ALLOW_HOSTS: `127.0.0.1:${documentHost.port}` }, cwd, PROFILE_DIR);
   await Bun.sleep(1000);
   const idleRss = rssMiB(server.pid);
   // The backends serving the server's connections; autovacuum (cleaning up after the
@@ -539,6 +626,19 @@ async function main() {
   const peakRss = peakRssMiB(server.pid);
   const afterLoadRss = rssMiB(server.pid);
 
+  console.log("authorization requests…");
+  const browser = await signedInBrowser(server.url, "bench-user", "bench-password");
+  const authorization = await authorizationPhase(
+    server.url,
+    browser,
+    { registered: publicClient.client_id, document: documentClientId },
+    () => documentHits,
+    meter,
+  );
+  documentHost.stop(true);
+  results["authorize registered c=32"] = merge(authorization.runs.registered);
+  results["authorize document c=32"] = merge(authorization.runs.document);
+
   console.log("operating the running server…");
   const operating = await operatorPhase(sql, cwd, env, client.client_id);
   await server.stop();
@@ -579,6 +679,7 @@ async function main() {
       [`introspect/revoke c=${c}`, round2(results[`introspect c=${c}`]!.rps / results[`revoke c=${c}`]!.rps)],
     ]),
   );
+  ratios["authorize document/registered c=32"] = round2(results["authorize document c=32"]!.rps / results["authorize registered c=32"]!.rps);
   const roundDrop = round2((1 - rounds.at(-1)!.rps / rounds[0]!.rps) * 100);
   const requestPathTransactions = round2((xacts - notifyTransactions) / revocations);
   const targets = [
@@ -605,6 +706,11 @@ async function main() {
       "an admin call through the socket adds < 5 ms to a CLI command",
       `${operating.cli_ms.admin_call_adds} ms (clients list ${operating.cli_ms.clients_list_median} ms against version ${operating.cli_ms.version_median} ms, medians of 15)`,
       operating.cli_ms.admin_call_adds < 5,
+    ),
+    target(
+      "an authorization request by a client with a cached metadata document: no outbound fetch, within 10 % of a registered client's",
+      `${ratios["authorize document/registered c=32"]}× (${results["authorize document c=32"]!.rps} vs ${results["authorize registered c=32"]!.rps} req/s, runs ${authorization.runs.document.map((r) => r.rps).join(", ")} vs ${authorization.runs.registered.map((r) => r.rps).join(", ")}); ${authorization.documentFetches} document fetches during ${results["authorize document c=32"]!.requests} requests`,
+      ratios["authorize document/registered c=32"]! >= 0.9 && authorization.documentFetches === 0,
     ),
     target("cold start < 150 ms on PostgreSQL", `${coldPostgres.median_ms} ms (median of ${coldPostgres.runs.length})`, coldPostgres.median_ms < 150),
     target("idle RSS < 100 MB on PostgreSQL", `${mb(idleRss)} MB`, mb(idleRss) < 100),
