@@ -9,7 +9,7 @@ import { ClientDocuments, freshnessSeconds } from "../src/oauth/client-documents
 import { OAuthError } from "../src/errors.ts";
 import { Outbound } from "../src/outbound.ts";
 import type { TestApp } from "./helpers/app.ts";
-import { createTestApp, post, request } from "./helpers/app.ts";
+import { admin, createTestApp, post, request } from "./helpers/app.ts";
 import { Agent, createUser, hiddenFields, pkce, redirectParams, signIn } from "./helpers/agent.ts";
 import { backends } from "./helpers/db.ts";
 import type { DocumentHost } from "./helpers/documents.ts";
@@ -103,6 +103,14 @@ describe.each(backends)("client ID metadata documents [%s]", (backend) => {
     expect((await t.services.pipeline.verify(refreshed.access_token)).ok).toBe(false);
     // Every step after the first used the stored document.
     expect(host.hits(path)).toBe(1);
+    // The operator sees where the client came from.
+    const [, listed] = await admin(t, "GET", "/clients?limit=100");
+    expect(listed.items.find((item: { client_id: string }) => item.client_id === url)).toMatchObject({
+      registration: "document",
+      client_type: "public",
+      client_name: "Notes for MCP",
+      document_expires_at: row!.documentExpiresAt!.toISOString(),
+    });
   });
 
   test("a cached document costs no outbound request; a stale one is fetched again and its changes apply", async () => {

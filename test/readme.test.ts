@@ -153,7 +153,7 @@ describe("README: First five minutes", () => {
 
     const tokens = json(outputOf("/oauth/token")[0]!);
     expect(tokens).toMatchObject({ token_type: "Bearer", scope: "read", access_token: vars.ACCESS_TOKEN });
-    expect(vars.ACCESS_TOKEN.split(".")).toHaveLength(3);
+    expect(vars.ACCESS_TOKEN!.split(".")).toHaveLength(3);
 
     const introspections = outputOf("/oauth/introspect").map(json);
     expect(introspections).toHaveLength(2);

@@ -36,7 +36,11 @@ export function describeClient(client: Client) {
   return {
     client_id: client.clientId,
     client_type: client.type,
+    /** operator, dynamic (RFC 7591) or document (a client ID metadata document, fetched again when stale). */
+    registration: client.registration,
     ...metadataOf(client),
+    ...(client.registration === "document" ? { document_expires_at: iso(client.documentExpiresAt) } : {}),
+    first_used_at: iso(client.firstUsedAt),
     created_at: client.createdAt.toISOString(),
     updated_at: client.updatedAt.toISOString(),
     secret_rotation_grace_until: iso(client.previousSecretExpiresAt),
