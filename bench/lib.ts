@@ -2,7 +2,7 @@
 // distinct item per request), latency statistics, and CPU accounting of the server process,
 // the PostgreSQL processes serving it, this process (the load generator), and everything else
 // running on the machine at the same time.
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import type { JWK } from "jose";
@@ -296,9 +296,12 @@ export async function insertCodeGrants(
   const challenge = createHash("sha256").update(verifier).digest("base64url");
   const [key] = await sql`select private_jwk from signing_keys where status = 'active'`;
   const sealing = await deriveCodeKey(key!.private_jwk as JWK);
-  const codes = await Promise.all(Array.from({ length: count }, () => sealAuthorizationCode(sealing, { sub: grant.userId, scope: "read", aud: [] })));
+  // Each code names its grant (the family's sid), as the authorization endpoint's do.
+  const ids = Array.from({ length: count }, () => randomUUID());
+  const codes = await Promise.all(ids.map((sid) => sealAuthorizationCode(sealing, { sub: grant.userId, scope: "read", aud: [], sid })));
   for (let i = 0; i < codes.length; i += 1000) {
-    const rows = codes.slice(i, i + 1000).map((code) => ({
+    const rows = codes.slice(i, i + 1000).map((code, j) => ({
+      id: ids[i + j]!,
       code_hash: hashAuthorizationCode(code),
       client_id: grant.clientId,
       user_id: grant.userId,

@@ -2,12 +2,14 @@
 // signing keys and the revocation feed. Only JTIs are stored, never tokens.
 import { sql } from "drizzle-orm";
 import {
+  bigint,
   bigserial,
   index,
   integer,
   jsonb,
   pgEnum,
   pgTable,
+  primaryKey,
   text,
   timestamp,
   uniqueIndex,
@@ -195,17 +197,37 @@ export const signingKeys = pgTable(
  * Append-only feed of revoked JTIs that resource servers follow (see the revocation feed),
  * written by the revoking statements themselves (db/functions/ta_revoke_sessions.sql).
  */
+/**
+ * The committed event log: every revoked token (the revocation feed), and every security event
+ * (a user disabled, enabled or deleted, a credential changed) and stream event (SSF verification,
+ * stream updated), each written by the transaction that made the change, in one cursor order.
+ * The revocation feed serves the token entries; SSF delivery reads them all.
+ */
 export const revocationEvents = pgTable(
   "revocation_events",
   {
     cursor: bigserial("cursor", { mode: "number" }).primaryKey(),
-    jti: text("jti").notNull(),
-    tokenKind: text("token_kind").notNull(),
-    sessionId: uuid("session_id").notNull(),
+    /** A revoked token: its jti, kind and session (null for the other events). */
+    jti: text("jti"),
+    tokenKind: text("token_kind"),
+    sessionId: uuid("session_id"),
+    /** Until when the entry matters: the token's expiry, or the retention of another event. */
     expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
     revokedAt: timestamp("revoked_at", { withTimezone: true }).notNull().defaultNow(),
     /** Why the token ended: its session's revocation_reason, or `refreshed` for a rotated-away access token. */
     reason: text("reason"),
+    /** Another event than a revoked token: account-disabled, account-enabled, account-purged, credential-change, verification, stream-updated. */
+    event: text("event"),
+    /** Who it is about, when the row must say (its session may be gone): the user, the client, the token family. */
+    subject: text("subject"),
+    clientId: text("client_id"),
+    familyId: uuid("family_id"),
+    /** An event for one SSF stream only (verification, stream-updated). */
+    streamId: uuid("stream_id"),
+    /** What else the event says (credential_type, change_type, state, status, …). */
+    detail: jsonb("detail").$type<Record<string, unknown>>(),
+    /** The writing transaction (RFC 8417 `txn` of the SETs made from it). */
+    txn: text("txn").default(sql`pg_current_xact_id()::text`),
   },
   (table) => [index("revocation_events_expires_at_idx").on(table.expiresAt)],
 );
@@ -251,3 +273,73 @@ export const resources = pgTable("resources", {
 });
 
 export type ResourceRow = typeof resources.$inferSelect;
+
+/** SSF 1.0 §8.1.2: enabled transmits, paused holds events for later, disabled drops them. */
+export const ssfStreamStatus = pgEnum("ssf_stream_status", ["enabled", "paused", "disabled"]);
+
+/**
+ * Shared Signals streams (SSF 1.0 §8.1.1): a receiver's subscription to the event log, delivered
+ * by push (RFC 8935) or poll (RFC 8936). `position`: every event at or below it is settled for
+ * the stream (delivered and acknowledged, or not for it); ssf_acks holds those settled above it.
+ */
+export const ssfStreams = pgTable(
+  "ssf_streams",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    /** The receiver: the client whose `ssf` token made the stream. */
+    clientId: text("client_id")
+      .notNull()
+      .references(() => clients.clientId, { onDelete: "cascade" }),
+    audience: text("audience").notNull(),
+    /** As the receiver asked (null: it did not say), and what is delivered. */
+    eventsRequested: text("events_requested").array(),
+    eventsDelivered: text("events_delivered").array().notNull(),
+    deliveryMethod: text("delivery_method").notNull(),
+    /** Push: where SETs go, and the Authorization header they carry (a secret of the receiver's). */
+    endpointUrl: text("endpoint_url"),
+    authorizationHeader: text("authorization_header"),
+    description: text("description"),
+    status: ssfStreamStatus("status").notNull().default("enabled"),
+    statusReason: text("status_reason"),
+    position: bigint("position", { mode: "number" }).notNull(),
+    /** Push delivery: the instance delivering it, until when; when to try again after failures. */
+    leaseOwner: text("lease_owner"),
+    leaseUntil: timestamp("lease_until", { withTimezone: true }),
+    nextAttemptAt: timestamp("next_attempt_at", { withTimezone: true }).notNull().defaultNow(),
+    failures: integer("failures").notNull().default(0),
+    lastError: text("last_error"),
+    lastVerificationAt: timestamp("last_verification_at", { withTimezone: true }),
+    ...timestamps,
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [index("ssf_streams_client_id_idx").on(table.clientId)],
+);
+
+/** SSF 1.0 §8.1.3 with default_subjects ALL: the subjects a receiver removed from a stream. */
+export const ssfExcludedSubjects = pgTable(
+  "ssf_excluded_subjects",
+  {
+    streamId: uuid("stream_id")
+      .notNull()
+      .references(() => ssfStreams.id, { onDelete: "cascade" }),
+    /** The subject as canonical JSON (keys sorted): the key. */
+    subjectKey: text("subject_key").notNull(),
+    subject: jsonb("subject").$type<Record<string, unknown>>().notNull(),
+    ...timestamps,
+  },
+  (table) => [primaryKey({ columns: [table.streamId, table.subjectKey] })],
+);
+
+/** Events above a stream's position already settled for it (pushed, or acknowledged by a poller). */
+export const ssfAcks = pgTable(
+  "ssf_acks",
+  {
+    streamId: uuid("stream_id")
+      .notNull()
+      .references(() => ssfStreams.id, { onDelete: "cascade" }),
+    cursor: bigint("cursor", { mode: "number" }).notNull(),
+  },
+  (table) => [primaryKey({ columns: [table.streamId, table.cursor] })],
+);
+
+export type SsfStream = typeof ssfStreams.$inferSelect;

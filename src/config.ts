@@ -65,6 +65,13 @@ export interface Config {
   readonly registrationWindow: number;
   /** Seconds after which a self-registered client never seen in use is pruned; 0 = never. */
   readonly unusedClientTtl: number;
+  /** Shared Signals: how long undelivered events are kept for a stream (and events naming no token at all). */
+  readonly ssfRetention: number;
+  /** Streams one receiver may have, and subjects one stream may name. */
+  readonly ssfMaxStreams: number;
+  readonly ssfMaxSubjects: number;
+  /** The longest a long poll (RFC 8936) waits for an event, in seconds. */
+  readonly ssfLongPoll: number;
 }
 
 export type ClientIdDocumentPolicy = { mode: "all" } | { mode: "none" } | { mode: "hosts"; hosts: ReadonlySet<string> };
@@ -229,5 +236,9 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     registrationLimit: integer(env, "TA_REGISTRATION_LIMIT", 20, 1, 1_000_000),
     registrationWindow: integer(env, "TA_REGISTRATION_WINDOW", 3600, 1, 24 * 3600),
     unusedClientTtl: integer(env, "TA_UNUSED_CLIENT_TTL", 7 * 24 * 3600, 0, 365 * 24 * 3600),
+    ssfRetention: integer(env, "TA_SSF_RETENTION", 7 * 24 * 3600, 60, 90 * 24 * 3600),
+    ssfMaxStreams: integer(env, "TA_SSF_MAX_STREAMS", 10, 1, 1000),
+    ssfMaxSubjects: integer(env, "TA_SSF_MAX_SUBJECTS", 10_000, 1, 1_000_000),
+    ssfLongPoll: integer(env, "TA_SSF_LONG_POLL", 20, 1, 300),
   });
 }

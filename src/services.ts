@@ -78,7 +78,7 @@ export async function createServices(deps: Deps): Promise<Services> {
   const { config, database, log } = deps;
   const now = deps.now ?? Date.now;
   const metrics = deps.metrics ?? createMetrics({ database, poolSize: config.dbPoolSize });
-  const stores = createStores(database, { clientCacheTtl: config.clientCacheTtl });
+  const stores = createStores(database, { clientCacheTtl: config.clientCacheTtl, eventRetention: config.ssfRetention });
   const keys = await KeyStore.open(stores.signingKeys, {
     // The longest lifetime of any token this server may have signed: how long a retired key verifies.
     maxTokenLifetime: async () => Math.max(config.accessTokenTtl, config.refreshTokenTtl, await stores.clients.longestTokenTtl()),

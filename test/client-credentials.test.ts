@@ -1,6 +1,7 @@
 // grant_type=client_credentials at POST /oauth/token, on every backend.
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { eq } from "drizzle-orm";
+import { decodeJwt } from "jose";
 import { sessions } from "../db/schema.ts";
 import { countStatements, createClient, post, useTestApp } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
@@ -44,6 +45,15 @@ describe.each(backends)("client_credentials grant [%s]", (backend) => {
     const c = await createClient(t, "confidential", { accessTokenTtl: 60 });
     const [, body] = await tokenRequest(t, c, { grant_type: "client_credentials" });
     expect(body.expires_in).toBe(60);
+  });
+
+  test("names its session as the token family (sid): what a session-revoked event names", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const [, body] = await tokenRequest(t, c, { grant_type: "client_credentials" });
+    const { sid, jti } = decodeJwt(body.access_token);
+    const [row] = await t.database.db.select().from(sessions).where(eq(sessions.accessTokenJti, jti!));
+    expect(sid).toBe(row!.id);
   });
 
   test("issues a revocable session", async () => {

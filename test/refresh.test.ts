@@ -2,6 +2,7 @@
 // the optional reuse grace period; on every backend.
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { eq, sql } from "drizzle-orm";
+import { decodeJwt } from "jose";
 import { sessions } from "../db/schema.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
 import { countStatements, createClient, holdStatements, post, revoke, rotateSession, useTestApp } from "./helpers/app.ts";
@@ -39,6 +40,8 @@ describe.each(backends)("refresh_token grant [%s]", (backend) => {
       scope: "read write",
     });
     expect(body.refresh_token).not.toBe(first.refreshToken);
+    // The family keeps its name (sid = the grant) through rotation.
+    for (const token of [first.accessToken, first.refreshToken, body.access_token, body.refresh_token]) expect(decodeJwt(token).sid).toBe(first.grantId);
     expect(await isLive(t, body.access_token)).toBe(true);
     expect(await isLive(t, first.accessToken)).toBe(false);
     const statuses = (await familyOf(t, first.grantId)).map((s) => s.status).sort();

@@ -90,6 +90,23 @@ describe.each(backends)("revocation feed, JSON [%s]", (backend) => {
     expect(last.entries).toEqual([]);
   });
 
+  test("serves token entries only: security events in the same log move the cursor without showing", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const [, start] = await feed(t, c);
+    // A user with no sessions, disabled and enabled: two events, no token.
+    const user = await t.services.admin.createUser(`feed-${randomUUID().slice(0, 8)}`, "a long enough password");
+    await t.services.admin.disableUser(user.id);
+    await t.services.admin.enableUser(user.id);
+    const r = await revokedSession(t, c);
+    const logged = await t.database.db.select().from(revocationEvents).where(sql`${revocationEvents.cursor} > ${start.next_cursor}`);
+    expect(logged.map((row) => row.event ?? row.tokenKind)).toEqual(["account-disabled", "account-enabled", "access_token", "refresh_token"]);
+    expect(logged[0]).toMatchObject({ subject: user.id, reason: "user_disabled", jti: null });
+    const [, body] = await feed(t, c, `?after=${start.next_cursor}`);
+    expect(body.entries.map((e: { jti: string }) => e.jti)).toEqual([r.access, r.refresh]);
+    expect(body.next_cursor).toBe(logged.at(-1)!.cursor);
+  });
+
   test("filters by token_type", async () => {
     const t = await ready();
     const c = await createClient(t, "confidential");

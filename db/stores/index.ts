@@ -23,7 +23,7 @@ export interface Stores {
   resources: ResourceStore;
 }
 
-export function createStores(database: Database, options: { clientCacheTtl: number }): Stores {
+export function createStores(database: Database, options: { clientCacheTtl: number; eventRetention: number }): Stores {
   return {
     sessions: new SessionStore(database),
     clients: new ClientStore(database, options.clientCacheTtl),
@@ -32,7 +32,7 @@ export function createStores(database: Database, options: { clientCacheTtl: numb
     signingKeys: new SigningKeyStore(database),
     revocationEvents: new RevocationEventStore(database),
     browserSessions: new BrowserSessionStore(database),
-    lifecycle: new LifecycleStore(database),
+    lifecycle: new LifecycleStore(database, options.eventRetention),
     resources: new ResourceStore(database),
   };
 }

@@ -1,11 +1,13 @@
 // Security events that end sessions, each one transaction across the tables it touches: a user
-// disabled, deleted or given a new password, "Sign out everywhere", a client deleted or its
-// secret rotated, a signing key revoked. Every token session ended goes through
-// ta_revoke_sessions, whose feed entries carry the reason (db/functions/ta_revoke_sessions.sql).
+// disabled, enabled, deleted or given a new password, "Sign out everywhere", a client deleted or
+// its secret rotated, a signing key revoked. Every token session ended goes through
+// ta_revoke_sessions, whose feed entries carry the reason (db/functions/ta_revoke_sessions.sql);
+// the event itself (account disabled, credential changed, …) is one more row of the same log,
+// written by the same transaction, so nothing reads an event of a change that rolled back.
 import type { SQL } from "drizzle-orm";
 import { and, eq, isNull, ne, sql } from "drizzle-orm";
 import type { Database, Db } from "../client.ts";
-import { authorizationGrants, browserSessions, clients, sessions, signingKeys, users } from "../schema.ts";
+import { authorizationGrants, browserSessions, clients, revocationEvents, sessions, signingKeys, users } from "../schema.ts";
 import type { SessionFilter } from "./sessions.ts";
 import { matching } from "./sessions.ts";
 
@@ -43,8 +45,35 @@ async function expireCodesIn(tx: Db, where: SQL): Promise<void> {
     .where(and(where, sql`${authorizationGrants.redeemedAt} is null and ${authorizationGrants.expiresAt} > now()`));
 }
 
+/** A security event as the log records it (SSF delivery turns it into a Security Event Token). */
+export interface LoggedEvent {
+  event: "account-disabled" | "account-enabled" | "account-purged" | "credential-change";
+  /** The user it is about. */
+  subject?: string;
+  /** The client it is about (a rotated secret). */
+  clientId?: string;
+  reason: string;
+  detail?: Record<string, unknown>;
+}
+
 export class LifecycleStore {
-  constructor(private readonly database: Database) {}
+  constructor(
+    private readonly database: Database,
+    /** Seconds an event that names no token is kept for delivery (its `expires_at`). */
+    private readonly eventRetention: number,
+  ) {}
+
+  /** Appends a security event to the log, in `tx`. */
+  private async logIn(tx: Db, event: LoggedEvent): Promise<void> {
+    await tx.insert(revocationEvents).values({
+      event: event.event,
+      subject: event.subject ?? null,
+      clientId: event.clientId ?? null,
+      reason: event.reason,
+      detail: event.detail ?? null,
+      expiresAt: sql`now() + make_interval(secs => ${this.eventRetention})`,
+    });
+  }
 
   /**
    * Every session of a user ends: codes not yet redeemed, browser sessions (but `keepBrowserSession`)
@@ -53,10 +82,11 @@ export class LifecycleStore {
   endUserSessions(
     userId: string,
     reason: string,
-    options: { change?: (tx: Db) => Promise<boolean>; keepBrowserSession?: string; keepTokens?: boolean } = {},
+    options: { change?: (tx: Db) => Promise<boolean>; keepBrowserSession?: string; keepTokens?: boolean; event?: LoggedEvent } = {},
   ): Promise<EndedSessions | undefined> {
     return this.database.db.transaction(async (tx) => {
       if (options.change && !(await options.change(tx))) return undefined;
+      if (options.event) await this.logIn(tx, options.event);
       await expireCodesIn(tx, eq(authorizationGrants.userId, userId));
       const browserSessionsEnded = await endBrowserSessionsIn(tx, userId, reason, options.keepBrowserSession);
       const revoked = options.keepTokens ? 0 : await revokeIn(tx, { userId }, reason);
@@ -70,6 +100,19 @@ export class LifecycleStore {
       change: async (tx) =>
         (await tx.update(users).set({ disabledAt: sql`coalesce(${users.disabledAt}, now())`, updatedAt: sql`now()` }).where(eq(users.id, userId)).returning({ id: users.id }))
           .length > 0,
+      event: { event: "account-disabled", subject: userId, reason: "user_disabled" },
+    });
+  }
+
+  /** Enables a disabled user (an event only when it was disabled); false for no such user. */
+  enableUser(userId: string): Promise<boolean> {
+    return this.database.db.transaction(async (tx) => {
+      const [user] = await tx.select({ disabledAt: users.disabledAt }).from(users).where(eq(users.id, userId)).for("update");
+      if (!user) return false;
+      if (user.disabledAt === null) return true;
+      await tx.update(users).set({ disabledAt: null, updatedAt: sql`now()` }).where(eq(users.id, userId));
+      await this.logIn(tx, { event: "account-enabled", subject: userId, reason: "user_enabled" });
+      return true;
     });
   }
 
@@ -77,10 +120,20 @@ export class LifecycleStore {
   setPassword(userId: string, passwordHash: string, options: { keepSessions: boolean; keepBrowserSession?: string }): Promise<EndedSessions | undefined> {
     const change = async (tx: Db) =>
       (await tx.update(users).set({ passwordHash, updatedAt: sql`now()` }).where(eq(users.id, userId)).returning({ id: users.id })).length > 0;
+    const event: LoggedEvent = {
+      event: "credential-change",
+      subject: userId,
+      reason: "password_changed",
+      detail: { credential_type: "password", change_type: "update" },
+    };
     if (options.keepSessions) {
-      return this.database.db.transaction(async (tx) => ((await change(tx)) ? { revoked: 0, browserSessionsEnded: 0 } : undefined));
+      return this.database.db.transaction(async (tx) => {
+        if (!(await change(tx))) return undefined;
+        await this.logIn(tx, event);
+        return { revoked: 0, browserSessionsEnded: 0 };
+      });
     }
-    return this.endUserSessions(userId, "password_changed", { change, keepBrowserSession: options.keepBrowserSession });
+    return this.endUserSessions(userId, "password_changed", { change, keepBrowserSession: options.keepBrowserSession, event });
   }
 
   /** Revokes a user's sessions, then deletes the user (grants, consents and browser sessions go with it). */
@@ -91,6 +144,7 @@ export class LifecycleStore {
       const revoked = await revokeIn(tx, { userId }, "user_deleted");
       const browserSessionsEnded = await endBrowserSessionsIn(tx, userId, "user_deleted");
       await tx.delete(users).where(eq(users.id, userId));
+      await this.logIn(tx, { event: "account-purged", subject: userId, reason: "user_deleted" });
       return { revoked, browserSessionsEnded };
     });
   }
@@ -123,6 +177,14 @@ export class LifecycleStore {
         .where(and(eq(clients.clientId, clientId), sql`${clients.secretHash} is not null`))
         .returning({ id: clients.id });
       if (updated.length === 0) return undefined;
+      // CAEP credential-change: "client_secret" is a credential type of this server's own (the
+      // CAEP list allows "any other credential type supported mutually").
+      await this.logIn(tx, {
+        event: "credential-change",
+        clientId,
+        reason: "secret_rotated",
+        detail: { credential_type: "client_secret", change_type: "update" },
+      });
       return revokeTokens ? revokeIn(tx, { clientId }, "secret_rotated") : 0;
     });
   }

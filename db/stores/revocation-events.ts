@@ -8,8 +8,9 @@ import { revocationEvents } from "../schema.ts";
 
 export interface RevocationEventRow {
   cursor: number;
-  jti: string;
-  kind: TokenKind;
+  /** Null for an entry that names no token (an account or stream event). */
+  jti: string | null;
+  kind: TokenKind | null;
   /** NumericDates (seconds). */
   exp: number;
   revokedAt: number;
@@ -62,6 +63,6 @@ export class RevocationEventStore {
       .where(where)
       .orderBy(asc(revocationEvents.cursor))
       .limit(limit);
-    return rows.map((row) => ({ ...row, cursor: Number(row.cursor), kind: row.kind as TokenKind }));
+    return rows.map((row) => ({ ...row, cursor: Number(row.cursor), kind: row.kind as TokenKind | null }));
   }
 }

@@ -161,6 +161,8 @@ export interface RedeemRow {
 
 /** A session as `mint` inserts it. */
 export interface NewSession {
+  /** Chosen by the caller: the tokens, signed first, name it (the `sid` of a family without a grant). */
+  id: string;
   grantId: string | null;
   clientId: string;
   subject: string;
@@ -178,6 +180,8 @@ export interface NewSession {
 
 /** An authorization grant as the authorization endpoint creates it (RFC 6749 §4.1.2). */
 export interface NewGrant {
+  /** Chosen by the caller: the sealed code carries it (the `sid` of the family it starts). */
+  id: string;
   /** SHA-256 (hex) of the one-time code: the code itself is never stored. */
   codeHash: string;
   clientId: string;
@@ -350,6 +354,7 @@ export class SessionStore {
     const [row] = await this.database.db
       .insert(authorizationGrants)
       .values({
+        id: grant.id,
         codeHash: grant.codeHash,
         clientId: grant.clientId,
         userId: grant.userId,
@@ -418,6 +423,7 @@ export class SessionStore {
   private async insertAll(rows: readonly NewSession[]): Promise<string[]> {
     const json = JSON.stringify(
       rows.map((row) => ({
+        id: row.id,
         grant_id: row.grantId,
         client_id: row.clientId,
         subject: row.subject,
@@ -433,12 +439,12 @@ export class SessionStore {
       })),
     );
     const inserted = await this.database.rows<{ id: string; access_token_jti: string }>(sql`
-      insert into sessions (grant_id, client_id, subject, scope, audience, access_token_jti, refresh_token_jti,
+      insert into sessions (id, grant_id, client_id, subject, scope, audience, access_token_jti, refresh_token_jti,
                             access_token_sha256, refresh_token_sha256, access_expires_at, refresh_expires_at, signing_kid)
-      select x.grant_id, x.client_id, x.subject, x.scope, array(select jsonb_array_elements_text(x.audience)),
+      select x.id, x.grant_id, x.client_id, x.subject, x.scope, array(select jsonb_array_elements_text(x.audience)),
              x.access_token_jti, x.refresh_token_jti, x.access_token_sha256, x.refresh_token_sha256,
              x.access_expires_at, x.refresh_expires_at, x.signing_kid
-        from jsonb_to_recordset(${json}::jsonb) as x(grant_id uuid, client_id text, subject text, scope text,
+        from jsonb_to_recordset(${json}::jsonb) as x(id uuid, grant_id uuid, client_id text, subject text, scope text,
              audience jsonb, access_token_jti text, refresh_token_jti text, access_token_sha256 text,
              refresh_token_sha256 text, access_expires_at timestamptz, refresh_expires_at timestamptz, signing_kid text)
       returning id, access_token_jti`);

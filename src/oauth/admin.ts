@@ -146,6 +146,7 @@ export class Administration {
     if (revoked === undefined) throw new OAuthError("not_found", "no such client");
     this.deps.stores.clients.forget(clientId);
     if (options.revokeTokens) this.ended({ revoked, browserSessionsEnded: 0 }, "secret_rotated", { client_id: clientId });
+    else this.deps.notifier.committed(); // the credential-change event
     await this.deps.notifier.invalidate({ client: clientId });
     return { secret, revoked };
   }
@@ -192,7 +193,9 @@ export class Administration {
 
   async enableUser(ref: string): Promise<User> {
     const user = await this.user(ref);
-    return (await this.deps.stores.users.setDisabled(user.id, false))!;
+    if (!(await this.deps.stores.lifecycle.enableUser(user.id))) throw new OAuthError("not_found", "no such user");
+    this.deps.notifier.committed();
+    return this.user(user.id);
   }
 
   async deleteUser(ref: string): Promise<EndedSessions> {
@@ -321,7 +324,8 @@ export class Administration {
 
   /** After a security event: other instances told, the count kept, the event logged with its reason. */
   private ended(ended: EndedSessions, reason: string, target: Record<string, string>): void {
-    if (ended.revoked > 0) this.deps.notifier.committed();
+    // Also when no session ended: the event itself is in the log (account-disabled, …).
+    this.deps.notifier.committed();
     this.deps.sessions.counted(reason, ended.revoked);
     this.deps.log.info("security.sessions.ended", { reason, ...target, sessions_revoked: ended.revoked, browser_sessions_ended: ended.browserSessionsEnded });
   }

@@ -9,14 +9,14 @@
 // and stores the digests only if the grant says the same (db/functions/ta_redeem_code.sql). A
 // code that cannot be opened (a plain code of an earlier version, a key since withdrawn) still
 // redeems: its tokens are then signed from what the statement answers.
-import { createHash, randomBytes } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { base64url } from "jose";
 import type { Client } from "../../db/schema.ts";
 import type { NewGrant, RedeemItem, SessionStore } from "../../db/stores/sessions.ts";
 import type { KeyStore } from "./keys.ts";
 import { parseScope } from "./scopes.ts";
 
-export type NewAuthorizationCode = Omit<NewGrant, "codeHash" | "codeChallengeMethod"> & { codeChallengeMethod: "S256" };
+export type NewAuthorizationCode = Omit<NewGrant, "id" | "codeHash" | "codeChallengeMethod"> & { codeChallengeMethod: "S256" };
 
 export interface IssuedAuthorizationCode {
   /** The code in clear: returned once, never stored. */
@@ -43,6 +43,8 @@ export interface PredictedSession {
   subject: string;
   scope: string;
   audience: string[];
+  /** The grant (the family's `sid`), when the code says (codes sealed since it did). */
+  family: string | undefined;
 }
 
 export interface OpenedCode {
@@ -58,6 +60,8 @@ interface CodeClaims {
   sub: string;
   scope: string;
   aud: string[];
+  /** The grant's id. */
+  sid?: string;
 }
 
 /** A code longer than this is issued plain (it still redeems, without digests stored at once). */
@@ -113,7 +117,8 @@ async function openCode(code: string, keys: readonly CryptoKey[]): Promise<CodeC
       continue;
     }
     const claims = JSON.parse(decoder.decode(plain)) as Partial<CodeClaims>;
-    const valid = typeof claims.sub === "string" && typeof claims.scope === "string" && Array.isArray(claims.aud) && claims.aud.every((a) => typeof a === "string");
+    const valid = typeof claims.sub === "string" && typeof claims.scope === "string" && Array.isArray(claims.aud) && claims.aud.every((a) => typeof a === "string") &&
+      (claims.sid === undefined || typeof claims.sid === "string");
     return valid ? (claims as CodeClaims) : undefined;
   }
   return undefined;
@@ -128,8 +133,9 @@ export class AuthorizationCodes {
 
   /** Creates an authorization grant and its one-time code. */
   async issue(input: NewAuthorizationCode): Promise<IssuedAuthorizationCode> {
-    const code = await sealAuthorizationCode(this.keys.codeKeys().sealing, { sub: input.userId, scope: input.scope, aud: [...input.resources] });
-    const row = await this.store.insertGrant({ ...input, codeHash: hashAuthorizationCode(code) });
+    const id = randomUUID();
+    const code = await sealAuthorizationCode(this.keys.codeKeys().sealing, { sub: input.userId, scope: input.scope, aud: [...input.resources], sid: id });
+    const row = await this.store.insertGrant({ ...input, id, codeHash: hashAuthorizationCode(code) });
     return { code, grantId: row.id, expiresAt: row.expiresAt };
   }
 
@@ -159,6 +165,6 @@ export class AuthorizationCodes {
     if (!parseScope(scope).every((s) => granted.includes(s))) return undefined; // invalid_scope: the statement says so
     const allowed = claims.aud.length > 0 ? claims.aud : [this.defaultAudience];
     if (request.resource !== undefined && !allowed.includes(request.resource)) return undefined; // invalid_target
-    return { subject: claims.sub, scope, audience: request.resource === undefined ? allowed : [request.resource] };
+    return { subject: claims.sub, scope, audience: request.resource === undefined ? allowed : [request.resource], family: claims.sid };
   }
 }

@@ -139,9 +139,10 @@ export class RevocationFeed {
   private rows(rows: readonly RevocationEventRow[]): FeedRow[] {
     const now = Date.now();
     return rows.map((row) => ({
-      entry: { jti: row.jti, exp: row.exp, revoked_at: row.revokedAt, cursor: row.cursor, reason: row.reason },
-      kind: row.kind,
-      live: row.live,
+      entry: { jti: row.jti ?? "", exp: row.exp, revoked_at: row.revokedAt, cursor: row.cursor, reason: row.reason },
+      kind: row.kind ?? "access_token",
+      // Entries that name no token (account and stream events) move the position, and are not served.
+      live: row.live && row.jti !== null,
       settlesAt: now + (SETTLE_SECONDS - row.age) * 1000,
     }));
   }

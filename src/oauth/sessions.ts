@@ -91,12 +91,14 @@ export class SessionService {
     const iat = Math.floor(this.now() / 1000);
     const accessJti = newJti();
     const refreshJti = request.withRefreshToken ? newJti() : undefined;
+    const id = randomUUID();
     const { accessToken, refreshToken, kid } = await this.signTokens(
-      { sub: subject, aud: audClaim(audience), iat, client_id: client.clientId, scope },
+      { sub: subject, aud: audClaim(audience), iat, client_id: client.clientId, scope, sid: request.grantId ?? id },
       { exp: iat + accessTtl, jti: accessJti },
       refreshJti ? { exp: iat + refreshTtl, jti: refreshJti } : undefined,
     );
     const sessionId = await this.store.insert({
+      id,
       grantId: request.grantId ?? null,
       clientId: client.clientId,
       subject,
@@ -126,8 +128,8 @@ export class SessionService {
     const iat = Math.floor(this.now() / 1000);
     // The child keeps its parent's subject, audience and refresh expiry; the tokens are signed
     // with them now, and the rotation checks its session agrees (`signed`).
-    const { sub, aud } = claims;
-    const common = { sub, aud, iat, client_id: client.clientId, scope: request.scope || claims.scope };
+    const { sub, aud, sid } = claims;
+    const common = { sub, aud, iat, client_id: client.clientId, scope: request.scope || claims.scope, ...(sid ? { sid } : {}) };
     const access = { exp: iat + accessTtl, jti: newJti() };
     const refresh = { exp: claims.exp, jti: newJti() };
     const { accessToken, refreshToken, kid } = await this.signTokens(common, access, refresh);
@@ -160,7 +162,7 @@ export class SessionService {
     const signed = row.signed
       ? { accessToken, refreshToken }
       : await this.signTokens(
-          { sub: row.subject!, aud: audClaim(row.audience ?? []), iat, client_id: client.clientId, scope },
+          { sub: row.subject!, aud: audClaim(row.audience ?? []), iat, client_id: client.clientId, scope, ...(sid ? { sid } : {}) },
           { exp: seconds(row.access_expires_at), jti: access.jti },
           { exp: seconds(row.refresh_expires_at), jti: refresh.jti },
         );
@@ -185,7 +187,11 @@ export class SessionService {
     const opened = await this.codes.open(request);
     const predicted = opened.predicted;
     const signedBefore = predicted
-      ? await this.signTokens({ sub: predicted.subject, aud: audClaim(predicted.audience), iat, client_id: client.clientId, scope: predicted.scope }, access, refresh)
+      ? await this.signTokens(
+          { sub: predicted.subject, aud: audClaim(predicted.audience), iat, client_id: client.clientId, scope: predicted.scope, ...(predicted.family ? { sid: predicted.family } : {}) },
+          access,
+          refresh,
+        )
       : undefined;
     const row = await this.store.redeemCode({
       ...opened.item,
@@ -206,10 +212,11 @@ export class SessionService {
     }
     if (row.outcome !== "redeemed") return { outcome: row.outcome, grantId: row.grant_id, revokedCount: Number(row.revoked_count) };
     const scope = row.scope!;
+    // The family is the grant: a code sealed before codes named it is signed again with it.
     const { accessToken, refreshToken } =
-      row.signed && signedBefore
+      row.signed && signedBefore && predicted?.family === row.grant_id
         ? signedBefore
-        : await this.signTokens({ sub: row.subject!, aud: audClaim(row.audience ?? []), iat, client_id: client.clientId, scope }, access, refresh);
+        : await this.signTokens({ sub: row.subject!, aud: audClaim(row.audience ?? []), iat, client_id: client.clientId, scope, sid: row.grant_id! }, access, refresh);
     return { outcome: "redeemed", grantId: row.grant_id!, tokens: { sessionId: row.session_id!, accessToken, refreshToken, expiresIn: accessTtl, scope } };
   }
 

@@ -31,6 +31,12 @@ export interface TokenClaims {
   jti: string;
   client_id: string;
   scope: string;
+  /**
+   * The token family (its authorization grant, or its first session without one): what a
+   * session-revoked Security Event names (SSF), so a receiver can tell which tokens died.
+   * Absent from tokens issued before it existed.
+   */
+  sid?: string;
 }
 
 export interface VerifiedToken {
