@@ -17,6 +17,7 @@ import { openapiEndpoints } from "./http/openapi.ts";
 import { registrationEndpoint } from "./http/register.ts";
 import { revocationsEndpoint } from "./http/revocations.ts";
 import { revokeEndpoint } from "./http/revoke.ts";
+import { ssfEndpoints } from "./http/ssf.ts";
 import { tokenEndpoint } from "./http/token.ts";
 import type { Services } from "./services.ts";
 
@@ -38,6 +39,7 @@ export function createApp(services: Services) {
     .use(assetEndpoints())
     .use(introspectEndpoint(services))
     .use(revocationsEndpoint(services))
+    .use(ssfEndpoints(services))
     .use(adminEndpoints(services))
     .use(openapiEndpoints(services));
 }

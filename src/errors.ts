@@ -19,6 +19,7 @@ export type OAuthErrorCode =
   | "invalid_token"
   | "insufficient_scope"
   | "not_found"
+  | "conflict"
   | "method_not_allowed"
   | "payload_too_large"
   | "uri_too_long"
@@ -43,6 +44,7 @@ const STATUS: Record<OAuthErrorCode, number> = {
   invalid_token: 401,
   insufficient_scope: 403,
   not_found: 404,
+  conflict: 409,
   method_not_allowed: 405,
   payload_too_large: 413,
   uri_too_long: 414,

@@ -6,6 +6,7 @@ import type { Command, CommandIo } from "./cli/command.ts";
 import { UsageError } from "./cli/command.ts";
 import { keyCommands } from "./cli/keys.ts";
 import { resourceCommands } from "./cli/resources.ts";
+import { ssfCommands } from "./cli/ssf.ts";
 import { migrateCommand } from "./cli/migrate.ts";
 import { serveCommand } from "./cli/serve.ts";
 import { sessionsPrune } from "./cli/prune.ts";
@@ -37,6 +38,7 @@ export const commands: readonly Command[] = [
   sessionsPrune,
   ...keyCommands,
   ...resourceCommands,
+  ...ssfCommands,
   exportCommand,
   importCommand,
   versionCommand,

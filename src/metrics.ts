@@ -32,6 +32,14 @@ export interface Metrics {
   readonly outboundRequests: Counter<"purpose" | "result">;
   /** Client ID metadata documents looked up: cached (no fetch), fetched, or refused (invalid, unreachable). */
   readonly clientDocuments: Counter<"result">;
+  /** Security Event Tokens by delivery method and result (push: delivered, rejected, failed; poll: returned, acknowledged). */
+  readonly ssfDeliveries: Counter<"method" | "result">;
+  /** Events a stream never received: pruning dropped them past TA_SSF_RETENTION. */
+  readonly ssfEventsDropped: Counter<"stream_id">;
+  /** Where the per-stream queue depth and delivery lag are read from at scrape (set by the SSF services). */
+  ssfBacklog: (() => Promise<Array<{ streamId: string; status: string; depth: number; lagSeconds: number }>>) | undefined;
+  /** HTTP requests being handled now (what background work yields to). */
+  readonly requestsInFlight: { value: number };
   /** The Prometheus text exposition of this app's metrics and the process metrics. */
   render(): Promise<string>;
 }
@@ -162,6 +170,20 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       labelNames: ["result"],
       registers,
     }),
+    ssfDeliveries: new Counter({
+      name: "ta_ssf_deliveries_total",
+      help: "Security Event Tokens by delivery method (push, poll) and result (push: delivered, rejected, failed; poll: returned, acknowledged)",
+      labelNames: ["method", "result"],
+      registers,
+    }),
+    ssfEventsDropped: new Counter({
+      name: "ta_ssf_events_dropped_total",
+      help: "Events a stream never received: pruning dropped them past TA_SSF_RETENTION",
+      labelNames: ["stream_id"],
+      registers,
+    }),
+    ssfBacklog: undefined,
+    requestsInFlight: { value: 0 },
     async render() {
       const [own, process] = await Promise.all([registry.metrics(), processMetrics().metrics()]);
       return `${own}\n${process}`;
@@ -173,5 +195,34 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
   }
   for (const kind of ["unavailable", "query"]) dbErrors.inc({ kind }, 0);
   for (const result of ["cached", "fetched", "refused"]) metrics.clientDocuments.inc({ result }, 0);
+  // Per stream, read at scrape: log entries above its position, and how old the oldest is.
+  const backlog = async () => {
+    try {
+      return (await metrics.ssfBacklog?.()) ?? [];
+    } catch {
+      dbErrors.inc({ kind: "unavailable" });
+      return [];
+    }
+  };
+  new Gauge({
+    name: "ta_ssf_queue_depth",
+    help: "Shared Signals: event-log entries above each stream's position (not yet delivered or acknowledged, or not for it)",
+    labelNames: ["stream_id", "status"],
+    registers,
+    async collect() {
+      this.reset();
+      for (const row of await backlog()) this.set({ stream_id: row.streamId, status: row.status }, row.depth);
+    },
+  });
+  new Gauge({
+    name: "ta_ssf_delivery_lag_seconds",
+    help: "Shared Signals: age of the oldest event-log entry above each stream's position (0 when none)",
+    labelNames: ["stream_id", "status"],
+    registers,
+    async collect() {
+      this.reset();
+      for (const row of await backlog()) this.set({ stream_id: row.streamId, status: row.status }, row.lagSeconds);
+    },
+  });
   return metrics;
 }

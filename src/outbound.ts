@@ -117,17 +117,9 @@ function hostKeys(url: URL): string[] {
  */
 export async function outboundFetch(target: string, request: OutboundRequest, policy: OutboundPolicy): Promise<OutboundResponse> {
   const signal = AbortSignal.timeout(request.timeoutMs);
-  let url: URL;
-  try {
-    url = new URL(target);
-  } catch {
-    throw new OutboundError("not an absolute URL");
-  }
+  let url = parseTarget(target);
   for (let hop = 0; ; hop++) {
-    const allowed = hostKeys(url).some((key) => policy.allowHosts.has(key));
-    if (url.protocol !== "https:" && !(allowed && url.protocol === "http:")) throw new OutboundError("only https URLs are fetched");
-    if (url.username || url.password) throw new OutboundError("a URL with credentials is not fetched");
-    const address = await resolve(url.hostname, allowed, signal);
+    const address = await checkedAddress(url, policy, signal);
     // Connect to the address that was checked; the host travels in Host and, for TLS, in SNI
     // and in the certificate check.
     const pinned = new URL(url);
@@ -157,6 +149,27 @@ export async function outboundFetch(target: string, request: OutboundRequest, po
     }
     return { status: response.status, headers: response.headers, body: await readBounded(response, request.maxBytes, signal), url: url.toString() };
   }
+}
+
+function parseTarget(target: string): URL {
+  try {
+    return new URL(target);
+  } catch {
+    throw new OutboundError("not an absolute URL");
+  }
+}
+
+/** The address to connect to for `url`, once its scheme, credentials and every address are checked. */
+function checkedAddress(url: URL, policy: OutboundPolicy, signal: AbortSignal): Promise<string> {
+  const allowed = hostKeys(url).some((key) => policy.allowHosts.has(key));
+  if (url.protocol !== "https:" && !(allowed && url.protocol === "http:")) throw new OutboundError("only https URLs are fetched");
+  if (url.username || url.password) throw new OutboundError("a URL with credentials is not fetched");
+  return resolve(url.hostname, allowed, signal);
+}
+
+/** Checks a URL the server will fetch or push to later, as a fetch would now (a configuration's endpoint). */
+export async function checkOutboundTarget(target: string, policy: OutboundPolicy, timeoutMs = 5000): Promise<void> {
+  await checkedAddress(parseTarget(target), policy, AbortSignal.timeout(timeoutMs));
 }
 
 /** The host's address, after checking every address it resolves to. */
@@ -210,7 +223,7 @@ async function readBounded(response: Response, maxBytes: number, signal: AbortSi
 }
 
 /** What the server fetches or pushes, for the metrics. */
-export type OutboundPurpose = "client_metadata_document";
+export type OutboundPurpose = "client_metadata_document" | "ssf_push";
 
 /** outboundFetch with the server's policy, every request counted by purpose and result. */
 export class Outbound {
@@ -222,6 +235,11 @@ export class Outbound {
   /** True when `url`'s host may be reached over plain http (TA_OUTBOUND_ALLOW_HOSTS). */
   allows(url: URL): boolean {
     return hostKeys(url).some((key) => this.policy.allowHosts.has(key));
+  }
+
+  /** Refuses (OutboundError) a URL a fetch or push would refuse. */
+  check(target: string): Promise<void> {
+    return checkOutboundTarget(target, this.policy);
   }
 
   async fetch(purpose: OutboundPurpose, target: string, request: OutboundRequest): Promise<OutboundResponse> {

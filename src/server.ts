@@ -39,7 +39,7 @@ export async function startServer(config: Config, log: Logger, options: { migrat
     }
     const services = await createServices({ config, database, log });
     const app = createApp(services);
-    const pruning = config.pruneInterval > 0 ? startPruning(services, config.pruneInterval, { unusedClientTtl: config.unusedClientTtl }) : undefined;
+    const pruning = config.pruneInterval > 0 ? startPruning(services, config.pruneInterval, { unusedClientTtl: config.unusedClientTtl, eventRetention: config.ssfRetention }) : undefined;
     const keyReload = services.keys.startReloading(config.keyReloadInterval, (error) =>
       log.warn("keys.reload_failed", { error: errorForLog(error) }),
     );
@@ -80,6 +80,7 @@ export async function startServer(config: Config, log: Logger, options: { migrat
     }
     // Elysia's context.server (client IPs for login throttling) reads the app's server.
     (app as { server: unknown }).server = server;
+    services.ssf.push.start();
     const url = `http://${hostPort(config.host, server.port!)}`;
     log.info("server.started", {
       version: VERSION,
@@ -96,6 +97,8 @@ export async function startServer(config: Config, log: Logger, options: { migrat
         stopping ??= (async () => {
           log.info("server.stopping", {});
           await services.feed.close(); // ends the revocation-feed streams, which never finish on their own
+          services.ssf.poll.close(); // long polls answer now
+          await services.ssf.push.stop(); // the deliveries under way finish; their leases are given back
           await adminSocket?.stop();
           // Stop accepting; wait for in-flight requests (bounded), then close the database.
           const drained = server.stop(false);

@@ -27,6 +27,11 @@ import { TokenPipeline } from "./oauth/token-pipeline.ts";
 import type { TokenService } from "./oauth/tokens.ts";
 import { createTokenService } from "./oauth/tokens.ts";
 import { Outbound } from "./outbound.ts";
+import { PollService } from "./ssf/poll.ts";
+import { PushDelivery } from "./ssf/push.ts";
+import { StreamReader } from "./ssf/reader.ts";
+import { Streams } from "./ssf/streams.ts";
+import type { Subject } from "./ssf/events.ts";
 
 export interface Deps {
   config: Config;
@@ -72,6 +77,8 @@ export interface Services extends Required<Deps> {
   localAdmin: WeakSet<Request>;
   /** Drops cached clients and reloads keys when another instance says they changed (started by the server). */
   invalidation: InvalidationListener;
+  /** Shared Signals: stream management, poll delivery, push delivery (started by the server). */
+  ssf: { streams: Streams; poll: PollService; push: PushDelivery; reader: StreamReader };
 }
 
 export async function createServices(deps: Deps): Promise<Services> {
@@ -102,14 +109,41 @@ export async function createServices(deps: Deps): Promise<Services> {
     config.introspectionCacheTtl > 0 ? new IntrospectionCache(database, notifier, log, { ttlMs: config.introspectionCacheTtl * 1000 }) : undefined;
   const introspection = new IntrospectionService(pipeline, log, now, introspectionCache);
   const feed = new RevocationFeed(database, stores.revocationEvents, log, notifier);
-  const admin = new Administration({ config, stores, clients, sessions, browserSessions, keys, notifier, log, resources });
   const invalidation = new InvalidationListener(
     database,
     { forgetClient: (id) => stores.clients.forget(id), reloadKeys: () => keys.reload(), forgetResources: () => resources.forget() },
     log,
   );
+  const reader = new StreamReader(stores.ssf, keys, config.issuer, async (id) => (await stores.ssf.excludedSubjects(id)) as Subject[], now);
+  const push = new PushDelivery({ store: stores.ssf, reader, outbound, log, metrics, watch: (listener) => notifier.onCommitted(listener) });
+  const ssf = {
+    reader,
+    push,
+    streams: new Streams({ store: stores.ssf, config, outbound, changed: () => push.kick() }),
+    poll: new PollService({ store: stores.ssf, reader, config, log, metrics, wait: (ms, signal) => waitForEntries(notifier, feed, ms, signal) }),
+  };
+  metrics.ssfBacklog = () => stores.ssf.backlog();
+  const admin = new Administration({ config, stores, clients, sessions, browserSessions, keys, notifier, log, resources, streams: ssf.streams });
   return {
+    ssf,
     config, database, log, now, metrics, stores, keys, outbound, clientDocuments, clients, accounts, browserSessions, clientAuthGuard, tokens, pipeline, codes,
     resources, sessions, consents, revocation, notifier, introspection, introspectionCache, feed, admin, localAdmin: new WeakSet(), invalidation,
   };
+}
+
+/** Resolves when log entries may have been written (here, or at another instance), after `ms`, or on abort. */
+function waitForEntries(notifier: RevocationNotifier, feed: RevocationFeed, ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      unlocal();
+      unwatch();
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    const unlocal = notifier.onCommitted(done);
+    const unwatch = feed.watch(done);
+    signal?.addEventListener("abort", done, { once: true });
+  });
 }

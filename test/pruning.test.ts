@@ -1,5 +1,6 @@
-// Pruning: expired sessions, authorization codes and revocation-feed entries go, in batches;
-// everything that can still matter (live sessions, reuse detection, live grants) stays.
+// Pruning: expired sessions, authorization codes and event-log entries go, in batches;
+// everything that can still matter (live sessions, reuse detection, live grants, entries a
+// Shared Signals stream has yet to read) stays.
 import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { randomUUID } from "node:crypto";
 import { eq, sql } from "drizzle-orm";
@@ -114,6 +115,48 @@ describe.each(backends)("pruning [%s]", (backend) => {
     const cursors = (await t.database.db.select({ cursor: revocationEvents.cursor }).from(revocationEvents)).map((r) => r.cursor);
     expect(cursors).not.toContain(old!.cursor);
     expect(cursors).toContain(live!.cursor);
+  });
+
+  test("keeps entries a Shared Signals stream has yet to read, up to TA_SSF_RETENTION, and counts what a stream lost", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    await prune(t.database);
+    const stream = await t.services.stores.ssf.create({
+      clientId: c.client.clientId,
+      audience: c.client.clientId,
+      eventsDelivered: [],
+      deliveryMethod: "urn:ietf:rfc:8936",
+    });
+    const other = await t.services.stores.ssf.create({
+      clientId: c.client.clientId,
+      audience: c.client.clientId,
+      eventsDelivered: [],
+      deliveryMethod: "urn:ietf:rfc:8936",
+    });
+    await t.services.stores.ssf.setStatus(other.id, "disabled", null);
+    const entry = async (revokedAt: Date, streamId: string | null = null) => {
+      const [row] = await t.database.db
+        .insert(revocationEvents)
+        .values({ jti: randomUUID(), tokenKind: "access_token", sessionId: randomUUID(), expiresAt: ago(HOUR), revokedAt, streamId })
+        .returning({ cursor: revocationEvents.cursor });
+      return row!.cursor;
+    };
+    const unread = await entry(ago(60_000)); // expired token, but the stream has not read it
+    const tooOld = await entry(ago(3 * HOUR)); // past the retention: dropped, and counted
+    const forDisabled = await entry(ago(60_000), other.id); // for the disabled stream only: holds nothing
+    const counts = await prune(t.database, { eventRetention: 2 * 3600 });
+    const cursors = (await t.database.db.select({ cursor: revocationEvents.cursor }).from(revocationEvents)).map((r) => r.cursor);
+    expect(cursors).toContain(unread);
+    expect(cursors).not.toContain(tooOld);
+    expect(cursors).not.toContain(forDisabled);
+    expect(counts.droppedByStream).toEqual({ [stream.id]: 1 });
+
+    // Once the stream has read past them, expired entries go as before, and nothing counts as lost.
+    await t.services.stores.ssf.settle(stream.id, [], unread);
+    const after = await prune(t.database, { eventRetention: 2 * 3600 });
+    expect(after.droppedByStream).toEqual({});
+    const left = (await t.database.db.select({ cursor: revocationEvents.cursor }).from(revocationEvents)).map((r) => r.cursor);
+    expect(left).not.toContain(unread);
   });
 
   test("works through many rows in small batches", async () => {

@@ -1,7 +1,8 @@
 -- Finds the session of a token by the jti column of its kind, checks that it belongs to the
 -- revoking client, and revokes its whole family (RFC 7009 §2.1: "the authorization server
 -- SHOULD also invalidate" the tokens of the same grant). Outcomes: revoked | already_revoked |
--- unknown | other_client (nothing changed for the last three). Feed entries: see ta_revoke_sessions.
+-- unknown | other_client (nothing changed for the last three). Log entries: see ta_revoke_sessions
+-- (each names the subject, client and family, so that it reads the same once the session is pruned).
 --   * fast path: a live access token of a session without an authorization grant
 --     (client_credentials) has no family and no grant row to lock first: one UPDATE;
 --   * family path (sessions of an authorization grant): the grant row is locked first, then its
@@ -23,13 +24,14 @@ BEGIN
          SET status = 'revoked', revoked_at = now(), updated_at = now(), revocation_reason = p_reason
        WHERE s.access_token_jti = p_jti AND s.grant_id IS NULL AND s.status = 'created'
          AND (p_client_id IS NULL OR s.client_id = p_client_id)
-      RETURNING s.id, s.access_token_jti, s.refresh_token_jti, s.access_expires_at, s.refresh_expires_at, s.revocation_reason
+      RETURNING s.id, s.access_token_jti, s.refresh_token_jti, s.access_expires_at, s.refresh_expires_at, s.revocation_reason,
+                s.subject, s.client_id
     ), events AS (
-      INSERT INTO revocation_events (jti, token_kind, session_id, expires_at, reason)
-      SELECT r.access_token_jti, 'access_token', r.id, r.access_expires_at, r.revocation_reason FROM revoked r
+      INSERT INTO revocation_events (jti, token_kind, session_id, expires_at, reason, subject, client_id, family_id)
+      SELECT r.access_token_jti, 'access_token', r.id, r.access_expires_at, r.revocation_reason, r.subject, r.client_id, r.id FROM revoked r
        WHERE r.access_expires_at > now()
       UNION ALL
-      SELECT r.refresh_token_jti, 'refresh_token', r.id, r.refresh_expires_at, r.revocation_reason FROM revoked r
+      SELECT r.refresh_token_jti, 'refresh_token', r.id, r.refresh_expires_at, r.revocation_reason, r.subject, r.client_id, r.id FROM revoked r
        WHERE r.refresh_token_jti IS NOT NULL AND r.refresh_expires_at > now()
     )
     SELECT r.id INTO v_id FROM revoked r;
@@ -64,13 +66,14 @@ BEGIN
       UPDATE sessions s
          SET status = 'revoked', revoked_at = now(), updated_at = now(), revocation_reason = p_reason
        WHERE s.grant_id = v_grant AND s.status::text = 'created'
-      RETURNING s.id, s.access_token_jti, s.refresh_token_jti, s.access_expires_at, s.refresh_expires_at, s.revocation_reason
+      RETURNING s.id, s.access_token_jti, s.refresh_token_jti, s.access_expires_at, s.refresh_expires_at, s.revocation_reason,
+                s.subject, s.client_id
     ), events AS (
-      INSERT INTO revocation_events (jti, token_kind, session_id, expires_at, reason)
-      SELECT r.access_token_jti, 'access_token', r.id, r.access_expires_at, r.revocation_reason FROM revoked r
+      INSERT INTO revocation_events (jti, token_kind, session_id, expires_at, reason, subject, client_id, family_id)
+      SELECT r.access_token_jti, 'access_token', r.id, r.access_expires_at, r.revocation_reason, r.subject, r.client_id, v_grant FROM revoked r
        WHERE r.access_expires_at > now()
       UNION ALL
-      SELECT r.refresh_token_jti, 'refresh_token', r.id, r.refresh_expires_at, r.revocation_reason FROM revoked r
+      SELECT r.refresh_token_jti, 'refresh_token', r.id, r.refresh_expires_at, r.revocation_reason, r.subject, r.client_id, v_grant FROM revoked r
        WHERE r.refresh_token_jti IS NOT NULL AND r.refresh_expires_at > now()
     )
     SELECT count(*) INTO v_count FROM revoked;

@@ -13,6 +13,7 @@ import m10 from "./0010_operate_a_running_server.sql" with { type: "text" };
 import m11 from "./0011_resources.sql" with { type: "text" };
 import m12 from "./0012_client_metadata_documents.sql" with { type: "text" };
 import m13 from "./0013_shared_signals.sql" with { type: "text" };
+import m14 from "./0014_ssf_log_subjects.sql" with { type: "text" };
 
 export interface EmbeddedMigration {
   tag: string;
@@ -36,4 +37,5 @@ export const migrations: readonly EmbeddedMigration[] = [
   { tag: "0011_resources", when: 1796295158502, breakpoints: true, sql: m11 },
   { tag: "0012_client_metadata_documents", when: 1796296172239, breakpoints: true, sql: m12 },
   { tag: "0013_shared_signals", when: 1796299571656, breakpoints: true, sql: m13 },
+  { tag: "0014_ssf_log_subjects", when: 1796304064447, breakpoints: true, sql: m14 },
 ];

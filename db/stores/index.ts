@@ -9,6 +9,7 @@ import { ResourceStore } from "./resources.ts";
 import { RevocationEventStore } from "./revocation-events.ts";
 import { SessionStore } from "./sessions.ts";
 import { SigningKeyStore } from "./signing-keys.ts";
+import { SsfStore } from "./ssf.ts";
 import { UserStore } from "./users.ts";
 
 export interface Stores {
@@ -21,6 +22,7 @@ export interface Stores {
   browserSessions: BrowserSessionStore;
   lifecycle: LifecycleStore;
   resources: ResourceStore;
+  ssf: SsfStore;
 }
 
 export function createStores(database: Database, options: { clientCacheTtl: number; eventRetention: number }): Stores {
@@ -34,5 +36,6 @@ export function createStores(database: Database, options: { clientCacheTtl: numb
     browserSessions: new BrowserSessionStore(database),
     lifecycle: new LifecycleStore(database, options.eventRetention),
     resources: new ResourceStore(database),
+    ssf: new SsfStore(database),
   };
 }

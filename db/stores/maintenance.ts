@@ -11,6 +11,8 @@ export interface PruneCounts {
   revocationEvents: number;
   /** Self-registered clients never used within the unused-client TTL. */
   clients: number;
+  /** Per Shared Signals stream: log entries pruned before it read them (held past `eventRetention`). */
+  droppedByStream: Record<string, number>;
 }
 
 export interface PruneOptions {
@@ -20,13 +22,19 @@ export interface PruneOptions {
   margin?: number;
   /** Seconds after which a self-registered client never seen in use is deleted; 0 or absent = never. */
   unusedClientTtl?: number;
+  /**
+   * Seconds a log entry is kept for a Shared Signals stream that has not read it yet
+   * (TA_SSF_RETENTION); past that it is pruned anyway, and counted against the stream.
+   */
+  eventRetention?: number;
 }
 
 export const DEFAULT_PRUNE_BATCH = 1000;
 const DEFAULT_MARGIN = 300;
+const DEFAULT_EVENT_RETENTION = 7 * 24 * 3600;
 
 /** One batch: deletes at most `batch` rows older than `cutoff`, returns `{ n }` deleted. */
-const deletions: Record<Exclude<keyof PruneCounts, "clients">, (cutoff: SQL, batch: number) => SQL> = {
+const deletions: Record<"sessions" | "authorizationCodes", (cutoff: SQL, batch: number) => SQL> = {
   sessions: (cutoff, batch) => sql`
     with doomed as (
       select id from sessions
@@ -42,13 +50,34 @@ const deletions: Record<Exclude<keyof PruneCounts, "clients">, (cutoff: SQL, bat
        limit ${batch} for update skip locked
     ), deleted as (delete from authorization_grants g using doomed where g.id = doomed.id returning 1)
     select count(*)::int as n from deleted`,
-  revocationEvents: (cutoff, batch) => sql`
-    with doomed as (
-      select cursor from revocation_events where expires_at < ${cutoff}
-       limit ${batch} for update skip locked
-    ), deleted as (delete from revocation_events e using doomed where e.cursor = doomed.cursor returning 1)
-    select count(*)::int as n from deleted`,
 };
+
+/**
+ * Log entries whose token has expired, unless a stream that is not disabled has yet to read them
+ * (an entry for one stream only holds that stream) and they are younger than the retention.
+ * Answers, besides the count, how many entries each such stream lost: those above its position
+ * that it had not settled.
+ */
+const pruneEvents = (cutoff: SQL, retention: number, batch: number) => sql`
+  with doomed as (
+    select e.cursor from revocation_events e
+     where e.expires_at < ${cutoff}
+       and (e.revoked_at < now() - make_interval(secs => ${retention})
+            or not exists (select 1 from ssf_streams s
+                            where s.status <> 'disabled' and s.position < e.cursor
+                              and (e.stream_id is null or e.stream_id = s.id)))
+     limit ${batch} for update skip locked
+  ), deleted as (
+    delete from revocation_events e using doomed where e.cursor = doomed.cursor returning e.cursor, e.stream_id
+  ), lost as (
+    select s.id, count(*)::int as n
+      from ssf_streams s join deleted d on d.cursor > s.position and (d.stream_id is null or d.stream_id = s.id)
+     where s.status <> 'disabled'
+       and not exists (select 1 from ssf_acks a where a.stream_id = s.id and a.cursor = d.cursor)
+     group by s.id
+  )
+  select (select count(*)::int from deleted) as n,
+         (select coalesce(json_object_agg(lost.id, lost.n), '{}'::json) from lost) as dropped`;
 
 /**
  * Self-registered clients (dynamic registration, metadata documents) are marked used once a pass
@@ -84,15 +113,27 @@ async function inBatches(database: Database, batch: number, statement: () => SQL
   }
 }
 
-/** Deletes expired sessions, authorization codes and revocation-feed entries, and unused clients; returns the counts. */
+/**
+ * Deletes expired sessions, authorization codes and event-log entries (those no stream still
+ * needs), and unused clients; returns the counts.
+ */
 export async function prune(database: Database, options: PruneOptions = {}): Promise<PruneCounts> {
   const batch = Math.max(1, Math.floor(options.batchSize ?? DEFAULT_PRUNE_BATCH));
   const cutoff = sql`now() - make_interval(secs => ${options.margin ?? DEFAULT_MARGIN})`;
-  const counts: PruneCounts = { sessions: 0, authorizationCodes: 0, revocationEvents: 0, clients: 0 };
+  const counts: PruneCounts = { sessions: 0, authorizationCodes: 0, revocationEvents: 0, clients: 0, droppedByStream: {} };
   const unusedTtl = options.unusedClientTtl ?? 0;
   if (unusedTtl > 0) await database.rows(markUsedClients);
   for (const table of Object.keys(deletions) as Array<keyof typeof deletions>) {
     counts[table] = await inBatches(database, batch, () => deletions[table](cutoff, batch));
+  }
+  const retention = options.eventRetention ?? DEFAULT_EVENT_RETENTION;
+  for (;;) {
+    const [row] = await database.rows<{ n: number; dropped: Record<string, number> | string }>(pruneEvents(cutoff, retention, batch));
+    const deleted = Number(row?.n ?? 0);
+    counts.revocationEvents += deleted;
+    const dropped = typeof row?.dropped === "string" ? (JSON.parse(row.dropped) as Record<string, number>) : (row?.dropped ?? {});
+    for (const [streamId, n] of Object.entries(dropped)) counts.droppedByStream[streamId] = (counts.droppedByStream[streamId] ?? 0) + Number(n);
+    if (deleted < batch) break;
   }
   if (unusedTtl > 0) counts.clients = await inBatches(database, batch, () => deleteUnusedClients(unusedTtl, batch));
   return counts;

@@ -14,13 +14,15 @@ export const sessionsPrune: Command = {
     if (raw !== undefined && !/^[1-9]\d{0,5}$/.test(raw)) throw new UsageError("--batch-size must be a whole number from 1 to 999999");
     const batchSize = raw === undefined ? undefined : Number(raw);
     return withServices(io.env, async (services, database) => {
-      const counts = await prune(database, { batchSize, unusedClientTtl: services.config.unusedClientTtl });
+      const counts = await prune(database, { batchSize, unusedClientTtl: services.config.unusedClientTtl, eventRetention: services.config.ssfRetention });
       io.stdout(
         JSON.stringify({
           sessions: counts.sessions,
           authorization_codes: counts.authorizationCodes,
           revocation_events: counts.revocationEvents,
           unused_clients: counts.clients,
+          // Shared Signals streams that lost entries to TA_SSF_RETENTION, and how many.
+          ...(Object.keys(counts.droppedByStream).length > 0 ? { ssf_events_dropped: counts.droppedByStream } : {}),
         }),
       );
       return 0;

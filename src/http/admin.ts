@@ -1,5 +1,5 @@
-// The admin API under /admin/v1: clients, users, sessions, browser sessions and signing keys of
-// a running server, as JSON. Who may call it: a request that came through the admin socket (a
+// The admin API under /admin/v1: clients, users, sessions, browser sessions, resources, Shared
+// Signals streams and signing keys of a running server, as JSON. Who may call it: a request that came through the admin socket (a
 // Unix domain socket of mode 0600 — its file permissions are the credential) or from the CLI in
 // process; or, when TA_ADMIN_REMOTE is on, a bearer token this server issued (client_credentials)
 // with the `ta:admin` scope (RFC 6750: 401 without a valid one, 403 without the scope). Every
@@ -11,15 +11,16 @@ import type { User } from "../../db/stores/users.ts";
 import type { Config } from "../config.ts";
 import { OAuthError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import type { Administration, Page } from "../oauth/admin.ts";
+import type { Administration, Page, StreamOverview } from "../oauth/admin.ts";
 import type { BrowserSessionRow } from "../oauth/browser-sessions.ts";
 import { metadataOf, operatorMetadataSchema } from "../oauth/registration.ts";
 import { ADMIN_SCOPE } from "../oauth/scopes.ts";
+import { bearerClient } from "./bearer.ts";
 import type { TokenPipeline } from "../oauth/token-pipeline.ts";
 import { jsonResponse } from "./responses.ts";
 
 export const ADMIN_PREFIX = "/admin/v1";
-const REALM = 'Bearer realm="token-authority-admin"';
+const REALM = "token-authority-admin";
 
 export interface AdminHttpDeps {
   config: Pick<Config, "adminRemote">;
@@ -71,6 +72,27 @@ function describeFamily(row: FamilyRow) {
     last_refresh_at: iso(row.lastRefreshAt),
     revoked_at: iso(row.revokedAt),
     revocation_reason: row.revocationReason,
+  };
+}
+
+function describeStream({ stream, depth, lagSeconds }: StreamOverview) {
+  return {
+    stream_id: stream.id,
+    receiver: stream.clientId,
+    status: stream.status,
+    status_reason: stream.statusReason,
+    delivery_method: stream.deliveryMethod,
+    endpoint_url: stream.endpointUrl,
+    events_delivered: stream.eventsDelivered,
+    description: stream.description,
+    position: stream.position,
+    /** Log entries above its position (some may not be for it) and the age of the oldest. */
+    backlog: depth,
+    lag_seconds: Math.round(lagSeconds * 1000) / 1000,
+    failures: stream.failures,
+    last_error: stream.lastError,
+    next_attempt_at: iso(stream.nextAttemptAt),
+    created_at: stream.createdAt.toISOString(),
   };
 }
 
@@ -126,18 +148,7 @@ export function adminEndpoints({ config, log, admin, pipeline, localAdmin }: Adm
   async function actorOf(request: Request): Promise<Actor> {
     if (localAdmin.has(request)) return "local";
     if (!config.adminRemote) throw new OAuthError("not_found", "no such endpoint");
-    const match = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i.exec(request.headers.get("authorization") ?? "");
-    if (!match) throw new OAuthError("invalid_token", "an admin bearer token is required", { "WWW-Authenticate": REALM });
-    const recognized = await pipeline.verify(match[1]!, "access_token");
-    if (!recognized.ok) {
-      throw new OAuthError("invalid_token", "the token is not valid", { "WWW-Authenticate": `${REALM}, error="invalid_token"` });
-    }
-    if (!recognized.claims.scope.split(" ").includes(ADMIN_SCOPE)) {
-      throw new OAuthError("insufficient_scope", `the token lacks the ${ADMIN_SCOPE} scope`, {
-        "WWW-Authenticate": `${REALM}, error="insufficient_scope", scope="${ADMIN_SCOPE}"`,
-      });
-    }
-    return `client:${recognized.claims.client_id}`;
+    return `client:${await bearerClient(pipeline, request, ADMIN_SCOPE, REALM)}`;
   }
 
   /** Runs an admin action, logs it (actor, action, target), answers JSON. */
@@ -332,6 +343,24 @@ export function adminEndpoints({ config, log, admin, pipeline, localAdmin }: Adm
           return { removed: query.resource };
         }),
       { query: t.Object({ resource: t.String({ minLength: 1, maxLength: 2048 }) }), ...detail("Remove a registered resource") },
+    )
+    // ---- Shared Signals streams (SSF 1.0), of every receiver
+    .get("/ssf/streams", ({ actor }) => act(actor, "ssf.streams.list", null, async () => ({ items: (await admin.listStreams()).map(describeStream) })), detail("Every Shared Signals stream, with its backlog and delivery state"))
+    .post(
+      "/ssf/streams/:stream_id/status",
+      ({ actor, params, body }) =>
+        act(actor, "ssf.streams.status", params.stream_id, async () => {
+          const stream = await admin.setStreamStatus(params.stream_id, body.status, body.reason);
+          return { stream_id: stream.id, status: stream.status, ...(stream.statusReason ? { reason: stream.statusReason } : {}) };
+        }),
+      {
+        params: t.Object({ stream_id: ref }),
+        body: t.Object({
+          status: t.Union([t.Literal("enabled"), t.Literal("paused"), t.Literal("disabled")]),
+          reason: t.Optional(t.String({ maxLength: 1000 })),
+        }),
+        ...detail("Enable, pause or disable a stream as the transmitter: its receiver gets a stream-updated event (SSF 1.0 §8.1.5)"),
+      },
     )
     // ---- signing keys
     .get(

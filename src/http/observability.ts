@@ -47,6 +47,7 @@ export function observability({ log, metrics }: { log: Logger; metrics: Metrics 
     const incoming = request.headers.get("x-request-id");
     const requestId = incoming && INCOMING_REQUEST_ID.test(incoming) ? incoming : randomUUID();
     metrics.httpInFlight.inc();
+    metrics.requestsInFlight.value++;
     let response: Response;
     try {
       response = await logContext.run({ request_id: requestId }, () => handle(request));
@@ -56,6 +57,7 @@ export function observability({ log, metrics }: { log: Logger; metrics: Metrics 
       response = toOAuthError(error).toResponse();
     } finally {
       metrics.httpInFlight.dec();
+      metrics.requestsInFlight.value--;
     }
     try {
       response.headers.set("x-request-id", requestId);

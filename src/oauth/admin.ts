@@ -21,6 +21,8 @@ import { normalizeResource } from "./resources.ts";
 import type { RevocationNotifier } from "./revocation-notifier.ts";
 import { ADMIN_SCOPE, parseScope } from "./scopes.ts";
 import type { SessionService } from "./sessions.ts";
+import type { SsfStream, StreamStatus } from "../../db/stores/ssf.ts";
+import type { Streams } from "../ssf/streams.ts";
 
 export interface Page<T> {
   items: T[];
@@ -67,7 +69,7 @@ const MAX_PASSWORD_LENGTH = 1024;
 
 export interface AdminDeps {
   config: Pick<Config, "scopes" | "keyReloadInterval">;
-  stores: Pick<Stores, "clients" | "users" | "sessions" | "signingKeys" | "lifecycle" | "resources">;
+  stores: Pick<Stores, "clients" | "users" | "sessions" | "signingKeys" | "lifecycle" | "resources" | "ssf">;
   clients: Clients;
   sessions: SessionService;
   browserSessions: BrowserSessions;
@@ -75,6 +77,15 @@ export interface AdminDeps {
   notifier: RevocationNotifier;
   log: Logger;
   resources: Resources;
+  streams: Streams;
+}
+
+/** A Shared Signals stream as an operator sees it: its receiver, its state and what it has yet to receive. */
+export interface StreamOverview {
+  stream: SsfStream;
+  /** Log entries above its position (not all of them may be for it), and the age of the oldest in seconds. */
+  depth: number;
+  lagSeconds: number;
 }
 
 export class Administration {
@@ -294,6 +305,19 @@ export class Administration {
       throw new OAuthError("not_found", configured ? "the resource is configured (TA_RESOURCES), not registered" : "no such registered resource");
     }
     await this.deps.notifier.invalidate("resources");
+  }
+
+  // ---- Shared Signals streams (SSF 1.0), of every receiver
+
+  async listStreams(): Promise<StreamOverview[]> {
+    const [streams, backlog] = await Promise.all([this.deps.stores.ssf.list(), this.deps.stores.ssf.backlog()]);
+    const byId = new Map(backlog.map((row) => [row.streamId, row]));
+    return streams.map((stream) => ({ stream, depth: byId.get(stream.id)?.depth ?? 0, lagSeconds: byId.get(stream.id)?.lagSeconds ?? 0 }));
+  }
+
+  /** The transmitter changes a stream's status: its receiver is told in a stream-updated event (SSF 1.0 §8.1.5). */
+  setStreamStatus(streamId: string, status: StreamStatus, reason: string | undefined): Promise<SsfStream> {
+    return this.deps.streams.setStatusAsTransmitter(streamId, status, reason);
   }
 
   // ---- signing keys

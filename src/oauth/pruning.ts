@@ -8,7 +8,10 @@
 //   family's refresh expiry has passed, that refresh token's own `exp` refuses it anyway.
 // - An authorization grant while any session of it remains (a second redemption of its code
 //   must still revoke those sessions, RFC 6749 §4.1.2), and for `margin` after its code expired.
-// - Revocation-feed entries until the token they name has expired.
+// - Event-log entries (db/stores/revocation-events.ts) until the token they name has expired —
+//   and beyond, while a Shared Signals stream that is not disabled has yet to read them, up to
+//   TA_SSF_RETENTION after they were written. What a stream loses to that bound is logged
+//   (ssf.events.dropped) and counted (ta_ssf_events_dropped_total) for that stream.
 // - A client that registered itself (dynamic registration, a metadata document) while it has a
 //   code or a token, or ever had one; one that never did is deleted after TA_UNUSED_CLIENT_TTL.
 import type { Database } from "../../db/client.ts";
@@ -29,7 +32,7 @@ export interface PruningJob {
 
 /** Prunes every `intervalSeconds` (TA_PRUNE_INTERVAL); several instances may run it at once. */
 export function startPruning(
-  { database, log, metrics }: { database: Database; log: Logger; metrics: Pick<Metrics, "pruned"> },
+  { database, log, metrics }: { database: Database; log: Logger; metrics: Pick<Metrics, "pruned" | "ssfEventsDropped"> },
   intervalSeconds: number,
   options: PruneOptions = {},
 ): PruningJob {
@@ -42,6 +45,10 @@ export function startPruning(
         metrics.pruned.inc({ table: "authorization_grants" }, counts.authorizationCodes);
         metrics.pruned.inc({ table: "revocation_events" }, counts.revocationEvents);
         metrics.pruned.inc({ table: "clients" }, counts.clients);
+        for (const [streamId, dropped] of Object.entries(counts.droppedByStream)) {
+          metrics.ssfEventsDropped.inc({ stream_id: streamId }, dropped);
+          log.warn("ssf.events.dropped", { stream_id: streamId, events: dropped, reason: "retention" });
+        }
         const total = counts.sessions + counts.authorizationCodes + counts.revocationEvents + counts.clients;
         (total > 0 ? log.info : log.debug)("maintenance.prune.completed", {
           sessions: counts.sessions,

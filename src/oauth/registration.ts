@@ -8,7 +8,7 @@ import type { Config } from "../config.ts";
 import { OAuthError } from "../errors.ts";
 import type { Client, Clients, NewClient, TokenEndpointAuthMethod } from "./clients.ts";
 import { SUPPORTED_GRANT_TYPES } from "./grants/index.ts";
-import { ADMIN_SCOPE, parseScope } from "./scopes.ts";
+import { OPERATOR_SCOPES, parseScope } from "./scopes.ts";
 
 export const TOKEN_ENDPOINT_AUTH_METHODS: readonly TokenEndpointAuthMethod[] = ["client_secret_basic", "client_secret_post", "none"];
 export const RESPONSE_TYPES: readonly string[] = ["code"];
@@ -190,8 +190,8 @@ export function validateMetadata(input: unknown, config: Pick<Config, "scopes">,
     (scope) => !options.document || config.scopes.includes(scope),
   );
   for (const scope of scopes) {
-    if (scope === ADMIN_SCOPE && options.operator) {
-      if (!grantTypes.includes("client_credentials")) throw invalid(`scope "${ADMIN_SCOPE}" is for a client_credentials client`);
+    if (OPERATOR_SCOPES.includes(scope) && options.operator) {
+      if (!grantTypes.includes("client_credentials")) throw invalid(`scope "${scope}" is for a client_credentials client`);
       continue;
     }
     if (!config.scopes.includes(scope)) throw invalid(`scope "${scope.slice(0, 64)}" is not supported`);

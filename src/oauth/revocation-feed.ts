@@ -112,6 +112,8 @@ interface Subscriber {
 export class RevocationFeed {
   readonly options: FeedOptions;
   private readonly subscribers = new Set<Subscriber>();
+  /** Told whenever the hub finds new entries of any kind (SSF delivery follows the log through it). */
+  private readonly watchers = new Set<() => void>();
   private unlisten: Unlisten | undefined;
   private unsubscribeLocal: (() => void) | undefined;
   private timer: ReturnType<typeof setInterval> | undefined;
@@ -164,7 +166,7 @@ export class RevocationFeed {
     const subscriber: Subscriber = { after, kind, sink: undefined, pending: [] };
     this.subscribers.add(subscriber);
     const close = () => {
-      if (this.subscribers.delete(subscriber) && this.subscribers.size === 0) this.idle();
+      if (this.subscribers.delete(subscriber) && this.listeners === 0) this.idle();
     };
     const scan = new Scan(after, kind);
     try {
@@ -199,11 +201,28 @@ export class RevocationFeed {
     return this.subscribers.size;
   }
 
+  /**
+   * Calls `listener` whenever the log has new entries — this instance's commits at once, other
+   * instances' through the one LISTEN — while it is registered; answers how to unregister.
+   */
+  watch(listener: () => void): () => void {
+    this.watchers.add(listener);
+    this.start().catch((error) => this.log.warn("revocation_feed.start_failed", { error: errorForLog(error) }));
+    return () => {
+      if (this.watchers.delete(listener) && this.listeners === 0) this.idle();
+    };
+  }
+
+  private get listeners(): number {
+    return this.subscribers.size + this.watchers.size;
+  }
+
   /** Ends every subscription and stops listening (the database handle is closed separately). */
   async close(): Promise<void> {
     this.closed = true;
     for (const subscriber of [...this.subscribers]) subscriber.sink?.close();
     this.subscribers.clear();
+    this.watchers.clear();
     this.idle();
     this.unsubscribeLocal?.();
     this.unsubscribeLocal = undefined;
@@ -236,7 +255,7 @@ export class RevocationFeed {
   }
 
   private wake(): void {
-    if (this.subscribers.size === 0 || !this.timer) return;
+    if (this.listeners === 0 || !this.timer) return;
     if (this.polling) {
       this.pollAgain = true;
       return;
@@ -267,6 +286,7 @@ export class RevocationFeed {
       }
       this.advance();
       this.deliver(fresh);
+      if (fresh.length > 0) for (const watcher of this.watchers) watcher();
       if (rows.length < MAX_PAGE) return;
     }
   }

@@ -8,6 +8,16 @@ import { OAuthError } from "../errors.ts";
  */
 export const ADMIN_SCOPE = "ta:admin";
 
+/**
+ * The scope of a Shared Signals receiver's bearer tokens (client_credentials only): it manages
+ * its own streams and polls them. Like ADMIN_SCOPE, only an operator can give it, since its
+ * streams carry security events about every user.
+ */
+export const SSF_SCOPE = "ssf";
+
+/** Scopes only an operator gives, each to a client_credentials client. */
+export const OPERATOR_SCOPES: readonly string[] = [ADMIN_SCOPE, SSF_SCOPE];
+
 /** RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E ) */
 const SCOPE_TOKEN = /^[\x21\x23-\x5B\x5D-\x7E]+$/;
 

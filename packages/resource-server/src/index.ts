@@ -1,5 +1,5 @@
 // Resource-server library: verify TokenAuthority access tokens in any Bun or Node service,
-// honouring revocation through the revocation feed or introspection, and publish the resource's
+// honouring revocation through the revocation feed, Shared Signals (SSF poll) or introspection, and publish the resource's
 // RFC 9728 metadata. Depends on jose only (the Elysia plugin lives in ./elysia.ts).
 export type { AccessTokenClaims, AccessTokenVerifier, RevocationMode, VerifierOptions } from "./verifier.ts";
 export { createAccessTokenVerifier } from "./verifier.ts";
@@ -12,3 +12,5 @@ export { protect } from "./protect.ts";
 export { DenyList } from "./deny-list.ts";
 export { RevocationFeedClient } from "./feed-client.ts";
 export { IntrospectionClient } from "./introspection-client.ts";
+export type { RevocableClaims, SsfClientOptions } from "./ssf-client.ts";
+export { SharedSignalsClient } from "./ssf-client.ts";

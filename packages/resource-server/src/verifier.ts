@@ -1,6 +1,7 @@
 // Verifies bearer access tokens at a resource server: locally against the authorization
 // server's JWKS as RFC 9068 §4 requires, then against revocation — through the revocation
-// feed (an in-memory deny-list) or through introspection with a short cache — then scopes.
+// feed or the Shared Signals transmitter (in-memory deny-lists), or through introspection with
+// a short cache — then scopes.
 // Its challenges point at the resource's RFC 9728 metadata.
 import type { JWTPayload } from "jose";
 import { createRemoteJWKSet, customFetch, errors, jwtVerify } from "jose";
@@ -8,6 +9,7 @@ import type { ClientCredentials } from "./client-credentials.ts";
 import { BearerError } from "./errors.ts";
 import { RevocationFeedClient } from "./feed-client.ts";
 import { IntrospectionClient } from "./introspection-client.ts";
+import { SharedSignalsClient } from "./ssf-client.ts";
 import type { ProtectedResourceMetadata, ResourceMetadataOptions } from "./metadata.ts";
 import { protectedResourceMetadata, protectedResourceMetadataUrl } from "./metadata.ts";
 
@@ -24,7 +26,16 @@ export interface AccessTokenClaims extends JWTPayload {
 
 export type RevocationMode =
   | ({ mode: "feed"; url?: string; maxStalenessMs?: number; onError?: (error: unknown) => void } & ClientCredentials)
-  | ({ mode: "introspection"; url?: string; cacheTtlMs?: number } & ClientCredentials);
+  | ({ mode: "introspection"; url?: string; cacheTtlMs?: number } & ClientCredentials)
+  | ({
+      /** Shared Signals (SSF 1.0 poll): the client needs the client_credentials grant and the `ssf` scope. */
+      mode: "ssf";
+      tokenEndpoint?: string;
+      configurationUrl?: string;
+      maxStalenessMs?: number;
+      tokenLifetimeSeconds?: number;
+      onError?: (error: unknown) => void;
+    } & ClientCredentials);
 
 export interface VerifierOptions {
   /** The authorization server's issuer identifier (the `iss` of its tokens). */
@@ -44,7 +55,11 @@ export interface VerifierOptions {
   jwksRefreshCooldownSeconds?: number;
   /** Tolerated clock difference for exp/iat, in seconds. Default 5. */
   clockToleranceSeconds?: number;
-  /** How revocation is honoured (feed: default URL `${issuer}/oauth/revocations`; introspection: `${issuer}/oauth/introspect`). */
+  /**
+   * How revocation is honoured — feed: default URL `${issuer}/oauth/revocations`; introspection:
+   * `${issuer}/oauth/introspect`; ssf: a poll stream of the server's Shared Signals transmitter
+   * (by token family and user: an access token a refresh retired stays valid until its exp).
+   */
   revocation: RevocationMode;
   /** The realm of WWW-Authenticate challenges. Default "api". */
   realm?: string;
@@ -65,9 +80,10 @@ export interface AccessTokenVerifier {
    * need known only after verification, such as the tool an MCP request calls).
    */
   requireScopes(claims: AccessTokenClaims, requiredScopes: readonly string[]): void;
-  /** Resolves once revocation can be checked (feed mode: the backlog has arrived). */
+  /** Resolves once revocation can be checked (feed and ssf modes: the backlog has arrived). */
   ready(): Promise<void>;
-  close(): void;
+  /** Stops following revocations (ssf mode: deletes this process's stream). */
+  close(): Promise<void>;
 }
 
 /** RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=" */
@@ -109,6 +125,10 @@ export function createAccessTokenVerifier(options: VerifierOptions): AccessToken
     revocation.mode === "feed"
       ? new RevocationFeedClient({ ...revocation, url: revocation.url ?? `${issuer}/oauth/revocations`, retainSeconds: tolerance, fetch: options.fetch })
       : undefined;
+  const ssf =
+    revocation.mode === "ssf"
+      ? new SharedSignalsClient({ ...revocation, issuer, audience, jwks, algorithms, fetch: options.fetch })
+      : undefined;
   const introspection =
     revocation.mode === "introspection"
       ? new IntrospectionClient({ ...revocation, url: revocation.url ?? `${issuer}/oauth/introspect`, fetch: options.fetch })
@@ -141,6 +161,8 @@ export function createAccessTokenVerifier(options: VerifierOptions): AccessToken
     }
     if (feed) {
       if (feed.isRevoked(claims.jti)) throw BearerError.invalidToken("the token has been revoked");
+    } else if (ssf) {
+      if (ssf.isRevoked(claims)) throw BearerError.invalidToken("the token has been revoked");
     } else if (introspection && !(await introspection.isActive(token, claims.jti, claims.exp))) {
       throw BearerError.invalidToken("the token is not active");
     }
@@ -194,9 +216,11 @@ export function createAccessTokenVerifier(options: VerifierOptions): AccessToken
     },
     async ready() {
       await feed?.ready;
+      await ssf?.ready;
     },
-    close() {
+    async close() {
       feed?.close();
+      await ssf?.close();
     },
   };
 }

@@ -3,7 +3,7 @@
 import { t } from "elysia";
 import { OAuthError } from "../../errors.ts";
 import { narrowAudience } from "../resources.ts";
-import { ADMIN_SCOPE, narrowScope } from "../scopes.ts";
+import { narrowScope, OPERATOR_SCOPES } from "../scopes.ts";
 import { defineGrant } from "./grant.ts";
 import { resourceParam, scopeParam } from "./params.ts";
 
@@ -15,7 +15,7 @@ export const clientCredentialsGrant = defineGrant({
     // RFC 6749 §4.4: "The client credentials grant type MUST only be used by confidential clients."
     if (client.type !== "confidential") throw OAuthError.unauthorizedClient("client_credentials requires a confidential client");
     // The admin scope is known to this grant only: an operator gives it to a client (registration.ts).
-    const scope = narrowScope(params.scope, client.scope, [...config.scopes, ADMIN_SCOPE]);
+    const scope = narrowScope(params.scope, client.scope, [...config.scopes, ...OPERATOR_SCOPES]);
     const audience =
       params.resource === undefined
         ? [config.defaultAudience]
