@@ -115,7 +115,7 @@ export async function createServices(deps: Deps): Promise<Services> {
     log,
   );
   const reader = new StreamReader(stores.ssf, keys, config.issuer, async (id) => (await stores.ssf.excludedSubjects(id)) as Subject[], now);
-  const push = new PushDelivery({ store: stores.ssf, reader, outbound, log, metrics, watch: (listener) => notifier.onCommitted(listener) });
+  const push = new PushDelivery({ store: stores.ssf, reader, outbound, log, metrics, watch: (listener) => notifier.onCommitted(listener), exclusive: database.kind === "pglite" });
   const ssf = {
     reader,
     push,

@@ -328,6 +328,11 @@ export class SsfStore {
       .where(and(eq(ssfStreams.id, streamId), eq(ssfStreams.leaseOwner, owner)));
   }
 
+  /** Releases every lease (at the start of the only process that can use the database). */
+  async releaseAllLeases(): Promise<void> {
+    await this.database.db.update(ssfStreams).set({ leaseOwner: null, leaseUntil: null }).where(sql`${ssfStreams.leaseOwner} is not null`);
+  }
+
   /** Whether any enabled push stream exists (then the instance follows the log closely). */
   async pushStreamsExist(): Promise<boolean> {
     const [row] = await this.database.db

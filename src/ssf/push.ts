@@ -17,7 +17,12 @@ import { advance, StreamReader } from "./reader.ts";
 const PERMANENT = new Set(["invalid_request", "invalid_audience", "invalid_issuer"]);
 export const PUSH_TIMEOUT_MS = 5000;
 const MAX_BACKOFF_SECONDS = 300;
-const LEASE_SECONDS = 30;
+/**
+ * How long a lease lasts without renewal: how long the streams of an instance that died wait
+ * before another instance (or the same one, restarted, on PostgreSQL) takes them over. It is
+ * renewed every third of that while a stream is being delivered.
+ */
+export const LEASE_SECONDS = 10;
 /** Requests in flight at which the server counts as busy, and how long delivery then waits between SETs. */
 const BUSY_REQUESTS = 8;
 const BUSY_PAUSE_MS = 10;
@@ -37,6 +42,11 @@ export interface PushDeps {
   watch(listener: () => void): () => void;
   /** The periodic look: other instances' entries, retries after failures, leases that expired. */
   intervalMs?: number;
+  /**
+   * No other instance can share the database (embedded PGlite, locked by this process): leases
+   * left by an earlier process are stale at start, and are released.
+   */
+  exclusive?: boolean;
 }
 
 /** Seconds before the next attempt after `failures` failures in a row: 1, 2, 4, … 300, with jitter. */
@@ -62,6 +72,16 @@ export class PushDelivery {
     this.unwatch = this.deps.watch(() => this.kick());
     this.timer = setInterval(() => this.kick(), this.deps.intervalMs ?? 1000);
     this.timer.unref?.();
+    if (this.deps.exclusive) {
+      this.ticking = this.deps.store
+        .releaseAllLeases()
+        .catch((error) => this.deps.log.warn("ssf.push.claim_failed", { error: errorForLog(error) }))
+        .finally(() => {
+          this.ticking = undefined;
+          this.kick();
+        });
+      return;
+    }
     this.kick();
   }
 
@@ -118,6 +138,7 @@ export class PushDelivery {
   private async deliver(stream: ClaimedStream): Promise<void> {
     const { store, reader, log, metrics } = this.deps;
     let position = stream.position;
+    let renewedAt = Date.now();
     try {
       for (;;) {
         const before = position;
@@ -126,6 +147,13 @@ export class PushDelivery {
         let failure: string | undefined;
         for (const delivery of reading.deliveries) {
           if (this.stopped) break;
+          // A long batch (a slow receiver) renews the lease, saving what is delivered so far.
+          if (Date.now() - renewedAt > (LEASE_SECONDS * 1000) / 3) {
+            const next = advance(position, reading.entries, settled);
+            if (!(await store.settle(stream.id, [...settled], next, this.owner, LEASE_SECONDS))) return; // the lease was lost
+            position = next;
+            renewedAt = Date.now();
+          }
           // Delivery is background work: while the server is busy answering, it goes slower.
           if (metrics.requestsInFlight.value >= BUSY_REQUESTS) await Bun.sleep(BUSY_PAUSE_MS);
           const pushed = await this.push(stream, delivery.set);
@@ -141,6 +169,7 @@ export class PushDelivery {
         if (settled.size > 0 || next > position) {
           if (!(await store.settle(stream.id, [...settled], next, this.owner, LEASE_SECONDS))) return; // the lease was lost
           position = next;
+          renewedAt = Date.now();
         }
         if (failure !== undefined) {
           metrics.ssfDeliveries.inc({ method: "push", result: "failed" });
