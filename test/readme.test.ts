@@ -3,115 +3,14 @@
 // in one bash each, in order, against the compiled executable in an empty directory, on free
 // ports instead of 3000 and 4200.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { buildBinary, emptyDirWithBinary, freePort } from "./helpers/binary.ts";
+import { buildBinary, freePort } from "./helpers/binary.ts";
+import { parseJson, repositoryLayout, shellBlocks, stopLeftovers, walk } from "./helpers/walkthrough.ts";
 
 const README = join(import.meta.dir, "..", "README.md");
 const SECTION = "First five minutes";
-const SKIP = /^<!--\s*readme-test:\s*skip\b[^>]*-->\s*$/;
-/** The whole walk-through may take this long; past it, bash is killed and the test fails. */
-const SCRIPT_TIMEOUT_MS = 40_000;
-
-interface Block {
-  code: string;
-  skipped: boolean;
-}
-
-/** The ```sh blocks between `## <title>` and the next `## ` heading. */
-function shellBlocks(markdown: string, title: string): Block[] {
-  const lines = markdown.split("\n");
-  const start = lines.findIndex((line) => line.trim() === `## ${title}`);
-  if (start < 0) throw new Error(`README.md has no "## ${title}" section`);
-  const end = lines.findIndex((line, i) => i > start && line.startsWith("## "));
-  const section = lines.slice(start + 1, end < 0 ? undefined : end);
-  const blocks: Block[] = [];
-  for (let i = 0; i < section.length; i++) {
-    if (section[i]!.trim() !== "```sh") continue;
-    const close = section.findIndex((line, j) => j > i && line.trim() === "```");
-    if (close < 0) throw new Error(`an unclosed \`\`\`sh block in "${title}"`);
-    const previous = section.slice(0, i).findLast((line) => line.trim() !== "");
-    blocks.push({ code: section.slice(i + 1, close).join("\n"), skipped: previous !== undefined && SKIP.test(previous.trim()) });
-    i = close;
-  }
-  return blocks;
-}
-
-const MARK = (i: number) => `@@readme-block ${i}@@`;
-
-interface Walk {
-  /** What each block printed, in order. */
-  outputs: string[];
-  /** The shell variables named, as they stood after the last block. */
-  vars: Record<string, string>;
-  diagnostics: string;
-}
-
-/**
- * Runs blocks as a user pastes them into one bash, in `dir`, stopping at the first failing
- * command; `replace` swaps the documented ports for free ones. Background servers the script
- * leaves running are stopped by the trap (TA_PID, MCP_PID).
- */
-async function walk(blocks: Block[], dir: string, out: string, replace: Record<string, string>, names: string[]): Promise<Walk> {
-  const swap = (code: string) => Object.entries(replace).reduce((text, [from, to]) => text.replaceAll(from, to), code);
-  const script = [
-    "set -euo pipefail",
-    `trap 'for p in "\${MCP_PID:-}" "\${TA_PID:-}"; do if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi; done' EXIT`,
-    ...blocks.flatMap((block, i) => [`echo '${MARK(i)}'`, swap(block.code)]),
-    `echo '${MARK(blocks.length)}'`,
-    `jq -n ${names.map((name) => `--arg ${name} "\${${name}:-}"`).join(" ")} '$ARGS.named'`,
-  ].join("\n");
-  const stdout = join(out, "stdout");
-  const stderr = join(out, "stderr");
-  // Files, not pipes: the background servers inherit them and must not hold the test up.
-  const proc = Bun.spawn(["bash", "-c", script], {
-    cwd: dir,
-    env: { PATH: process.env.PATH ?? "/usr/bin:/bin", HOME: process.env.HOME ?? "/tmp", PORT: replace["localhost:3000"]!.split(":")[1]! },
-    stdin: "ignore",
-    stdout: Bun.file(stdout),
-    stderr: Bun.file(stderr),
-  });
-  const timer = setTimeout(() => proc.kill("SIGKILL"), SCRIPT_TIMEOUT_MS);
-  const code = await proc.exited;
-  clearTimeout(timer);
-  const text = readFileSync(stdout, "utf8");
-  const diagnostics = `exit ${code}\n--- stdout\n${text}\n--- stderr\n${readFileSync(stderr, "utf8")}`;
-  if (code !== 0) throw new Error(`the walk-through failed: ${diagnostics}`);
-  return {
-    outputs: blocks.map((_, i) => text.split(MARK(i) + "\n")[1]!.split(`@@readme-block ${i + 1}@@`)[0]!.trim()),
-    vars: JSON.parse(text.split(MARK(blocks.length) + "\n")[1]!),
-    diagnostics,
-  };
-}
-
-function parseJson(output: string, diagnostics: string) {
-  try {
-    return JSON.parse(output);
-  } catch {
-    throw new Error(`not JSON: ${output}\n${diagnostics}`);
-  }
-}
-
-/** The README runs ./dist/token-authority from the repository root: a directory with that layout. */
-function repositoryLayout(): string {
-  const fresh = emptyDirWithBinary();
-  mkdirSync(join(fresh.dir, "dist"));
-  renameSync(fresh.binary, join(fresh.dir, "dist", "token-authority"));
-  return fresh.dir;
-}
-
-/** Whatever happened, no server outlives the test: the lock file names its pid. */
-function stopLeftovers(dir: string) {
-  const lock = join(dir, "data", "token-authority.lock");
-  if (existsSync(lock)) {
-    try {
-      process.kill(Number.parseInt(readFileSync(lock, "utf8"), 10), "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
-}
 
 describe("README: First five minutes", () => {
   const blocks = shellBlocks(readFileSync(README, "utf8"), SECTION);
