@@ -2,7 +2,9 @@
 // database, and measures revocation, introspection, minting, code exchange, refresh rotation and
 // authorization requests (a registered client against a metadata-document client) side by side with pgbench's ceiling for the same single-row statements on the same
 // table; then cold start (PostgreSQL and PGlite), idle and peak RSS, and the
-// revocation-to-rejection delay (bench/revocation-delay.ts against the executable).
+// revocation-to-rejection delay (bench/revocation-delay.ts against the executable), and the
+// Shared Signals phases (bench/ssf.ts: revocation with push streams attached, with dead and slow
+// receivers, and the revocation → SET latency at push and long-poll receivers).
 // Writes bench/results/latest.json and latest.md.
 //
 // Sessions for refresh tokens come from a documented fixture: authorization_grants rows
@@ -23,6 +25,8 @@ import postgres from "postgres";
 import type { CpuShare, LoadResult, Reply } from "./lib.ts";
 import { basic, closedLoop, cpuMeter, freePort, httpClient, insertCodeGrants, latencyStats, loadAverage, peakRssMiB, rssMiB } from "./lib.ts";
 import { wireCounter } from "./wire-counter.ts";
+import type { SsfBenchResult } from "./ssf.ts";
+import { ssfBench } from "./ssf.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const BINARY = join(ROOT, "dist", "token-authority");
@@ -38,6 +42,9 @@ const PROFILE_DIR = process.env.BENCH_PROFILE ? resolve(process.env.BENCH_PROFIL
 const REDIRECT_URI = "http://127.0.0.1/callback";
 /** Live token families of the user the operator phase disables. */
 const DISABLE_FAMILIES = 10_000;
+/** Revocations per Shared Signals run (six runs), and revocations timed one at a time per delivery method. */
+const SSF_PER_RUN = Math.floor(N / 2);
+const SSF_LATENCY_SAMPLES = Number(process.env.BENCH_SSF_LATENCY_COUNT ?? 500);
 
 const round2 = (x: number) => Math.round(x * 100) / 100;
 const mb = (mib: number) => Math.round(mib * 1.048576 * 10) / 10;
@@ -497,12 +504,18 @@ async function main() {
     },
   });
   const documentClientId = `http://127.0.0.1:${documentHost.port}/bench-client.json`;
+  // A Shared Signals receiver, and the loopback ports its streams push to.
+  const ssfReceiver = JSON.parse(
+    await sh([BINARY, "clients", "create", "--name", "bench receiver", "--grant-type", "client_credentials", "--scope", "ssf"], { env, cwd }),
+  ) as { client_id: string; client_secret: string };
+  const ssfPorts = { push: [await freePort(), await freePort(), await freePort()] as [number, number, number], dead: await freePort(), slow: await freePort() };
+  const outboundHosts = [documentHost.port, ...ssfPorts.push, ssfPorts.dead, ssfPorts.slow].map((port) => `127.0.0.1:${port}`).join(",");
 
   // What the previous run and the set-up left to write (a dropped database, fresh rows) is
   // flushed now, not by a checkpoint in the middle of the first phase.
   await settle(sql);
   // The load server logs at warn: at info it writes three JSON lines per request to stdout.
-  const server = await startServer({ ...env, TA_LOG_LEVEL: "warn", TA_OUTBOUND_ALLOW_HOSTS: `127.0.0.1:${documentHost.port}` }, cwd, PROFILE_DIR);
+  const server = await startServer({ ...env, TA_LOG_LEVEL: "warn", TA_OUTBOUND_ALLOW_HOSTS: outboundHosts }, cwd, PROFILE_DIR);
   await Bun.sleep(1000);
   const idleRss = rssMiB(server.pid);
   // The backends serving the server's connections; autovacuum (cleaning up after the
@@ -527,6 +540,15 @@ async function main() {
       { meter, check: (_, r) => r.status === 200 && accessTokens.push(tokenOf(r.body, "access_token")) },
     );
   }
+
+  // Tokens for the Shared Signals runs (not a measured phase).
+  const ssfTokens: string[] = [];
+  await closedLoop(
+    Array.from({ length: 6 * SSF_PER_RUN + 2 * SSF_LATENCY_SAMPLES }, (_, i) => i),
+    32,
+    () => post("/oauth/token", { grant_type: "client_credentials", scope: "read" }),
+    { meter, check: (_, r) => r.status === 200 && ssfTokens.push(tokenOf(r.body, "access_token")) },
+  );
 
   // Refresh tokens through the authorization-code fixture (see the top of this file).
   console.log("code exchange…");
@@ -623,6 +645,21 @@ async function main() {
     if ((JSON.parse(reply.body) as { active: boolean }).active) stillActive++;
   }
   const [dbRevoked] = await sql`select count(*)::int as n from sessions where status = 'revoked'`;
+
+  console.log("shared signals…");
+  const ssf: SsfBenchResult = await ssfBench({
+    base: server.url,
+    receiver: { clientId: ssfReceiver.client_id, secret: ssfReceiver.client_secret, auth: basic(ssfReceiver.client_id, ssfReceiver.client_secret) },
+    ports: ssfPorts,
+    tokens: ssfTokens,
+    perRun: SSF_PER_RUN,
+    latencySamples: SSF_LATENCY_SAMPLES,
+    revoke: (token) => post("/oauth/revoke", { token, token_type_hint: "access_token" }),
+    meter,
+  });
+  results["revoke c=32, no SSF stream"] = merge(ssf.runs.none);
+  results["revoke c=32, 3 SSF push streams"] = merge(ssf.runs.push);
+  results["revoke c=32, a dead and a slow SSF receiver"] = merge(ssf.runs.dead);
   const peakRss = peakRssMiB(server.pid);
   const afterLoadRss = rssMiB(server.pid);
 
@@ -679,6 +716,8 @@ async function main() {
       [`introspect/revoke c=${c}`, round2(results[`introspect c=${c}`]!.rps / results[`revoke c=${c}`]!.rps)],
     ]),
   );
+  ratios["revoke with 3 push streams/without c=32"] = round2(results["revoke c=32, 3 SSF push streams"]!.rps / results["revoke c=32, no SSF stream"]!.rps);
+  ratios["revoke with dead receivers/without c=32"] = round2(results["revoke c=32, a dead and a slow SSF receiver"]!.rps / results["revoke c=32, no SSF stream"]!.rps);
   ratios["authorize document/registered c=32"] = round2(results["authorize document c=32"]!.rps / results["authorize registered c=32"]!.rps);
   const roundDrop = round2((1 - rounds.at(-1)!.rps / rounds[0]!.rps) * 100);
   const requestPathTransactions = round2((xacts - notifyTransactions) / revocations);
@@ -711,6 +750,18 @@ async function main() {
       "an authorization request by a client with a cached metadata document: no outbound fetch, within 10 % of a registered client's",
       `${ratios["authorize document/registered c=32"]}× (${results["authorize document c=32"]!.rps} vs ${results["authorize registered c=32"]!.rps} req/s, runs ${authorization.runs.document.map((r) => r.rps).join(", ")} vs ${authorization.runs.registered.map((r) => r.rps).join(", ")}); ${authorization.documentFetches} document fetches during ${results["authorize document c=32"]!.requests} requests`,
       ratios["authorize document/registered c=32"]! >= 0.9 && authorization.documentFetches === 0,
+    ),
+    target(
+      "revocation c=32 with three SSF push streams ≥ 90 % of the rate without (same run), every SET delivered",
+      `${ratios["revoke with 3 push streams/without c=32"]} (${results["revoke c=32, 3 SSF push streams"]!.rps} vs ${results["revoke c=32, no SSF stream"]!.rps} req/s; runs ${ssf.runs.push.map((r) => r.rps).join(", ")} vs ${ssf.runs.none.map((r) => r.rps).join(", ")}); ${ssf.delivered.join(" and ")} SETs of ${3 * SSF_PER_RUN} per run, ${ssf.duplicates} twice, the backlog drained ${ssf.drain_seconds.join(" and ")} s after the load`,
+      ratios["revoke with 3 push streams/without c=32"]! >= 0.9 && ssf.delivered.every((n) => n === 3 * SSF_PER_RUN),
+    ),
+    target("revocation → SET at a push receiver p99 < 50 ms", `p50 ${ssf.push_latency_ms.p50} ms, p99 ${ssf.push_latency_ms.p99} ms, max ${ssf.push_latency_ms.max} ms (${SSF_LATENCY_SAMPLES} revocations, one at a time)`, ssf.push_latency_ms.p99 < 50),
+    target("revocation → SET at a long-polling receiver p99 < 100 ms", `p50 ${ssf.poll_latency_ms.p50} ms, p99 ${ssf.poll_latency_ms.p99} ms, max ${ssf.poll_latency_ms.max} ms (${SSF_LATENCY_SAMPLES} revocations, one at a time)`, ssf.poll_latency_ms.p99 < 100),
+    target(
+      "a dead and a slow SSF receiver do not slow revocation (within noise of none: ≥ 95 %)",
+      `${ratios["revoke with dead receivers/without c=32"]} (${results["revoke c=32, a dead and a slow SSF receiver"]!.rps} vs ${results["revoke c=32, no SSF stream"]!.rps} req/s; runs ${ssf.runs.dead.map((r) => r.rps).join(", ")} vs ${ssf.runs.none.map((r) => r.rps).join(", ")})`,
+      ratios["revoke with dead receivers/without c=32"]! >= 0.95,
     ),
     target("cold start < 150 ms on PostgreSQL", `${coldPostgres.median_ms} ms (median of ${coldPostgres.runs.length})`, coldPostgres.median_ms < 150),
     target("idle RSS < 100 MB on PostgreSQL", `${mb(idleRss)} MB`, mb(idleRss) < 100),
@@ -753,6 +804,15 @@ async function main() {
     wire_round_trips: wire,
     proof: { revoked_sample_checked: sample.length, revoked_sample_still_active: stillActive, revoked_sessions_in_db: dbRevoked!.n, live_introspected_inactive: introspectedInactive },
     revocation_delay_ms: delay.delay_ms,
+    shared_signals: {
+      per_run: SSF_PER_RUN,
+      runs_rps: Object.fromEntries(Object.entries(ssf.runs).map(([k, v]) => [k, v.map((r) => r.rps)])),
+      drain_seconds: ssf.drain_seconds,
+      delivered: ssf.delivered,
+      duplicates: ssf.duplicates,
+      push_latency_ms: ssf.push_latency_ms,
+      poll_latency_ms: ssf.poll_latency_ms,
+    },
     operating,
     targets,
   };
@@ -824,6 +884,7 @@ function markdown(s: any): string {
     `Cold start to the first served request: PostgreSQL ${s.cold_start.postgres.median_ms} ms (median; ${s.cold_start.postgres.in_process_median_ms} ms of it inside the server), PGlite ${s.cold_start.pglite.median_ms} ms (${s.cold_start.pglite.in_process_median_ms} ms inside).`,
     `RSS on PostgreSQL: idle ${s.rss_mb.idle} MB, after the load ${s.rss_mb.after_load} MB, peak ${s.rss_mb.peak} MB.`,
     `Revocation-to-rejection delay (feed mode, example API, PostgreSQL): p50 ${s.revocation_delay_ms.p50} ms, p99 ${s.revocation_delay_ms.p99} ms, max ${s.revocation_delay_ms.max} ms.`,
+    `Shared Signals (${s.shared_signals.per_run} revocations per run, runs interleaved none / 3 push streams / a dead and a slow receiver, twice): req/s none ${s.shared_signals.runs_rps.none.join(", ")}, push ${s.shared_signals.runs_rps.push.join(", ")}, dead and slow ${s.shared_signals.runs_rps.dead.join(", ")}; the push backlog drained ${s.shared_signals.drain_seconds.join(" and ")} s after the load (${s.shared_signals.delivered.join(" and ")} SETs, ${s.shared_signals.duplicates} twice); revocation → SET one at a time: push p50 ${s.shared_signals.push_latency_ms.p50} / p99 ${s.shared_signals.push_latency_ms.p99} ms, long poll p50 ${s.shared_signals.poll_latency_ms.p50} / p99 ${s.shared_signals.poll_latency_ms.p99} ms.`,
     `Operating the running server (admin socket): disabling a user with ${s.operating.disable.families} live families took ${s.operating.disable.ms} ms (${s.operating.disable.sessions_revoked} sessions revoked in one transaction, ${s.operating.disable.feed_entries} feed entries); a CLI command's wall time ${s.operating.cli_ms.clients_list_median} ms for \`clients list\` against ${s.operating.cli_ms.version_median} ms for \`version\` (medians of 15).`,
     "",
     "| target | measured | met |",

@@ -119,7 +119,7 @@ export async function createServices(deps: Deps): Promise<Services> {
   const ssf = {
     reader,
     push,
-    streams: new Streams({ store: stores.ssf, config, outbound, changed: () => push.kick() }),
+    streams: new Streams({ store: stores.ssf, config, outbound, changed: () => push.changed() }),
     poll: new PollService({ store: stores.ssf, reader, config, log, metrics, wait: (ms, signal) => waitForEntries(notifier, feed, ms, signal) }),
   };
   metrics.ssfBacklog = () => stores.ssf.backlog();

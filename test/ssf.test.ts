@@ -353,6 +353,18 @@ describe.each(backends)("Shared Signals transmitter [%s]", (backend) => {
     await call(alpha, "DELETE", `/ssf/streams?stream_id=${stream.stream_id}`);
   });
 
+  test("a look for push streams passes over those this instance delivers already (one, or several)", async () => {
+    const first = await pushStream(alpha, pushA);
+    const second = await pushStream(alpha, pushA);
+    const owner = `test-${crypto.randomUUID()}`;
+    for (const exclude of [[first.stream_id], [first.stream_id, second.stream_id]]) {
+      const claimed = (await t.services.stores.ssf.claim(owner, 64, 1, exclude)).map((stream) => stream.id);
+      for (const id of exclude) expect(claimed).not.toContain(id);
+      for (const id of claimed) await t.services.stores.ssf.release(id, owner);
+    }
+    for (const stream of [first, second]) await call(alpha, "DELETE", `/ssf/streams?stream_id=${stream.stream_id}`);
+  });
+
   test("poll (RFC 8936): unacknowledged SETs come again, acknowledged ones do not, a long poll answers when one is logged", async () => {
     const [, stream] = await call(alpha, "POST", "/ssf/streams", { events_requested: [TYPES.sessionRevoked] });
     expect(stream.delivery).toEqual({ method: POLL, endpoint_url: `${issuer}/ssf/poll/${stream.stream_id}` });

@@ -46,6 +46,8 @@ export interface ClaimedStream {
   authorizationHeader: string | null;
   position: number;
   failures: number;
+  /** When its configuration last changed (ms): a delivery that sees another value takes it again. */
+  updatedAt: number;
 }
 
 export class SsfStore {
@@ -268,9 +270,10 @@ export class SsfStore {
   /**
    * Records entries settled for a stream and moves its position to `position` (never back),
    * forgetting what is at or below it. With `leaseOwner`, only while that instance holds the
-   * lease (and the lease is extended); answers false when it does not.
+   * lease (and the lease is extended). Answers when the stream's configuration last changed
+   * (ms), or undefined when the stream is gone or the lease is not this instance's.
    */
-  async settle(streamId: string, cursors: readonly number[], position: number, leaseOwner?: string, leaseSeconds = 30): Promise<boolean> {
+  async settle(streamId: string, cursors: readonly number[], position: number, leaseOwner?: string, leaseSeconds = 30): Promise<number | undefined> {
     return this.database.db.transaction(async (tx) => {
       const [stream] = await tx
         .update(ssfStreams)
@@ -279,35 +282,42 @@ export class SsfStore {
           ...(leaseOwner ? { leaseUntil: sql`now() + make_interval(secs => ${leaseSeconds})`, failures: 0, lastError: null } : {}),
         })
         .where(and(eq(ssfStreams.id, streamId), leaseOwner ? eq(ssfStreams.leaseOwner, leaseOwner) : undefined))
-        .returning({ position: ssfStreams.position });
-      if (!stream) return false;
+        .returning({ position: ssfStreams.position, updatedAt: ssfStreams.updatedAt });
+      if (!stream) return undefined;
       const above = cursors.filter((cursor) => cursor > stream.position);
       if (above.length > 0) await tx.insert(ssfAcks).values(above.map((cursor) => ({ streamId, cursor }))).onConflictDoNothing();
       await tx.delete(ssfAcks).where(and(eq(ssfAcks.streamId, streamId), lte(ssfAcks.cursor, stream.position)));
-      return true;
+      return stream.updatedAt.getTime();
     });
   }
 
   // ---- push delivery leases (one instance delivers a stream at a time)
 
-  /** Takes up to `limit` enabled push streams that are due, have entries to read and no other instance's lease. */
+  /**
+   * Takes up to `limit` push streams that are enabled (or hold an announcement of their own not
+   * yet settled), due and leased by no other instance: this instance delivers them, and waits on
+   * them idle.
+   */
   async claim(owner: string, limit: number, leaseSeconds: number, exclude: readonly string[]): Promise<ClaimedStream[]> {
-    const rows = await this.database.rows<Omit<ClaimedStream, "position"> & { position: number | string } & Record<string, unknown>>(sql`
+    const rows = await this.database.rows<Omit<ClaimedStream, "position" | "updatedAt"> & { position: number | string; updatedAt: string | Date } & Record<string, unknown>>(sql`
       update ${ssfStreams} s set lease_owner = ${owner}, lease_until = now() + make_interval(secs => ${leaseSeconds})
        where s.id in (
          select id from ${ssfStreams}
           where delivery_method = 'urn:ietf:rfc:8935' and next_attempt_at <= now()
             -- A stream not enabled still receives the stream-updated event that announced it (SSF 1.0 §8.1.5).
-            and (status = 'enabled' or exists (select 1 from ${revocationEvents} e where e.stream_id = ${ssfStreams}.id and e.cursor > ${ssfStreams}.position))
+            and (status = 'enabled' or exists (
+                   select 1 from ${revocationEvents} e
+                    where e.stream_id = ${ssfStreams}.id and e.cursor > ${ssfStreams}.position
+                      and not exists (select 1 from ${ssfAcks} a where a.stream_id = e.stream_id and a.cursor = e.cursor)))
             and (lease_until is null or lease_until < now() or lease_owner = ${owner})
-            ${exclude.length > 0 ? sql`and not (id = any(${[...exclude]}::uuid[]))` : sql``}
-            and exists (select 1 from ${revocationEvents} e where e.cursor > s.position)
+            -- As one text: PGlite sends a one-element array parameter as a bare string.
+            ${exclude.length > 0 ? sql`and not (id = any(string_to_array(${exclude.join(",")}, ',')::uuid[]))` : sql``}
           order by next_attempt_at
           limit ${limit}
           for update skip locked)
       returning s.id, s.client_id as "clientId", s.audience, s.status, s.events_delivered as "eventsDelivered", s.endpoint_url as "endpointUrl",
-                s.authorization_header as "authorizationHeader", s.position, s.failures`);
-    return rows.map((row) => ({ ...row, position: Number(row.position) }));
+                s.authorization_header as "authorizationHeader", s.position, s.failures, s.updated_at as "updatedAt"`);
+    return rows.map((row) => ({ ...row, position: Number(row.position), updatedAt: new Date(row.updatedAt as string | Date).getTime() }));
   }
 
   /** Gives a stream's lease back; after a failure, with when to try again. */

@@ -1,9 +1,11 @@
 // Push delivery (RFC 8935) of every enabled push stream, at least once and in order per stream:
 // an instance leases a stream (several instances share the work: one delivers a stream at a
-// time, SKIP LOCKED), reads its entries of the committed event log, POSTs each SET and settles
-// it once the receiver accepted it; a failure leaves the stream where it was and retries with
-// exponential backoff. Nothing here is on a request's path: a revocation only writes its log
-// entries. Delivery yields to the server's own requests when it is busy, and catches up after.
+// time, SKIP LOCKED) and keeps it, reading its entries of the committed event log when this
+// instance commits some (or every second, for other instances' commits), POSTing each SET and
+// settling it once the receiver accepted it; a failure leaves the stream where it was and
+// retries with exponential backoff. Nothing here is on a request's path: a revocation only
+// writes its log entries and wakes the deliveries waiting. Delivery yields to the server's own
+// requests when it is busy, and catches up after.
 import { randomUUID } from "node:crypto";
 import type { ClaimedStream, SsfStore } from "../../db/stores/ssf.ts";
 import type { Logger } from "../log.ts";
@@ -26,8 +28,6 @@ export const LEASE_SECONDS = 10;
 /** Requests in flight at which the server counts as busy, and how long delivery then waits between SETs. */
 const BUSY_REQUESTS = 8;
 const BUSY_PAUSE_MS = 10;
-/** Looks for streams to take at most this often (each look is a statement); a stream being delivered reads on by itself. */
-const MIN_TICK_MS = 20;
 
 export interface PushDeps {
   store: SsfStore;
@@ -58,102 +58,137 @@ export function backoffSeconds(failures: number): number {
 export class PushDelivery {
   readonly owner = `instance-${randomUUID()}`;
   private readonly running = new Map<string, Promise<void>>();
+  /** Deliveries waiting idle for entries, each woken by a commit or the periodic look. */
+  private readonly idle = new Set<() => void>();
   private timer: ReturnType<typeof setInterval> | undefined;
   private unwatch: (() => void) | undefined;
-  private ticking: Promise<void> | undefined;
+  private looking: Promise<void> | undefined;
   private again = false;
   private stopped = false;
-  private lastTick = 0;
-  private delayed: ReturnType<typeof setTimeout> | undefined;
+  /** Bumped when a stream changed here: every delivery takes its stream again, configured afresh. */
+  private generation = 0;
 
   constructor(private readonly deps: PushDeps) {}
 
   start(): void {
-    this.unwatch = this.deps.watch(() => this.kick());
-    this.timer = setInterval(() => this.kick(), this.deps.intervalMs ?? 1000);
+    this.unwatch = this.deps.watch(() => this.wake());
+    this.timer = setInterval(() => {
+      this.wake();
+      this.look();
+    }, this.deps.intervalMs ?? 1000);
     this.timer.unref?.();
     if (this.deps.exclusive) {
-      this.ticking = this.deps.store
+      this.looking = this.deps.store
         .releaseAllLeases()
         .catch((error) => this.deps.log.warn("ssf.push.claim_failed", { error: errorForLog(error) }))
         .finally(() => {
-          this.ticking = undefined;
-          this.kick();
+          this.looking = undefined;
+          this.look();
         });
       return;
     }
-    this.kick();
+    this.look();
   }
 
   /** Stops taking streams and waits for the deliveries under way (their leases are given back). */
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
-    clearTimeout(this.delayed);
     this.unwatch?.();
-    await this.ticking;
+    this.wake();
+    await this.looking;
     await Promise.allSettled([...this.running.values()]);
   }
 
-  /** Something may be deliverable: look now, or as soon as the last look is MIN_TICK_MS old (coalesced). */
-  kick(): void {
+  /** A stream was created or changed here: deliveries start again with what it is now. */
+  changed(): void {
+    this.generation++;
+    this.wake();
+    this.look();
+  }
+
+  /** Entries may have been logged: the deliveries waiting idle read again. */
+  wake(): void {
+    for (const resume of [...this.idle]) resume();
+  }
+
+  /** Takes the streams no instance delivers (one look at a time; a look asked for meanwhile follows it). */
+  look(): void {
     if (this.stopped) return;
-    if (this.ticking || this.delayed) {
+    if (this.looking) {
       this.again = true;
       return;
     }
-    const wait = this.lastTick + MIN_TICK_MS - Date.now();
-    if (wait > 0) {
-      this.delayed = setTimeout(() => {
-        this.delayed = undefined;
-        this.kick();
-      }, wait);
-      return;
-    }
-    this.lastTick = Date.now();
-    this.ticking = this.tick()
+    this.looking = this.claim()
       .catch((error) => this.deps.log.warn("ssf.push.claim_failed", { error: errorForLog(error) }))
       .finally(() => {
-        this.ticking = undefined;
+        this.looking = undefined;
         if (this.again) {
           this.again = false;
-          this.kick();
+          this.look();
         }
       });
   }
 
-  private async tick(): Promise<void> {
-    const streams = await this.deps.store.claim(this.owner, 16, LEASE_SECONDS, [...this.running.keys()]);
+  private async claim(): Promise<void> {
+    const streams = await this.deps.store.claim(this.owner, 64, LEASE_SECONDS, [...this.running.keys()]);
     for (const stream of streams) {
       const run = this.deliver(stream).finally(() => {
         this.running.delete(stream.id);
-        // It may have stopped at a batch's end with more to read.
-        this.kick();
+        // Released after a change, or for a status that holds nothing more: take what is due again.
+        if (!this.stopped) this.look();
       });
       this.running.set(stream.id, run);
     }
   }
 
-  /** Delivers what the stream has, in order, until it is empty, fails, or this instance stops. */
+  /** Resolves on the next wake, after `ms`, or at stop. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const resume = () => {
+        clearTimeout(timer);
+        this.idle.delete(resume);
+        resolve();
+      };
+      const timer = setTimeout(resume, ms);
+      this.idle.add(resume);
+      if (this.stopped) resume();
+    });
+  }
+
+  /**
+   * Delivers the stream, in order, for as long as this instance holds it: what is there, then
+   * whatever is logged next (waiting idle between, the lease renewed every third of its time).
+   * It gives the stream back when it fails (to retry after a backoff), when the stream changed
+   * (here or at another instance: taken again, configured afresh), when the stream is not
+   * enabled and its announcement went out, and when this instance stops.
+   */
   private async deliver(stream: ClaimedStream): Promise<void> {
     const { store, reader, log, metrics } = this.deps;
+    const generation = this.generation;
+    const renewMs = (LEASE_SECONDS * 1000) / 3;
     let position = stream.position;
     let renewedAt = Date.now();
+    /** Saves progress and renews the lease; false when the stream should be given back (gone, changed, lease lost). */
+    const keep = async (settled: ReadonlySet<number>, next: number): Promise<boolean> => {
+      const updatedAt = await store.settle(stream.id, [...settled], next, this.owner, LEASE_SECONDS);
+      if (updatedAt === undefined) return false;
+      position = Math.max(position, next);
+      renewedAt = Date.now();
+      return updatedAt === stream.updatedAt;
+    };
     try {
       for (;;) {
+        if (this.stopped || this.generation !== generation) break;
         const before = position;
         const reading = await reader.read({ id: stream.id, audience: stream.audience, eventsDelivered: stream.eventsDelivered, position, status: stream.status });
         const settled = new Set<number>(reading.silent);
         let failure: string | undefined;
+        let kept = true;
         for (const delivery of reading.deliveries) {
           if (this.stopped) break;
           // A long batch (a slow receiver) renews the lease, saving what is delivered so far.
-          if (Date.now() - renewedAt > (LEASE_SECONDS * 1000) / 3) {
-            const next = advance(position, reading.entries, settled);
-            if (!(await store.settle(stream.id, [...settled], next, this.owner, LEASE_SECONDS))) return; // the lease was lost
-            position = next;
-            renewedAt = Date.now();
-          }
+          if (Date.now() - renewedAt > renewMs && !(kept = await keep(settled, advance(position, reading.entries, settled)))) break;
           // Delivery is background work: while the server is busy answering, it goes slower.
           if (metrics.requestsInFlight.value >= BUSY_REQUESTS) await Bun.sleep(BUSY_PAUSE_MS);
           const pushed = await this.push(stream, delivery.set);
@@ -166,11 +201,7 @@ export class PushDelivery {
           for (const cursor of delivery.cursors) settled.add(cursor);
         }
         const next = advance(position, reading.entries, settled);
-        if (settled.size > 0 || next > position) {
-          if (!(await store.settle(stream.id, [...settled], next, this.owner, LEASE_SECONDS))) return; // the lease was lost
-          position = next;
-          renewedAt = Date.now();
-        }
+        if (kept && (settled.size > 0 || next > position)) kept = await keep(settled, next);
         if (failure !== undefined) {
           metrics.ssfDeliveries.inc({ method: "push", result: "failed" });
           const retryIn = backoffSeconds(stream.failures + 1);
@@ -178,7 +209,12 @@ export class PushDelivery {
           await store.release(stream.id, this.owner, { retryInSeconds: retryIn, error: failure });
           return;
         }
-        if (this.stopped || (settled.size === 0 && position === before)) break;
+        if (!kept) break;
+        if (reading.deliveries.length > 0 || settled.size > 0 || position > before) continue; // more may be waiting
+        // Nothing to deliver. A paused or disabled stream was taken for its announcement only.
+        if (stream.status !== "enabled") break;
+        if (Date.now() - renewedAt > renewMs && !(await keep(settled, position))) break;
+        await this.pause(Math.max(0, renewMs - (Date.now() - renewedAt)));
       }
       await store.release(stream.id, this.owner);
     } catch (error) {
