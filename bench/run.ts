@@ -42,8 +42,9 @@ const PROFILE_DIR = process.env.BENCH_PROFILE ? resolve(process.env.BENCH_PROFIL
 const REDIRECT_URI = "http://127.0.0.1/callback";
 /** Live token families of the user the operator phase disables. */
 const DISABLE_FAMILIES = 10_000;
-/** Revocations per Shared Signals run (six runs), and revocations timed one at a time per delivery method. */
-const SSF_PER_RUN = Math.floor(N / 2);
+/** Revocations per Shared Signals run (three kinds of run, SSF_ROUNDS rounds), and revocations timed one at a time per delivery method. */
+const SSF_ROUNDS = 3;
+const SSF_PER_RUN = Math.floor(N / SSF_ROUNDS);
 const SSF_LATENCY_SAMPLES = Number(process.env.BENCH_SSF_LATENCY_COUNT ?? 500);
 
 const round2 = (x: number) => Math.round(x * 100) / 100;
@@ -544,7 +545,7 @@ async function main() {
   // Tokens for the Shared Signals runs (not a measured phase).
   const ssfTokens: string[] = [];
   await closedLoop(
-    Array.from({ length: 6 * SSF_PER_RUN + 2 * SSF_LATENCY_SAMPLES }, (_, i) => i),
+    Array.from({ length: 3 * SSF_ROUNDS * SSF_PER_RUN + 2 * SSF_LATENCY_SAMPLES }, (_, i) => i),
     32,
     () => post("/oauth/token", { grant_type: "client_credentials", scope: "read" }),
     { meter, check: (_, r) => r.status === 200 && ssfTokens.push(tokenOf(r.body, "access_token")) },
@@ -653,6 +654,7 @@ async function main() {
     ports: ssfPorts,
     tokens: ssfTokens,
     perRun: SSF_PER_RUN,
+    rounds: SSF_ROUNDS,
     latencySamples: SSF_LATENCY_SAMPLES,
     revoke: (token) => post("/oauth/revoke", { token, token_type_hint: "access_token" }),
     meter,
@@ -753,7 +755,7 @@ async function main() {
     ),
     target(
       "revocation c=32 with three SSF push streams ≥ 90 % of the rate without (same run), every SET delivered",
-      `${ratios["revoke with 3 push streams/without c=32"]} (${results["revoke c=32, 3 SSF push streams"]!.rps} vs ${results["revoke c=32, no SSF stream"]!.rps} req/s; runs ${ssf.runs.push.map((r) => r.rps).join(", ")} vs ${ssf.runs.none.map((r) => r.rps).join(", ")}); ${ssf.delivered.join(" and ")} SETs of ${3 * SSF_PER_RUN} per run, ${ssf.duplicates} twice, the backlog drained ${ssf.drain_seconds.join(" and ")} s after the load`,
+      `${ratios["revoke with 3 push streams/without c=32"]} (${results["revoke c=32, 3 SSF push streams"]!.rps} vs ${results["revoke c=32, no SSF stream"]!.rps} req/s; runs ${ssf.runs.push.map((r) => r.rps).join(", ")} vs ${ssf.runs.none.map((r) => r.rps).join(", ")}); ${ssf.delivered.join(", ")} SETs of ${3 * SSF_PER_RUN} per run, ${ssf.duplicates} twice, the backlog drained ${ssf.drain_seconds.join(", ")} s after the load`,
       ratios["revoke with 3 push streams/without c=32"]! >= 0.9 && ssf.delivered.every((n) => n === 3 * SSF_PER_RUN),
     ),
     target("revocation → SET at a push receiver p99 < 50 ms", `p50 ${ssf.push_latency_ms.p50} ms, p99 ${ssf.push_latency_ms.p99} ms, max ${ssf.push_latency_ms.max} ms (${SSF_LATENCY_SAMPLES} revocations, one at a time)`, ssf.push_latency_ms.p99 < 50),
@@ -884,7 +886,7 @@ function markdown(s: any): string {
     `Cold start to the first served request: PostgreSQL ${s.cold_start.postgres.median_ms} ms (median; ${s.cold_start.postgres.in_process_median_ms} ms of it inside the server), PGlite ${s.cold_start.pglite.median_ms} ms (${s.cold_start.pglite.in_process_median_ms} ms inside).`,
     `RSS on PostgreSQL: idle ${s.rss_mb.idle} MB, after the load ${s.rss_mb.after_load} MB, peak ${s.rss_mb.peak} MB.`,
     `Revocation-to-rejection delay (feed mode, example API, PostgreSQL): p50 ${s.revocation_delay_ms.p50} ms, p99 ${s.revocation_delay_ms.p99} ms, max ${s.revocation_delay_ms.max} ms.`,
-    `Shared Signals (${s.shared_signals.per_run} revocations per run, runs interleaved none / 3 push streams / a dead and a slow receiver, twice): req/s none ${s.shared_signals.runs_rps.none.join(", ")}, push ${s.shared_signals.runs_rps.push.join(", ")}, dead and slow ${s.shared_signals.runs_rps.dead.join(", ")}; the push backlog drained ${s.shared_signals.drain_seconds.join(" and ")} s after the load (${s.shared_signals.delivered.join(" and ")} SETs, ${s.shared_signals.duplicates} twice); revocation → SET one at a time: push p50 ${s.shared_signals.push_latency_ms.p50} / p99 ${s.shared_signals.push_latency_ms.p99} ms, long poll p50 ${s.shared_signals.poll_latency_ms.p50} / p99 ${s.shared_signals.poll_latency_ms.p99} ms.`,
+    `Shared Signals (${s.shared_signals.per_run} revocations per run, runs interleaved none / 3 push streams / a dead and a slow receiver, ${s.shared_signals.runs_rps.none.length} rounds): req/s none ${s.shared_signals.runs_rps.none.join(", ")}, push ${s.shared_signals.runs_rps.push.join(", ")}, dead and slow ${s.shared_signals.runs_rps.dead.join(", ")}; the push backlog drained ${s.shared_signals.drain_seconds.join(", ")} s after the load (${s.shared_signals.delivered.join(", ")} SETs, ${s.shared_signals.duplicates} twice); revocation → SET one at a time: push p50 ${s.shared_signals.push_latency_ms.p50} / p99 ${s.shared_signals.push_latency_ms.p99} ms, long poll p50 ${s.shared_signals.poll_latency_ms.p50} / p99 ${s.shared_signals.poll_latency_ms.p99} ms.`,
     `Operating the running server (admin socket): disabling a user with ${s.operating.disable.families} live families took ${s.operating.disable.ms} ms (${s.operating.disable.sessions_revoked} sessions revoked in one transaction, ${s.operating.disable.feed_entries} feed entries); a CLI command's wall time ${s.operating.cli_ms.clients_list_median} ms for \`clients list\` against ${s.operating.cli_ms.version_median} ms for \`version\` (medians of 15).`,
     "",
     "| target | measured | met |",

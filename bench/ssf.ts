@@ -1,7 +1,7 @@
 // The Shared Signals phases of `bun run bench` (issue 17), against the running executable:
 // - revocation at c=32 with no stream, with three push streams (loopback receivers answering
 //   202) and with a dead and a slow receiver (nothing listening; a receiver that never answers),
-//   interleaved in rounds; every push stream must receive every revocation of its run, once;
+//   interleaved in rounds; every push stream must receive every revocation of its run;
 // - revocation → SET latency at a push receiver and at a long-polling poll receiver, one
 //   revocation at a time (each measured from the moment the revocation request is sent).
 // The receivers here decode SETs without verifying them (the tests verify; this measures the server).
@@ -18,9 +18,10 @@ export interface SsfBenchInput {
   receiver: { clientId: string; secret: string; auth: string };
   /** Loopback ports the server may push to (TA_OUTBOUND_ALLOW_HOSTS): three receivers, a dead one, a slow one. */
   ports: { push: [number, number, number]; dead: number; slow: number };
-  /** Live access tokens, enough for every run (6 × perRun + 2 × latencySamples). */
+  /** Live access tokens, enough for every run (3 × rounds × perRun + 2 × latencySamples). */
   tokens: string[];
   perRun: number;
+  rounds: number;
   latencySamples: number;
   revoke(token: string): Promise<Reply>;
   meter: () => Promise<() => Promise<CpuShare>>;
@@ -92,7 +93,7 @@ export async function ssfBench(input: SsfBenchInput): Promise<SsfBenchResult> {
   const delivered: number[] = [];
   const load = (slice: string[]) => closedLoop(slice, 32, (t) => input.revoke(t), { meter: input.meter });
   try {
-    for (let round = 0; round < 2; round++) {
+    for (let round = 0; round < input.rounds; round++) {
       runs.none.push(await load(take(perRun)));
 
       const streams = await Promise.all(ports.push.map(pushTo));

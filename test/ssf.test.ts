@@ -246,6 +246,8 @@ describe.each(backends)("Shared Signals transmitter [%s]", (backend) => {
     expect(new Set(events.map((e) => e.jti)).size).toBe(5);
     await Bun.sleep(200);
     expect(flaky.events).toHaveLength(5); // nothing delivered twice once accepted
+    const [, metrics] = await request(t, "GET", "/metrics");
+    expect(Number(/^ta_ssf_deliveries_total\{method="push",result="failed"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(3);
     const [, status] = await call(alpha, "GET", `/ssf/status?stream_id=${stream.stream_id}`);
     expect(status).toEqual({ stream_id: stream.stream_id, status: "enabled" });
     await call(alpha, "DELETE", `/ssf/streams?stream_id=${stream.stream_id}`);
@@ -322,6 +324,11 @@ describe.each(backends)("Shared Signals transmitter [%s]", (backend) => {
     const held = await revokeOne();
     await Bun.sleep(300);
     expect(sidsOf(pushA.events)).not.toContain(held);
+    // The held event is the stream's backlog, with its age, at /metrics.
+    const [, metrics] = await request(t, "GET", "/metrics");
+    const gauge = (name: string) => Number(new RegExp(`^${name}\\{stream_id="${stream.stream_id}"[^}]*\\} (\\S+)$`, "m").exec(metrics)?.[1]);
+    expect(gauge("ta_ssf_queue_depth")).toBeGreaterThanOrEqual(1);
+    expect(gauge("ta_ssf_delivery_lag_seconds")).toBeGreaterThan(0.2);
     await call(alpha, "POST", "/ssf/status", { stream_id: stream.stream_id, status: "enabled" });
     await pushA.until((e) => sidsOf(e).includes(held));
     await call(alpha, "POST", "/ssf/status", { stream_id: stream.stream_id, status: "disabled" });

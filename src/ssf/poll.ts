@@ -77,7 +77,8 @@ export class PollService {
       if (reading.silent.length > 0) position = await this.settle(stream, position, new Set(reading.silent), reading.entries);
       if (reading.deliveries.length > 0 || request.returnImmediately || Date.now() >= deadline || signal?.aborted || this.closing.signal.aborted) {
         metrics.ssfDeliveries.inc({ method: "poll", result: "returned" }, reading.deliveries.length);
-        return { sets: Object.fromEntries(reading.deliveries.map((d) => [d.jti, d.set])), moreAvailable: reading.more };
+        const sets = await Promise.all(reading.deliveries.map(async (d) => [d.jti, await d.sign()] as const));
+        return { sets: Object.fromEntries(sets), moreAvailable: reading.more };
       }
       // Entries only this stream does not receive, or nothing: wait for the next (a long poll).
       if (reading.silent.length === 0 || !reading.more) {

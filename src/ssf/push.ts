@@ -191,7 +191,7 @@ export class PushDelivery {
           if (Date.now() - renewedAt > renewMs && !(kept = await keep(settled, advance(position, reading.entries, settled)))) break;
           // Delivery is background work: while the server is busy answering, it goes slower.
           if (metrics.requestsInFlight.value >= BUSY_REQUESTS) await Bun.sleep(BUSY_PAUSE_MS);
-          const pushed = await this.push(stream, delivery.set);
+          const pushed = await this.push(stream, await delivery.sign());
           if (pushed.outcome === "retry") {
             failure = pushed.error;
             break;

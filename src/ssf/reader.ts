@@ -13,11 +13,11 @@ import { SETTLE_SECONDS } from "../oauth/revocation-feed.ts";
 import type { Signal, Subject } from "./events.ts";
 import { signalsOf, subjectMatches } from "./events.ts";
 
-/** A SET ready for one stream. */
+/** A SET for one stream, signed when it is about to go out. */
 export interface Delivery {
   jti: string;
   /** The compact JWS (RFC 8417, typ secevent+jwt). */
-  set: string;
+  sign(): Promise<string>;
   /** The log entries it stands for: settled once it is delivered (push) or acknowledged (poll). */
   cursors: number[];
 }
@@ -74,7 +74,7 @@ export class StreamReader {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** At most `maxDeliveries` SETs are signed; `more` says whether there were others. */
+  /** At most `maxDeliveries` SETs are made; `more` says whether there were others. */
   async read(stream: StreamView, limit = 500, maxDeliveries = Number.POSITIVE_INFINITY): Promise<Reading> {
     const rows = await this.store.entries(stream.id, stream.position, limit);
     const { signals, silent } = signalsOf(rows.filter((row) => !row.settled), this.issuer);
@@ -92,7 +92,7 @@ export class StreamReader {
         silent.push(...signal.cursors);
         continue;
       }
-      deliveries.push({ jti: jtiOf(stream.id, signal.cursors[0]!), set: await this.sign(stream, signal), cursors: signal.cursors });
+      deliveries.push({ jti: jtiOf(stream.id, signal.cursors[0]!), sign: () => this.sign(stream, signal), cursors: signal.cursors });
     }
     return { deliveries, silent, entries: rows.map(({ cursor, age, settled }) => ({ cursor, age, settled })), more };
   }
