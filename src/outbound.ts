@@ -24,8 +24,10 @@ export interface OutboundRequest {
   body?: string;
   /** Seconds for the whole exchange, body included. */
   timeoutMs: number;
-  /** The body is refused past this many bytes. */
+  /** The body is refused past this many bytes (or, with `truncate`, read no further). */
   maxBytes: number;
+  /** Reads at most `maxBytes` of the body and drops the rest, rather than fail (the status is what counts). */
+  truncate?: boolean;
   maxRedirects: number;
 }
 
@@ -147,7 +149,7 @@ export async function outboundFetch(target: string, request: OutboundRequest, po
       url = new URL(response.headers.get("location")!, url);
       continue;
     }
-    return { status: response.status, headers: response.headers, body: await readBounded(response, request.maxBytes, signal), url: url.toString() };
+    return { status: response.status, headers: response.headers, body: await readBounded(response, request.maxBytes, signal, request.truncate ?? false), url: url.toString() };
   }
 }
 
@@ -196,9 +198,9 @@ async function resolve(hostname: string, allowed: boolean, signal: AbortSignal):
   return addresses[0]!.address;
 }
 
-async function readBounded(response: Response, maxBytes: number, signal: AbortSignal): Promise<Uint8Array> {
+async function readBounded(response: Response, maxBytes: number, signal: AbortSignal, truncate: boolean): Promise<Uint8Array> {
   const declared = Number(response.headers.get("content-length") ?? "NaN");
-  if (declared > maxBytes) {
+  if (declared > maxBytes && !truncate) {
     await response.body?.cancel();
     throw new OutboundError(`the answer is larger than ${maxBytes} bytes`);
   }
@@ -210,8 +212,14 @@ async function readBounded(response: Response, maxBytes: number, signal: AbortSi
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
+      if (total + value.byteLength > maxBytes) {
+        if (!truncate) throw new OutboundError(`the answer is larger than ${maxBytes} bytes`);
+        chunks.push(value.subarray(0, maxBytes - total));
+        total = maxBytes;
+        await reader.cancel().catch(() => {});
+        break;
+      }
       total += value.byteLength;
-      if (total > maxBytes) throw new OutboundError(`the answer is larger than ${maxBytes} bytes`);
       chunks.push(value);
     }
   } catch (error) {

@@ -33,6 +33,7 @@ describe.each(backends)("Shared Signals transmitter [%s]", (backend) => {
   let pushB: PushReceiver;
   let flaky: PushReceiver;
   let issuer: string;
+  let loudPort: number;
 
   /** A receiver's bearer token: client_credentials with the ssf scope. */
   async function receiver(): Promise<Receiver> {
@@ -58,7 +59,8 @@ describe.each(backends)("Shared Signals transmitter [%s]", (backend) => {
 
   beforeAll(async () => {
     // The transmitter may reach exactly the receivers' ports over loopback http.
-    const ports = [freePort(), freePort(), freePort()];
+    const ports = [freePort(), freePort(), freePort(), freePort()];
+    loudPort = ports[3]!;
     t = await createTestApp(backend, { TA_OUTBOUND_ALLOW_HOSTS: ports.map((port) => `127.0.0.1:${port}`).join(",") });
     served = serve(t);
     issuer = t.config.issuer;
@@ -360,6 +362,34 @@ describe.each(backends)("Shared Signals transmitter [%s]", (backend) => {
     await call(alpha, "DELETE", `/ssf/streams?stream_id=${stream.stream_id}`);
   });
 
+  test("a receiver answering 202 with a huge body is delivered once: the answer is cut, not retried", async () => {
+    const verify = setVerifier(checks(alpha));
+    const received: ReceivedEvent[] = [];
+    const loud = Bun.serve({
+      hostname: "127.0.0.1",
+      port: loudPort,
+      async fetch(request) {
+        received.push(await verify(await request.text()));
+        return new Response("x".repeat(1 << 20), { status: 202 });
+      },
+    });
+    try {
+      const [, stream] = await call(alpha, "POST", "/ssf/streams", { events_requested: [TYPES.sessionRevoked], delivery: { method: PUSH, endpoint_url: `http://127.0.0.1:${loudPort}/events` } });
+      const owner = await createClient(t, "confidential");
+      const s = await mintClientSession(t, owner);
+      await post(t, "/oauth/revoke", { token: s.accessToken }, owner.auth.headers);
+      const sid = decodeJwt(s.accessToken).sid;
+      for (const started = Date.now(); !received.some((e) => (e.subject.session as { id: string }).id === sid) && Date.now() - started < 5000; ) await Bun.sleep(10);
+      await Bun.sleep(1500); // a retry would come after a 1 s backoff
+      expect(received.filter((e) => (e.subject.session as { id: string }).id === sid)).toHaveLength(1);
+      const [, status] = await admin(t, "GET", "/ssf/streams");
+      expect(status.items.find((item: { stream_id: string }) => item.stream_id === stream.stream_id)).toMatchObject({ failures: 0, last_error: null });
+      await call(alpha, "DELETE", `/ssf/streams?stream_id=${stream.stream_id}`);
+    } finally {
+      loud.stop(true);
+    }
+  });
+
   test("a look for push streams passes over those this instance delivers already (one, or several)", async () => {
     const first = await pushStream(alpha, pushA);
     const second = await pushStream(alpha, pushA);
@@ -413,6 +443,10 @@ describe.each(backends)("Shared Signals transmitter [%s]", (backend) => {
     expect(performance.now() - started).toBeLessThan(2000);
     const [malformed, malformedBody] = await call(alpha, "POST", `/ssf/poll/${stream.stream_id}`, { maxEvents: "ten" });
     expect([malformed.status, malformedBody.error]).toEqual([400, "invalid_request"]);
+    for (const body of [{ ack: "one" }, { ack: [7] }, { setErrs: ["x"] }]) {
+      const [bad, badBody] = await call(alpha, "POST", `/ssf/poll/${stream.stream_id}`, body);
+      expect([bad.status, badBody.error]).toEqual([400, "invalid_request"]);
+    }
     await call(alpha, "DELETE", `/ssf/streams?stream_id=${stream.stream_id}`);
   });
 

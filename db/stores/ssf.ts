@@ -32,8 +32,11 @@ export interface LogEntry {
   txn: string | null;
 }
 
-/** A log entry with whether it is settled for the stream reading it already. */
-export type StreamEntry = LogEntry & { settled: boolean };
+/**
+ * A log entry with whether it is settled for the stream reading it already, and when the
+ * stream's configuration last changed (ms; null once the stream is deleted), as of the read.
+ */
+export type StreamEntry = LogEntry & { settled: boolean; streamUpdatedAt: number | null };
 
 /** What push delivery needs of a stream it leased. */
 export interface ClaimedStream {
@@ -225,6 +228,7 @@ export class SsfStore {
       detail: Record<string, unknown> | null;
       txn: string | null;
       settled: boolean;
+      stream_updated_at: number | null;
     }>(sql`
       select e.cursor, e.token_kind, e.event, e.reason,
              floor(extract(epoch from e.revoked_at))::float8 as at,
@@ -233,7 +237,8 @@ export class SsfStore {
              coalesce(e.family_id, s.grant_id, s.id, e.session_id) as family_id,
              (e.family_id is not null and e.family_id is distinct from e.session_id) or s.grant_id is not null as has_grant,
              e.stream_id, e.detail, e.txn,
-             exists (select 1 from ${ssfAcks} a where a.stream_id = ${streamId}::uuid and a.cursor = e.cursor) as settled
+             exists (select 1 from ${ssfAcks} a where a.stream_id = ${streamId}::uuid and a.cursor = e.cursor) as settled,
+             (select ${UPDATED_MS} from ${ssfStreams} where ${ssfStreams.id} = ${streamId}::uuid) as stream_updated_at
         from ${revocationEvents} e
         left join sessions s on s.id = e.session_id
        where e.cursor > ${position}
@@ -254,6 +259,7 @@ export class SsfStore {
         detail: row.detail,
         txn: row.txn,
         settled: row.settled,
+        streamUpdatedAt: row.stream_updated_at === null ? null : Number(row.stream_updated_at),
       }));
   }
 
@@ -282,12 +288,12 @@ export class SsfStore {
           ...(leaseOwner ? { leaseUntil: sql`now() + make_interval(secs => ${leaseSeconds})`, failures: 0, lastError: null } : {}),
         })
         .where(and(eq(ssfStreams.id, streamId), leaseOwner ? eq(ssfStreams.leaseOwner, leaseOwner) : undefined))
-        .returning({ position: ssfStreams.position, updatedAt: ssfStreams.updatedAt });
+        .returning({ position: ssfStreams.position, updatedAt: sql<number>`${UPDATED_MS}`.mapWith(Number) });
       if (!stream) return undefined;
       const above = cursors.filter((cursor) => cursor > stream.position);
       if (above.length > 0) await tx.insert(ssfAcks).values(above.map((cursor) => ({ streamId, cursor }))).onConflictDoNothing();
       await tx.delete(ssfAcks).where(and(eq(ssfAcks.streamId, streamId), lte(ssfAcks.cursor, stream.position)));
-      return stream.updatedAt.getTime();
+      return stream.updatedAt;
     });
   }
 
@@ -299,7 +305,7 @@ export class SsfStore {
    * them idle.
    */
   async claim(owner: string, limit: number, leaseSeconds: number, exclude: readonly string[]): Promise<ClaimedStream[]> {
-    const rows = await this.database.rows<Omit<ClaimedStream, "position" | "updatedAt"> & { position: number | string; updatedAt: string | Date } & Record<string, unknown>>(sql`
+    const rows = await this.database.rows<Omit<ClaimedStream, "position" | "updatedAt"> & { position: number | string; updatedAt: number | string } & Record<string, unknown>>(sql`
       update ${ssfStreams} s set lease_owner = ${owner}, lease_until = now() + make_interval(secs => ${leaseSeconds})
        where s.id in (
          select id from ${ssfStreams}
@@ -316,8 +322,8 @@ export class SsfStore {
           limit ${limit}
           for update skip locked)
       returning s.id, s.client_id as "clientId", s.audience, s.status, s.events_delivered as "eventsDelivered", s.endpoint_url as "endpointUrl",
-                s.authorization_header as "authorizationHeader", s.position, s.failures, s.updated_at as "updatedAt"`);
-    return rows.map((row) => ({ ...row, position: Number(row.position), updatedAt: new Date(row.updatedAt as string | Date).getTime() }));
+                s.authorization_header as "authorizationHeader", s.position, s.failures, floor(extract(epoch from s.updated_at) * 1000)::float8 as "updatedAt"`);
+    return rows.map((row) => ({ ...row, position: Number(row.position), updatedAt: Number(row.updatedAt) }));
   }
 
   /** Gives a stream's lease back; after a failure, with when to try again. */
@@ -362,5 +368,8 @@ export class SsfStore {
     return rows.map((row) => ({ streamId: row.id, status: row.status, depth: Number(row.depth), lagSeconds: Number(row.lag ?? 0) }));
   }
 }
+
+/** A stream's updated_at in whole milliseconds, computed the same way wherever it is compared (claim writes it out for its alias). */
+const UPDATED_MS = sql`floor(extract(epoch from ${ssfStreams.updatedAt}) * 1000)::float8`;
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

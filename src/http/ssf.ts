@@ -84,7 +84,8 @@ export function ssfEndpoints({ config, pipeline, ssf }: Services) {
         maxEvents: t.Optional(t.Integer({ minimum: 0 })),
         returnImmediately: t.Optional(t.Boolean()),
         ack: t.Optional(t.Array(t.String({ maxLength: 200 }), { maxItems: 10_000 })),
-        setErrs: t.Optional(t.Record(t.String({ maxLength: 200 }), t.Object({ err: t.Optional(t.String()), description: t.Optional(t.String()) }))),
+        // RFC 8936 §2.4 with RFC 8935 §2.3: each member an error object whose "err" is required.
+        setErrs: t.Optional(t.Record(t.String({ maxLength: 200 }), t.Object({ err: t.String({ maxLength: 200 }), description: t.Optional(t.String({ maxLength: 2000 })) }))),
       }),
     });
 

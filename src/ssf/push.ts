@@ -25,9 +25,13 @@ const MAX_BACKOFF_SECONDS = 300;
  * renewed every third of that while a stream is being delivered.
  */
 export const LEASE_SECONDS = 10;
-/** Requests in flight at which the server counts as busy, and how long delivery then waits between SETs. */
+/**
+ * Requests in flight at which the server counts as busy, and the spacing of SETs then — across
+ * every stream this instance delivers (at most 100 SETs a second in all while busy; the backlog
+ * goes out at full speed once the load eases).
+ */
 const BUSY_REQUESTS = 8;
-const BUSY_PAUSE_MS = 10;
+const BUSY_SPACING_MS = 10;
 
 export interface PushDeps {
   store: SsfStore;
@@ -67,6 +71,8 @@ export class PushDelivery {
   private stopped = false;
   /** Bumped when a stream changed here: every delivery takes its stream again, configured afresh. */
   private generation = 0;
+  /** While the server is busy: when the next SET may go out (shared by every stream's delivery). */
+  private nextBusySlot = 0;
 
   constructor(private readonly deps: PushDeps) {}
 
@@ -142,6 +148,14 @@ export class PushDelivery {
     }
   }
 
+  /** Waits for this instance's next SET slot while the server is busy. */
+  private busySlot(): Promise<void> {
+    const now = Date.now();
+    const at = Math.max(now, this.nextBusySlot);
+    this.nextBusySlot = at + BUSY_SPACING_MS;
+    return Bun.sleep(at - now);
+  }
+
   /** Resolves on the next wake, after `ms`, or at stop. */
   private pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
@@ -182,15 +196,17 @@ export class PushDelivery {
         if (this.stopped || this.generation !== generation) break;
         const before = position;
         const reading = await reader.read({ id: stream.id, audience: stream.audience, eventsDelivered: stream.eventsDelivered, position, status: stream.status });
+        // Deleted or changed since it was taken (here or at another instance): nothing goes out as it was.
+        if (reading.entries.length > 0 && reading.streamUpdatedAt !== stream.updatedAt) break;
         const settled = new Set<number>(reading.silent);
         let failure: string | undefined;
         let kept = true;
         for (const delivery of reading.deliveries) {
-          if (this.stopped) break;
+          if (this.stopped || this.generation !== generation) break;
           // A long batch (a slow receiver) renews the lease, saving what is delivered so far.
           if (Date.now() - renewedAt > renewMs && !(kept = await keep(settled, advance(position, reading.entries, settled)))) break;
           // Delivery is background work: while the server is busy answering, it goes slower.
-          if (metrics.requestsInFlight.value >= BUSY_REQUESTS) await Bun.sleep(BUSY_PAUSE_MS);
+          if (metrics.requestsInFlight.value >= BUSY_REQUESTS) await this.busySlot();
           const pushed = await this.push(stream, await delivery.sign());
           if (pushed.outcome === "retry") {
             failure = pushed.error;
@@ -236,7 +252,9 @@ export class PushDelivery {
         },
         body: set,
         timeoutMs: PUSH_TIMEOUT_MS,
+        // Only a 400's error code is read: a receiver's long answer is cut, not a failure.
         maxBytes: 16 * 1024,
+        truncate: true,
         maxRedirects: 0,
       });
       if (response.status >= 200 && response.status < 300) return { outcome: "delivered" };

@@ -39,6 +39,8 @@ export interface Reading {
   entries: Array<Pick<LogEntry, "cursor" | "age"> & { settled: boolean }>;
   /** The read was a full batch: there is more above. */
   more: boolean;
+  /** When the stream's configuration last changed (ms), as of this read; null if it is gone; undefined if nothing was read. */
+  streamUpdatedAt: number | null | undefined;
 }
 
 /** A SET's jti: the stream and the first entry it stands for (stable across retries and polls). */
@@ -94,7 +96,7 @@ export class StreamReader {
       }
       deliveries.push({ jti: jtiOf(stream.id, signal.cursors[0]!), sign: () => this.sign(stream, signal), cursors: signal.cursors });
     }
-    return { deliveries, silent, entries: rows.map(({ cursor, age, settled }) => ({ cursor, age, settled })), more };
+    return { deliveries, silent, entries: rows.map(({ cursor, age, settled }) => ({ cursor, age, settled })), more, streamUpdatedAt: rows[0]?.streamUpdatedAt };
   }
 
   private receives(stream: StreamView, signal: Signal, excluded: readonly Subject[]): boolean {

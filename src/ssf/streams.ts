@@ -151,6 +151,7 @@ export class Streams {
 
   async delete(receiver: string, streamId: string): Promise<void> {
     if (!(await this.deps.store.delete(streamId, receiver))) throw notFound();
+    this.deps.changed();
   }
 
   async status(receiver: string, streamId: string) {
