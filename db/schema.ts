@@ -343,3 +343,17 @@ export const ssfAcks = pgTable(
 );
 
 export type SsfStream = typeof ssfStreams.$inferSelect;
+
+/**
+ * RFC 9449 §11.1: the DPoP proofs seen, by key thumbprint and jti, until they could no longer
+ * pass the freshness check — a replay is refused at every instance sharing the database.
+ */
+export const dpopProofs = pgTable(
+  "dpop_proofs",
+  {
+    /** SHA-256 (base64url) of the key's thumbprint and the proof's jti. */
+    id: text("id").primaryKey(),
+    expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
+  },
+  (table) => [index("dpop_proofs_expires_at_idx").on(table.expiresAt)],
+);

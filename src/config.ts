@@ -72,6 +72,8 @@ export interface Config {
   readonly ssfMaxSubjects: number;
   /** The longest a long poll (RFC 8936) waits for an event, in seconds. */
   readonly ssfLongPoll: number;
+  /** RFC 9449 §8: DPoP proofs at the token endpoint must carry a nonce of this server. */
+  readonly dpopNonce: boolean;
 }
 
 export type ClientIdDocumentPolicy = { mode: "all" } | { mode: "none" } | { mode: "hosts"; hosts: ReadonlySet<string> };
@@ -240,5 +242,6 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     ssfMaxStreams: integer(env, "TA_SSF_MAX_STREAMS", 10, 1, 1000),
     ssfMaxSubjects: integer(env, "TA_SSF_MAX_SUBJECTS", 10_000, 1, 1_000_000),
     ssfLongPoll: integer(env, "TA_SSF_LONG_POLL", 20, 1, 300),
+    dpopNonce: boolean(env, "TA_DPOP_NONCE", false),
   });
 }

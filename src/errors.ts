@@ -18,6 +18,8 @@ export type OAuthErrorCode =
   | "invalid_target"
   | "invalid_token"
   | "insufficient_scope"
+  | "invalid_dpop_proof"
+  | "use_dpop_nonce"
   | "not_found"
   | "conflict"
   | "method_not_allowed"
@@ -43,6 +45,9 @@ const STATUS: Record<OAuthErrorCode, number> = {
   invalid_target: 400,
   invalid_token: 401,
   insufficient_scope: 403,
+  // RFC 9449 §5, §8: at the token endpoint, 400 like the other token errors.
+  invalid_dpop_proof: 400,
+  use_dpop_nonce: 400,
   not_found: 404,
   conflict: 409,
   method_not_allowed: 405,

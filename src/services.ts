@@ -28,6 +28,7 @@ import type { TokenService } from "./oauth/tokens.ts";
 import { createTokenService } from "./oauth/tokens.ts";
 import { Outbound } from "./outbound.ts";
 import { PollService } from "./ssf/poll.ts";
+import { DpopVerifier } from "./oauth/dpop.ts";
 import { PushDelivery } from "./ssf/push.ts";
 import { StreamReader } from "./ssf/reader.ts";
 import { Streams } from "./ssf/streams.ts";
@@ -79,6 +80,8 @@ export interface Services extends Required<Deps> {
   invalidation: InvalidationListener;
   /** Shared Signals: stream management, poll delivery, push delivery (started by the server). */
   ssf: { streams: Streams; poll: PollService; push: PushDelivery; reader: StreamReader };
+  /** DPoP proofs (RFC 9449). */
+  dpop: DpopVerifier;
 }
 
 export async function createServices(deps: Deps): Promise<Services> {
@@ -123,9 +126,11 @@ export async function createServices(deps: Deps): Promise<Services> {
     poll: new PollService({ store: stores.ssf, reader, config, log, metrics, wait: (ms, signal) => waitForEntries(notifier, feed, ms, signal) }),
   };
   metrics.ssfBacklog = () => stores.ssf.backlog();
+  const dpop = new DpopVerifier(keys, stores.dpopProofs, now);
   const admin = new Administration({ config, stores, clients, sessions, browserSessions, keys, notifier, log, resources, streams: ssf.streams });
   return {
     ssf,
+    dpop,
     config, database, log, now, metrics, stores, keys, outbound, clientDocuments, clients, accounts, browserSessions, clientAuthGuard, tokens, pipeline, codes,
     resources, sessions, consents, revocation, notifier, introspection, introspectionCache, feed, admin, localAdmin: new WeakSet(), invalidation,
   };

@@ -182,7 +182,7 @@ describe.each(backends)("pruning [%s]", (backend) => {
     } finally {
       t.database.rows = original;
     }
-    expect(statements.length).toBe(3 + 1 + 1); // 10 + 10 + 5 sessions, then one pass each for codes and events
+    expect(statements.length).toBe(3 + 1 + 1 + 1); // 10 + 10 + 5 sessions, then one pass each for codes, DPoP proofs and events
     const [left] = await t.database.rows<{ n: number }>(sql`select count(*)::int as n from sessions where subject = 'bulk'`);
     expect(Number(left!.n)).toBe(0);
   });
@@ -251,7 +251,7 @@ describe("sessions prune command", () => {
     try {
       const io = { env: { TA_DATA_DIR: dir, TA_LOG_LEVEL: "error" }, stdout: (s: string) => out.push(s), readStdin: async () => "" };
       expect(await main(["sessions", "prune", "--batch-size", "50"], io)).toBe(0);
-      expect(JSON.parse(out.at(-1)!)).toEqual({ sessions: 0, authorization_codes: 0, revocation_events: 0, unused_clients: 0 });
+      expect(JSON.parse(out.at(-1)!)).toEqual({ sessions: 0, authorization_codes: 0, revocation_events: 0, unused_clients: 0, dpop_proofs: 0 });
       expect(await main(["sessions", "prune", "--batch-size", "zero"], io)).toBe(2);
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -14,6 +14,7 @@ import m11 from "./0011_resources.sql" with { type: "text" };
 import m12 from "./0012_client_metadata_documents.sql" with { type: "text" };
 import m13 from "./0013_shared_signals.sql" with { type: "text" };
 import m14 from "./0014_ssf_log_subjects.sql" with { type: "text" };
+import m15 from "./0015_dpop.sql" with { type: "text" };
 
 export interface EmbeddedMigration {
   tag: string;
@@ -38,4 +39,5 @@ export const migrations: readonly EmbeddedMigration[] = [
   { tag: "0012_client_metadata_documents", when: 1796296172239, breakpoints: true, sql: m12 },
   { tag: "0013_shared_signals", when: 1796299571656, breakpoints: true, sql: m13 },
   { tag: "0014_ssf_log_subjects", when: 1796304064447, breakpoints: true, sql: m14 },
+  { tag: "0015_dpop", when: 1796307789821, breakpoints: true, sql: m15 },
 ];

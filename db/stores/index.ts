@@ -4,6 +4,7 @@ import type { Database } from "../client.ts";
 import { BrowserSessionStore } from "./browser-sessions.ts";
 import { ClientStore } from "./clients.ts";
 import { ConsentStore } from "./consents.ts";
+import { DpopProofStore } from "./dpop.ts";
 import { LifecycleStore } from "./lifecycle.ts";
 import { ResourceStore } from "./resources.ts";
 import { RevocationEventStore } from "./revocation-events.ts";
@@ -23,6 +24,7 @@ export interface Stores {
   lifecycle: LifecycleStore;
   resources: ResourceStore;
   ssf: SsfStore;
+  dpopProofs: DpopProofStore;
 }
 
 export function createStores(database: Database, options: { clientCacheTtl: number; eventRetention: number }): Stores {
@@ -37,5 +39,6 @@ export function createStores(database: Database, options: { clientCacheTtl: numb
     lifecycle: new LifecycleStore(database, options.eventRetention),
     resources: new ResourceStore(database),
     ssf: new SsfStore(database),
+    dpopProofs: new DpopProofStore(database),
   };
 }

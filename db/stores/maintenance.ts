@@ -11,6 +11,8 @@ export interface PruneCounts {
   revocationEvents: number;
   /** Self-registered clients never used within the unused-client TTL. */
   clients: number;
+  /** DPoP proofs past the window in which a replay could pass the freshness check. */
+  dpopProofs: number;
   /** Per Shared Signals stream: log entries pruned before it read them (held past `eventRetention`). */
   droppedByStream: Record<string, number>;
 }
@@ -34,7 +36,7 @@ const DEFAULT_MARGIN = 300;
 const DEFAULT_EVENT_RETENTION = 7 * 24 * 3600;
 
 /** One batch: deletes at most `batch` rows older than `cutoff`, returns `{ n }` deleted. */
-const deletions: Record<"sessions" | "authorizationCodes", (cutoff: SQL, batch: number) => SQL> = {
+const deletions: Record<"sessions" | "authorizationCodes" | "dpopProofs", (cutoff: SQL, batch: number) => SQL> = {
   sessions: (cutoff, batch) => sql`
     with doomed as (
       select id from sessions
@@ -49,6 +51,11 @@ const deletions: Record<"sessions" | "authorizationCodes", (cutoff: SQL, batch: 
        where g.expires_at < ${cutoff} and not exists (select 1 from sessions s where s.grant_id = g.id)
        limit ${batch} for update skip locked
     ), deleted as (delete from authorization_grants g using doomed where g.id = doomed.id returning 1)
+    select count(*)::int as n from deleted`,
+  dpopProofs: (cutoff, batch) => sql`
+    with doomed as (
+      select id from dpop_proofs where expires_at < ${cutoff} limit ${batch} for update skip locked
+    ), deleted as (delete from dpop_proofs p using doomed where p.id = doomed.id returning 1)
     select count(*)::int as n from deleted`,
 };
 
@@ -120,7 +127,7 @@ async function inBatches(database: Database, batch: number, statement: () => SQL
 export async function prune(database: Database, options: PruneOptions = {}): Promise<PruneCounts> {
   const batch = Math.max(1, Math.floor(options.batchSize ?? DEFAULT_PRUNE_BATCH));
   const cutoff = sql`now() - make_interval(secs => ${options.margin ?? DEFAULT_MARGIN})`;
-  const counts: PruneCounts = { sessions: 0, authorizationCodes: 0, revocationEvents: 0, clients: 0, droppedByStream: {} };
+  const counts: PruneCounts = { sessions: 0, authorizationCodes: 0, revocationEvents: 0, clients: 0, dpopProofs: 0, droppedByStream: {} };
   const unusedTtl = options.unusedClientTtl ?? 0;
   if (unusedTtl > 0) await database.rows(markUsedClients);
   for (const table of Object.keys(deletions) as Array<keyof typeof deletions>) {

@@ -21,6 +21,7 @@ export const sessionsPrune: Command = {
           authorization_codes: counts.authorizationCodes,
           revocation_events: counts.revocationEvents,
           unused_clients: counts.clients,
+          dpop_proofs: counts.dpopProofs,
           // Shared Signals streams that lost entries to TA_SSF_RETENTION, and how many.
           ...(Object.keys(counts.droppedByStream).length > 0 ? { ssf_events_dropped: counts.droppedByStream } : {}),
         }),

@@ -3,6 +3,7 @@
 import { Elysia } from "elysia";
 import type { Config, ProtectedResource } from "../config.ts";
 import { OAuthError } from "../errors.ts";
+import { DPOP_ALGS } from "../oauth/dpop.ts";
 import { SUPPORTED_GRANT_TYPES } from "../oauth/grants/index.ts";
 import { RESPONSE_TYPES, TOKEN_ENDPOINT_AUTH_METHODS } from "../oauth/registration.ts";
 import type { Services } from "../services.ts";
@@ -35,6 +36,8 @@ export function authorizationServerMetadata(config: Config) {
     response_modes_supported: ["query"],
     grant_types_supported: SUPPORTED_GRANT_TYPES,
     code_challenge_methods_supported: ["S256"],
+    // RFC 9449 §5.1.
+    dpop_signing_alg_values_supported: DPOP_ALGS,
     token_endpoint_auth_methods_supported: TOKEN_ENDPOINT_AUTH_METHODS,
     // Public clients revoke their own tokens with client_id alone.
     revocation_endpoint_auth_methods_supported: TOKEN_ENDPOINT_AUTH_METHODS,

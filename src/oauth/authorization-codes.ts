@@ -13,10 +13,15 @@ import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { base64url } from "jose";
 import type { Client } from "../../db/schema.ts";
 import type { NewGrant, RedeemItem, SessionStore } from "../../db/stores/sessions.ts";
+import { OAuthError } from "../errors.ts";
 import type { KeyStore } from "./keys.ts";
 import { parseScope } from "./scopes.ts";
 
-export type NewAuthorizationCode = Omit<NewGrant, "id" | "codeHash" | "codeChallengeMethod"> & { codeChallengeMethod: "S256" };
+export type NewAuthorizationCode = Omit<NewGrant, "id" | "codeHash" | "codeChallengeMethod"> & {
+  codeChallengeMethod: "S256";
+  /** RFC 9449 §10: the code redeems only with a DPoP proof by this key (sealed into the code). */
+  dpopJkt?: string;
+};
 
 export interface IssuedAuthorizationCode {
   /** The code in clear: returned once, never stored. */
@@ -53,6 +58,8 @@ export interface OpenedCode {
     "code_hash" | "client_id" | "public_client" | "redirect_uri" | "implied_redirect_uri" | "verifier_s256" | "scope" | "resource" | "default_audience"
   >;
   predicted: PredictedSession | undefined;
+  /** The DPoP key the code is bound to (RFC 9449 §10), as its sealed part says. */
+  dpopJkt: string | undefined;
 }
 
 /** What a sealed code carries. */
@@ -62,6 +69,8 @@ interface CodeClaims {
   aud: string[];
   /** The grant's id. */
   sid?: string;
+  /** RFC 9449 §10: dpop_jkt of the authorization request. */
+  jkt?: string;
 }
 
 /** A code longer than this is issued plain (it still redeems, without digests stored at once). */
@@ -118,7 +127,7 @@ async function openCode(code: string, keys: readonly CryptoKey[]): Promise<CodeC
     }
     const claims = JSON.parse(decoder.decode(plain)) as Partial<CodeClaims>;
     const valid = typeof claims.sub === "string" && typeof claims.scope === "string" && Array.isArray(claims.aud) && claims.aud.every((a) => typeof a === "string") &&
-      (claims.sid === undefined || typeof claims.sid === "string");
+      (claims.sid === undefined || typeof claims.sid === "string") && (claims.jkt === undefined || typeof claims.jkt === "string");
     return valid ? (claims as CodeClaims) : undefined;
   }
   return undefined;
@@ -134,8 +143,17 @@ export class AuthorizationCodes {
   /** Creates an authorization grant and its one-time code. */
   async issue(input: NewAuthorizationCode): Promise<IssuedAuthorizationCode> {
     const id = randomUUID();
-    const code = await sealAuthorizationCode(this.keys.codeKeys().sealing, { sub: input.userId, scope: input.scope, aud: [...input.resources], sid: id });
-    const row = await this.store.insertGrant({ ...input, id, codeHash: hashAuthorizationCode(code) });
+    const { dpopJkt, ...grant } = input;
+    const code = await sealAuthorizationCode(this.keys.codeKeys().sealing, {
+      sub: input.userId,
+      scope: input.scope,
+      aud: [...input.resources],
+      sid: id,
+      ...(dpopJkt ? { jkt: dpopJkt } : {}),
+    });
+    // A bound code must carry its binding: one too long to seal is refused rather than issued plain.
+    if (dpopJkt && !code.includes(".")) throw OAuthError.invalidRequest("the authorization request is too large to bind to a DPoP key");
+    const row = await this.store.insertGrant({ ...grant, id, codeHash: hashAuthorizationCode(code) });
     return { code, grantId: row.id, expiresAt: row.expiresAt };
   }
 
@@ -155,7 +173,7 @@ export class AuthorizationCodes {
       default_audience: this.defaultAudience,
     };
     const claims = await openCode(code, this.keys.codeKeys().opening);
-    return { item, predicted: claims && this.predict(claims, request) };
+    return { item, predicted: claims && this.predict(claims, request), dpopJkt: claims?.jkt };
   }
 
   /** The scope and audience the statement will settle on, if the code tells the truth. */

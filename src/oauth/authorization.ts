@@ -51,6 +51,8 @@ export interface AuthorizationRequest extends ResolvedRedirect {
   resources: string[];
   codeChallenge: string;
   codeChallengeMethod: "S256";
+  /** RFC 9449 §10: the thumbprint of the DPoP key the code is bound to. */
+  dpopJkt: string | undefined;
 }
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "[::1]"]);
@@ -186,7 +188,7 @@ export async function validateAuthorizationRequest(
   const { client } = resolved;
   const state = stateOf(params);
   try {
-    for (const name of ["response_type", "scope", "state", "code_challenge", "code_challenge_method"]) single(params, name);
+    for (const name of ["response_type", "scope", "state", "code_challenge", "code_challenge_method", "dpop_jkt"]) single(params, name);
     const responseType = single(params, "response_type");
     if (!responseType) throw OAuthError.invalidRequest("response_type is missing");
     if (responseType !== "code") throw new OAuthError("unsupported_response_type", "only response_type=code is supported");
@@ -201,7 +203,10 @@ export async function validateAuthorizationRequest(
     if (!S256_CHALLENGE.test(codeChallenge)) throw OAuthError.invalidRequest("code_challenge must be 43 base64url characters");
     const scopes = requestedScopes(single(params, "scope"), client, config);
     const resources = await requestedResources(params, registry);
-    return { ...resolved, state, scopes, resources, codeChallenge, codeChallengeMethod: "S256" };
+    // RFC 9449 §10: dpop_jkt is the base64url SHA-256 thumbprint (RFC 7638) of the client's DPoP key.
+    const dpopJkt = single(params, "dpop_jkt") || undefined;
+    if (dpopJkt !== undefined && !/^[A-Za-z0-9_-]{43}$/.test(dpopJkt)) throw OAuthError.invalidRequest("dpop_jkt must be a base64url SHA-256 JWK thumbprint");
+    return { ...resolved, state, scopes, resources, codeChallenge, codeChallengeMethod: "S256", dpopJkt };
   } catch (error) {
     if (error instanceof OAuthError) throw new AuthorizationErrorRedirect(error, resolved.redirectUri, state);
     throw error;
@@ -244,6 +249,7 @@ export async function approve(
     codeChallenge: request.codeChallenge,
     codeChallengeMethod: request.codeChallengeMethod,
     ttlSeconds: config.authorizationCodeTtl,
+    dpopJkt: request.dpopJkt,
   });
   return responseUrl(request.redirectUri, config.issuer, { code, state: request.state });
 }

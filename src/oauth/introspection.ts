@@ -27,6 +27,8 @@ export interface ActiveToken {
   iat: number;
   jti: string;
   token_type: IntrospectedTokenType;
+  /** RFC 9449 §6.2: the DPoP key a bound token is bound to. */
+  cnf?: { jkt: string };
 }
 
 /**
@@ -35,7 +37,7 @@ export interface ActiveToken {
  * token has no RFC 6749 §7.1 type; it is reported as "refresh_token" (its RFC 7009 hint name),
  * a value no resource server can mistake for a usable bearer token.
  */
-export type IntrospectedTokenType = "Bearer" | "refresh_token";
+export type IntrospectedTokenType = "Bearer" | "DPoP" | "refresh_token";
 
 export type IntrospectionResponse = { active: false } | ActiveToken;
 
@@ -102,7 +104,9 @@ function active({ kind, claims }: CachedToken) {
     exp: claims.exp,
     iat: claims.iat,
     jti: claims.jti,
-    token_type: TOKEN_TYPE[kind],
+    // RFC 9449 §6.2: a DPoP-bound access token is of type DPoP, with its cnf.
+    token_type: kind === "access_token" && claims.cnf ? "DPoP" : TOKEN_TYPE[kind],
+    ...(claims.cnf ? { cnf: { jkt: claims.cnf.jkt } } : {}),
   };
   return { active: true as const, token: description };
 }

@@ -45,6 +45,7 @@ export function startPruning(
         metrics.pruned.inc({ table: "authorization_grants" }, counts.authorizationCodes);
         metrics.pruned.inc({ table: "revocation_events" }, counts.revocationEvents);
         metrics.pruned.inc({ table: "clients" }, counts.clients);
+        metrics.pruned.inc({ table: "dpop_proofs" }, counts.dpopProofs);
         for (const [streamId, dropped] of Object.entries(counts.droppedByStream)) {
           metrics.ssfEventsDropped.inc({ stream_id: streamId }, dropped);
           log.warn("ssf.events.dropped", { stream_id: streamId, events: dropped, reason: "retention" });
@@ -55,6 +56,7 @@ export function startPruning(
           authorization_codes: counts.authorizationCodes,
           revocation_events: counts.revocationEvents,
           unused_clients: counts.clients,
+          dpop_proofs: counts.dpopProofs,
         });
         return counts;
       } catch (error) {

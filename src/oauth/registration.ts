@@ -33,6 +33,8 @@ const metadataSchema = t.Object({
   software_version: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
   /** OpenID Connect Dynamic Client Registration 1.0 §2, which MCP 2026-07-28 asks clients to send. */
   application_type: t.Optional(t.Union([t.Literal("web"), t.Literal("native")])),
+  /** RFC 9449 §5.2: every token request of this client must carry a DPoP proof. */
+  dpop_bound_access_tokens: t.Optional(t.Boolean()),
 });
 const checkMetadata = TypeCompiler.Compile(metadataSchema);
 
@@ -46,7 +48,7 @@ export const operatorMetadataSchema = t.Object({
 const checkOperatorMetadata = TypeCompiler.Compile(operatorMetadataSchema);
 
 /** Optional human-facing metadata kept in clients.metadata and echoed back. */
-const EXTRA_FIELDS = ["client_uri", "logo_uri", "tos_uri", "policy_uri", "contacts", "software_id", "software_version", "application_type"] as const;
+const EXTRA_FIELDS = ["client_uri", "logo_uri", "tos_uri", "policy_uri", "contacts", "software_id", "software_version", "application_type", "dpop_bound_access_tokens"] as const;
 const URI_FIELDS = ["client_uri", "logo_uri", "tos_uri", "policy_uri"] as const;
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "[::1]", "localhost"]);
@@ -104,6 +106,7 @@ export interface RegisteredMetadata {
   software_id?: string;
   software_version?: string;
   application_type?: "web" | "native";
+  dpop_bound_access_tokens?: boolean;
   /** Operator-only (the admin API): null means the server default / none. */
   access_token_ttl?: number | null;
   refresh_token_ttl?: number | null;

@@ -27,10 +27,23 @@ export interface MintRequest {
   grantId?: string;
   /** RFC 6749 §4.4.3: client_credentials gets no refresh token. */
   withRefreshToken: boolean;
+  /** The DPoP binding (RFC 9449 §6): the access token's, and the refresh token's if it is bound too. */
+  binding?: Binding;
 }
+
+/** The DPoP key thumbprint tokens are bound to: always the access token, the refresh token when `refresh`. */
+export interface Binding {
+  jkt: string;
+  refresh: boolean;
+}
+
+const accessCnf = (binding: Binding | undefined) => (binding ? { cnf: { jkt: binding.jkt } } : {});
+const refreshCnf = (binding: Binding | undefined) => (binding?.refresh ? { cnf: { jkt: binding.jkt } } : {});
 
 export interface IssuedTokens {
   sessionId: string;
+  /** RFC 9449 §5: DPoP for a bound access token. */
+  tokenType: "Bearer" | "DPoP";
   accessToken: string;
   refreshToken: string | undefined;
   expiresIn: number;
@@ -50,6 +63,8 @@ export interface RotateRequest {
   scope: string | undefined;
   /** Seconds in which a retried refresh replaces its child instead of revoking the family. */
   graceSeconds: number;
+  /** The new tokens' DPoP binding (a bound refresh token keeps its key: the caller checked the proof's). */
+  binding?: Binding;
 }
 
 export type RotateResult =
@@ -58,7 +73,7 @@ export type RotateResult =
 
 export type RedeemResult =
   | { outcome: "redeemed"; tokens: IssuedTokens; grantId: string }
-  | { outcome: Exclude<RedeemOutcome, "redeemed">; grantId: string | null; revokedCount: number };
+  | { outcome: Exclude<RedeemOutcome, "redeemed"> | "dpop_mismatch"; grantId: string | null; revokedCount: number };
 
 const newJti = () => randomUUID();
 
@@ -94,8 +109,8 @@ export class SessionService {
     const id = randomUUID();
     const { accessToken, refreshToken, kid } = await this.signTokens(
       { sub: subject, aud: audClaim(audience), iat, client_id: client.clientId, scope, sid: request.grantId ?? id },
-      { exp: iat + accessTtl, jti: accessJti },
-      refreshJti ? { exp: iat + refreshTtl, jti: refreshJti } : undefined,
+      { exp: iat + accessTtl, jti: accessJti, ...accessCnf(request.binding) },
+      refreshJti ? { exp: iat + refreshTtl, jti: refreshJti, ...refreshCnf(request.binding) } : undefined,
     );
     const sessionId = await this.store.insert({
       id,
@@ -112,7 +127,7 @@ export class SessionService {
       refreshExpiresAt: refreshJti ? new Date((iat + refreshTtl) * 1000) : null,
       signingKid: kid,
     });
-    return { sessionId, accessToken, refreshToken, expiresIn: accessTtl, scope };
+    return { sessionId, tokenType: request.binding ? "DPoP" : "Bearer", accessToken, refreshToken, expiresIn: accessTtl, scope };
   }
 
   /**
@@ -130,8 +145,8 @@ export class SessionService {
     // with them now, and the rotation checks its session agrees (`signed`).
     const { sub, aud, sid } = claims;
     const common = { sub, aud, iat, client_id: client.clientId, scope: request.scope || claims.scope, ...(sid ? { sid } : {}) };
-    const access = { exp: iat + accessTtl, jti: newJti() };
-    const refresh = { exp: claims.exp, jti: newJti() };
+    const access = { exp: iat + accessTtl, jti: newJti(), ...accessCnf(request.binding) };
+    const refresh = { exp: claims.exp, jti: newJti(), ...refreshCnf(request.binding) };
     const { accessToken, refreshToken, kid } = await this.signTokens(common, access, refresh);
     const row = await this.store.rotate({
       refresh_jti: claims.jti,
@@ -163,11 +178,12 @@ export class SessionService {
       ? { accessToken, refreshToken }
       : await this.signTokens(
           { sub: row.subject!, aud: audClaim(row.audience ?? []), iat, client_id: client.clientId, scope, ...(sid ? { sid } : {}) },
-          { exp: seconds(row.access_expires_at), jti: access.jti },
-          { exp: seconds(row.refresh_expires_at), jti: refresh.jti },
+          { exp: seconds(row.access_expires_at), jti: access.jti, ...accessCnf(request.binding) },
+          { exp: seconds(row.refresh_expires_at), jti: refresh.jti, ...refreshCnf(request.binding) },
         );
     const tokens = { accessToken: signed.accessToken, refreshToken: signed.refreshToken };
-    return { outcome: row.outcome, tokens: { sessionId: row.new_session_id!, ...tokens, expiresIn: accessTtl, scope } };
+    const tokenType = request.binding ? "DPoP" : "Bearer";
+    return { outcome: row.outcome, tokens: { sessionId: row.new_session_id!, tokenType, ...tokens, expiresIn: accessTtl, scope } };
   }
 
   /**
@@ -177,14 +193,18 @@ export class SessionService {
    * says nothing (issued by an earlier version) gets its tokens signed from what it answers. A
    * reused code revokes every session the grant produced (RFC 6749 §4.1.2).
    */
-  async redeemCode(request: CodeRedemption): Promise<RedeemResult> {
+  async redeemCode(request: CodeRedemption & { binding?: Binding }): Promise<RedeemResult> {
     const { client } = request;
     const accessTtl = client.accessTokenTtl ?? this.defaults.accessTokenTtl;
     const refreshTtl = client.refreshTokenTtl ?? this.defaults.refreshTokenTtl;
     const iat = Math.floor(this.now() / 1000);
-    const access = { exp: iat + accessTtl, jti: newJti() };
-    const refresh = { exp: iat + refreshTtl, jti: newJti() };
+    const access = { exp: iat + accessTtl, jti: newJti(), ...accessCnf(request.binding) };
+    const refresh = { exp: iat + refreshTtl, jti: newJti(), ...refreshCnf(request.binding) };
     const opened = await this.codes.open(request);
+    // RFC 9449 §10: a code bound to a key (dpop_jkt) is redeemed only with a proof by that key.
+    if (opened.dpopJkt !== undefined && opened.dpopJkt !== request.binding?.jkt) {
+      return { outcome: "dpop_mismatch", grantId: null, revokedCount: 0 };
+    }
     const predicted = opened.predicted;
     const signedBefore = predicted
       ? await this.signTokens(
@@ -217,7 +237,8 @@ export class SessionService {
       row.signed && signedBefore && predicted?.family === row.grant_id
         ? signedBefore
         : await this.signTokens({ sub: row.subject!, aud: audClaim(row.audience ?? []), iat, client_id: client.clientId, scope, sid: row.grant_id! }, access, refresh);
-    return { outcome: "redeemed", grantId: row.grant_id!, tokens: { sessionId: row.session_id!, accessToken, refreshToken, expiresIn: accessTtl, scope } };
+    const tokenType = request.binding ? "DPoP" : "Bearer";
+    return { outcome: "redeemed", grantId: row.grant_id!, tokens: { sessionId: row.session_id!, tokenType, accessToken, refreshToken, expiresIn: accessTtl, scope } };
   }
 
   /**
@@ -234,8 +255,8 @@ export class SessionService {
   /** Signs a session's access token and, with `refresh`, its refresh token: the same claims but `exp` and `jti`. */
   private async signTokens(
     common: Omit<TokenClaims, "iss" | "exp" | "jti">,
-    access: Pick<TokenClaims, "exp" | "jti">,
-    refresh: Pick<TokenClaims, "exp" | "jti"> | undefined,
+    access: Pick<TokenClaims, "exp" | "jti" | "cnf">,
+    refresh: Pick<TokenClaims, "exp" | "jti" | "cnf"> | undefined,
   ): Promise<{ accessToken: string; refreshToken: string | undefined; kid: string }> {
     // Both are signed in this turn, with the key active now (the session records it).
     const kid = this.tokens.signingKid();

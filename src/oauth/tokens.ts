@@ -37,6 +37,8 @@ export interface TokenClaims {
    * Absent from tokens issued before it existed.
    */
   sid?: string;
+  /** RFC 9449 §6.1: the DPoP key the token is bound to (its RFC 7638 thumbprint). */
+  cnf?: { jkt: string };
 }
 
 export interface VerifiedToken {

@@ -10,11 +10,11 @@ import type { Resources } from "../resources.ts";
 import { parseResource } from "../resources.ts";
 import { knownScope } from "../scopes.ts";
 import type { GrantContext } from "./grant.ts";
-import { defineGrant } from "./grant.ts";
+import { bindingOf, defineGrant } from "./grant.ts";
 import { resourceParam, scopeParam } from "./params.ts";
 
 /** What each refusal says; the RFC each enforces is cited where the function checks it. */
-const REFUSALS: Record<Exclude<RedeemOutcome, "redeemed" | "reuse">, () => OAuthError> = {
+const REFUSALS: Record<Exclude<RedeemOutcome, "redeemed" | "reuse"> | "dpop_mismatch", () => OAuthError> = {
   unknown: () => OAuthError.invalidGrant("invalid authorization code"),
   expired: () => OAuthError.invalidGrant("authorization code expired"),
   other_client: () => OAuthError.invalidGrant("authorization code was issued to another client"),
@@ -27,6 +27,8 @@ const REFUSALS: Record<Exclude<RedeemOutcome, "redeemed" | "reuse">, () => OAuth
   no_user: () => OAuthError.invalidGrant("the grant has no user"),
   invalid_scope: () => OAuthError.invalidScope("the requested scope exceeds the granted scope"),
   invalid_target: () => OAuthError.invalidTarget("the resource is not one this grant allows"),
+  // RFC 9449 §10: "the authorization server MUST check that ... the DPoP proof's key matches dpop_jkt".
+  dpop_mismatch: () => new OAuthError("invalid_dpop_proof", "the authorization code is bound to another DPoP key"),
 };
 
 export const authorizationCodeGrant = defineGrant({
@@ -51,6 +53,7 @@ export const authorizationCodeGrant = defineGrant({
       // fragment (RFC 8707 §2); whether the grant holds them is the statement's to say.
       scope: params.scope === undefined ? undefined : knownScope(params.scope, services.config.scopes),
       resource: params.resource === undefined ? undefined : await registeredResource(services.resources, params.resource),
+      binding: bindingOf(context),
     });
     if (result.outcome === "redeemed") return result.tokens;
     if (result.outcome === "reuse") return refuseReuse(context, result.grantId, result.revokedCount);

@@ -4,13 +4,14 @@ import { t } from "elysia";
 import { OAuthError } from "../../errors.ts";
 import { narrowAudience } from "../resources.ts";
 import { narrowScope, OPERATOR_SCOPES } from "../scopes.ts";
-import { defineGrant } from "./grant.ts";
+import { bindingOf, defineGrant } from "./grant.ts";
 import { resourceParam, scopeParam } from "./params.ts";
 
 export const clientCredentialsGrant = defineGrant({
   name: "client_credentials",
   params: t.Object({ scope: scopeParam, resource: resourceParam }),
-  async handle(params, { services, client }) {
+  async handle(params, context) {
+    const { services, client } = context;
     const { config, resources } = services;
     // RFC 6749 §4.4: "The client credentials grant type MUST only be used by confidential clients."
     if (client.type !== "confidential") throw OAuthError.unauthorizedClient("client_credentials requires a confidential client");
@@ -21,6 +22,6 @@ export const clientCredentialsGrant = defineGrant({
         ? [config.defaultAudience]
         : narrowAudience(params.resource, [config.defaultAudience, ...(await resources.all()).map((r) => r.resource)]);
     // RFC 6749 §4.4.3: "A refresh token SHOULD NOT be included."
-    return services.sessions.mint({ client, subject: client.clientId, scope, audience, withRefreshToken: false });
+    return services.sessions.mint({ client, subject: client.clientId, scope, audience, withRefreshToken: false, binding: bindingOf(context) });
   },
 });

@@ -6,7 +6,7 @@ import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import type { Client, GrantType } from "../clients.ts";
 import type { Resources } from "../resources.ts";
-import type { IssuedTokens, SessionService } from "../sessions.ts";
+import type { Binding, IssuedTokens, SessionService } from "../sessions.ts";
 import type { TokenPipeline } from "../token-pipeline.ts";
 
 /** Exactly what the grants use of the server's services. */
@@ -23,6 +23,18 @@ export interface GrantContext {
   services: GrantDeps;
   /** The client authenticated by the token endpoint. */
   client: Client;
+  /** The key of the request's DPoP proof, checked (RFC 9449 §4.3); absent without one. */
+  dpop?: { jkt: string };
+}
+
+/**
+ * The binding of tokens issued with a DPoP proof (RFC 9449 §5): the access token always; the
+ * refresh token for a public client (§5: "refresh tokens issued to public clients MUST be bound"),
+ * and for a confidential one that registered dpop_bound_access_tokens.
+ */
+export function bindingOf({ client, dpop }: GrantContext): Binding | undefined {
+  if (!dpop) return undefined;
+  return { jkt: dpop.jkt, refresh: client.type === "public" || client.metadata.dpop_bound_access_tokens === true };
 }
 
 export interface Grant<S extends TSchema = TSchema> {

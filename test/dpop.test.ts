@@ -1,0 +1,201 @@
+// DPoP at the token endpoint (RFC 9449): proofs on every grant, token_type DPoP and cnf.jkt,
+// refresh tokens of public clients bound and checked at every rotation, dpop_jkt binding a code,
+// dpop_bound_access_tokens, server nonces, introspection's cnf — and every bad proof refused with
+// nothing issued and nothing changed; on both backends.
+import { describe, expect, test } from "bun:test";
+import { decodeJwt } from "jose";
+import { count, eq } from "drizzle-orm";
+import { sessions } from "../db/schema.ts";
+import type { TestApp, TestClient } from "./helpers/app.ts";
+import { createClient, introspect, post, request, useTestApp } from "./helpers/app.ts";
+import { backends } from "./helpers/db.ts";
+import type { DpopKey } from "./helpers/dpop.ts";
+import { dpopKey, unsignedJws } from "./helpers/dpop.ts";
+import { issueCode, redeem } from "./helpers/grants.ts";
+
+const tokenUrl = (t: TestApp) => `${t.config.issuer}/oauth/token`;
+
+async function tokenWith(t: TestApp, c: TestClient, form: Record<string, string>, proof?: string | string[]) {
+  const headers: Record<string, string> = { ...c.auth.headers };
+  const res = await t.app.handle(
+    new Request("http://localhost/oauth/token", {
+      method: "POST",
+      headers: (() => {
+        const h = new Headers({ ...headers, "content-type": "application/x-www-form-urlencoded" });
+        for (const value of proof === undefined ? [] : Array.isArray(proof) ? proof : [proof]) h.append("dpop", value);
+        return h;
+      })(),
+      body: new URLSearchParams({ ...c.auth.form, ...form }),
+    }),
+  );
+  return [res, await res.json()] as const;
+}
+
+const sessionCount = async (t: TestApp, c: TestClient) =>
+  Number((await t.database.db.select({ n: count() }).from(sessions).where(eq(sessions.clientId, c.client.clientId)))[0]!.n);
+
+describe.each(backends)("DPoP at the token endpoint [%s]", (backend) => {
+  const ready = useTestApp(backend);
+
+  test("client_credentials with a proof: token_type DPoP, cnf.jkt of the key, introspected with cnf", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const key = await dpopKey();
+    const [res, body] = await tokenWith(t, c, { grant_type: "client_credentials", scope: "read" }, await key.proof({ htu: tokenUrl(t) }));
+    expect(res.status).toBe(200);
+    expect(body.token_type).toBe("DPoP");
+    expect(decodeJwt(body.access_token).cnf).toEqual({ jkt: key.jkt });
+    const [, introspected] = await introspect(t, c, body.access_token);
+    expect(introspected).toMatchObject({ active: true, token_type: "DPoP", cnf: { jkt: key.jkt } });
+    // Without a proof: a bearer token, as before.
+    const [, bearer] = await tokenWith(t, c, { grant_type: "client_credentials", scope: "read" });
+    expect(bearer.token_type).toBe("Bearer");
+    expect(decodeJwt(bearer.access_token).cnf).toBeUndefined();
+  });
+
+  test("a public client's refresh token is bound: each rotation needs a proof by the same key; another key changes nothing", async () => {
+    const t = await ready();
+    const c = await createClient(t, "public");
+    const key = await dpopKey();
+    const code = await issueCode(t, c);
+    const [exchanged, tokens] = await (async () => {
+      const proof = await key.proof({ htu: tokenUrl(t) });
+      return tokenWith(t, c, { grant_type: "authorization_code", code: code.code, code_verifier: code.verifier, redirect_uri: code.redirectUri }, proof);
+    })();
+    expect(exchanged.status).toBe(200);
+    expect(tokens.token_type).toBe("DPoP");
+    expect(decodeJwt(tokens.refresh_token).cnf).toEqual({ jkt: key.jkt });
+
+    const other = await dpopKey();
+    const before = await sessionCount(t, c);
+    const [stolen, stolenBody] = await tokenWith(t, c, { grant_type: "refresh_token", refresh_token: tokens.refresh_token }, await other.proof({ htu: tokenUrl(t) }));
+    expect([stolen.status, stolenBody.error]).toEqual([400, "invalid_grant"]);
+    const [bare, bareBody] = await tokenWith(t, c, { grant_type: "refresh_token", refresh_token: tokens.refresh_token });
+    expect([bare.status, bareBody.error]).toEqual([400, "invalid_dpop_proof"]);
+    expect(await sessionCount(t, c)).toBe(before);
+
+    // The rightful key still rotates it: nothing was spent by the refusals.
+    const [rotated, next] = await tokenWith(t, c, { grant_type: "refresh_token", refresh_token: tokens.refresh_token }, await key.proof({ htu: tokenUrl(t) }));
+    expect(rotated.status).toBe(200);
+    expect(next.token_type).toBe("DPoP");
+    expect(decodeJwt(next.access_token).cnf).toEqual({ jkt: key.jkt });
+    expect(decodeJwt(next.refresh_token).cnf).toEqual({ jkt: key.jkt });
+    const [, introspected] = await introspect(t, await createClient(t, "confidential", { resourceServer: t.config.defaultAudience }), next.access_token);
+    expect(introspected).toMatchObject({ active: true, cnf: { jkt: key.jkt } });
+  });
+
+  test("a confidential client's refresh token stays unbound (its access tokens are bound per request)", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const key = await dpopKey();
+    const code = await issueCode(t, c);
+    const [, tokens] = await tokenWith(t, c, { grant_type: "authorization_code", code: code.code, code_verifier: code.verifier, redirect_uri: code.redirectUri }, await key.proof({ htu: tokenUrl(t) }));
+    expect(decodeJwt(tokens.access_token).cnf).toEqual({ jkt: key.jkt });
+    expect(decodeJwt(tokens.refresh_token).cnf).toBeUndefined();
+    const [res, bearer] = await tokenWith(t, c, { grant_type: "refresh_token", refresh_token: tokens.refresh_token });
+    expect([res.status, bearer.token_type]).toEqual([200, "Bearer"]);
+  });
+
+  test("dpop_jkt binds the code (§10): another key is refused without spending it, the right key redeems it", async () => {
+    const t = await ready();
+    const c = await createClient(t, "public");
+    const key = await dpopKey();
+    const code = await issueCode(t, c, { dpopJkt: key.jkt });
+    const form = { grant_type: "authorization_code", code: code.code, code_verifier: code.verifier, redirect_uri: code.redirectUri };
+    const [wrong, wrongBody] = await tokenWith(t, c, form, await (await dpopKey()).proof({ htu: tokenUrl(t) }));
+    expect([wrong.status, wrongBody.error]).toEqual([400, "invalid_dpop_proof"]);
+    const [none, noneBody] = await redeem(t, c, code);
+    expect([none.status, noneBody.error]).toEqual([400, "invalid_dpop_proof"]);
+    const [ok, tokens] = await tokenWith(t, c, form, await key.proof({ htu: tokenUrl(t) }));
+    expect([ok.status, tokens.token_type]).toEqual([200, "DPoP"]);
+  });
+
+  test("a client registered with dpop_bound_access_tokens must send a proof (§5.2)", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential", { metadata: { dpop_bound_access_tokens: true } });
+    const [res, body] = await tokenWith(t, c, { grant_type: "client_credentials" });
+    expect([res.status, body.error]).toEqual([400, "invalid_dpop_proof"]);
+    const [ok, tokens] = await tokenWith(t, c, { grant_type: "client_credentials" }, await (await dpopKey()).proof({ htu: tokenUrl(t) }));
+    expect([ok.status, tokens.token_type]).toEqual([200, "DPoP"]);
+  });
+
+  test("the metadata names the proof algorithms (§5.1)", async () => {
+    const t = await ready();
+    const [, metadata] = await request(t, "GET", "/.well-known/oauth-authorization-server");
+    expect(metadata.dpop_signing_alg_values_supported).toContain("ES256");
+    expect(metadata.dpop_signing_alg_values_supported).not.toContain("HS256");
+    expect(metadata.dpop_signing_alg_values_supported).not.toContain("none");
+  });
+
+  describe("bad proofs: invalid_dpop_proof, nothing issued (§4.3)", () => {
+    const now = () => Math.floor(Date.now() / 1000);
+    const cases: Array<[string, (t: TestApp, key: DpopKey) => Promise<string | string[]>]> = [
+      ["a wrong htm", (t, key) => key.proof({ htu: tokenUrl(t), htm: "GET" })],
+      ["a wrong htu", (t, key) => key.proof({ htu: `${t.config.issuer}/oauth/introspect` })],
+      ["an htu on another host", (_t, key) => key.proof({ htu: "https://elsewhere.example/oauth/token" })],
+      ["a stale iat", (t, key) => key.proof({ htu: tokenUrl(t), iat: now() - 3600 })],
+      ["an iat in the future", (t, key) => key.proof({ htu: tokenUrl(t), iat: now() + 3600 })],
+      ["no jti", (t, key) => key.proof({ htu: tokenUrl(t), claims: { jti: undefined } })],
+      ["typ JWT", (t, key) => key.proof({ htu: tokenUrl(t), header: { typ: "JWT" } })],
+      ["alg none", async (t, key) => unsignedJws({ alg: "none", typ: "dpop+jwt", jwk: key.jwk }, { jti: crypto.randomUUID(), htm: "POST", htu: tokenUrl(t), iat: now() })],
+      ["HS256", async (t) => unsignedJws({ alg: "HS256", typ: "dpop+jwt", jwk: { kty: "oct", k: "c2VjcmV0" } }, { jti: crypto.randomUUID(), htm: "POST", htu: tokenUrl(t), iat: now() }, "c2ln")],
+      ["a private key in jwk", async (t, key) => {
+        const { exportJWK } = await import("jose");
+        return key.proof({ htu: tokenUrl(t), header: { jwk: await exportJWK(key.privateKey) } });
+      }],
+      ["a signature by another key", async (t, key) => {
+        const other = await dpopKey();
+        return other.proof({ htu: tokenUrl(t), header: { jwk: key.jwk } });
+      }],
+      ["two DPoP headers", async (t, key) => [await key.proof({ htu: tokenUrl(t) }), await key.proof({ htu: tokenUrl(t) })]],
+      ["garbage", async () => "not-a-jwt"],
+    ];
+
+    test.each(cases)("refuses %s", async (_name, make) => {
+      const t = await ready();
+      const c = await createClient(t, "confidential");
+      const before = await sessionCount(t, c);
+      const [res, body] = await tokenWith(t, c, { grant_type: "client_credentials" }, await make(t, await dpopKey()));
+      expect(res.status).toBe(400);
+      expect(body.error).toBe("invalid_dpop_proof");
+      expect(res.headers.get("cache-control")).toBe("no-store");
+      expect(await sessionCount(t, c)).toBe(before);
+    });
+
+    test("refuses a replayed proof (its jti), at the second use", async () => {
+      const t = await ready();
+      const c = await createClient(t, "confidential");
+      const proof = await (await dpopKey()).proof({ htu: tokenUrl(t) });
+      const [first] = await tokenWith(t, c, { grant_type: "client_credentials" }, proof);
+      expect(first.status).toBe(200);
+      const before = await sessionCount(t, c);
+      const [again, body] = await tokenWith(t, c, { grant_type: "client_credentials" }, proof);
+      expect([again.status, body.error]).toEqual([400, "invalid_dpop_proof"]);
+      expect(await sessionCount(t, c)).toBe(before);
+    });
+  });
+});
+
+describe.each(backends)("DPoP server nonces [%s]", (backend) => {
+  const ready = useTestApp(backend, { TA_DPOP_NONCE: "true" });
+
+  test("a proof without the server's nonce gets use_dpop_nonce and one; with it, tokens and the next nonce", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const key = await dpopKey();
+    const [first, firstBody] = await tokenWith(t, c, { grant_type: "client_credentials" }, await key.proof({ htu: tokenUrl(t) }));
+    expect([first.status, firstBody.error]).toEqual([400, "use_dpop_nonce"]);
+    const nonce = first.headers.get("dpop-nonce");
+    expect(nonce).toBeString();
+    const [ok, tokens] = await tokenWith(t, c, { grant_type: "client_credentials" }, await key.proof({ htu: tokenUrl(t), nonce: nonce! }));
+    expect([ok.status, tokens.token_type]).toEqual([200, "DPoP"]);
+    expect(ok.headers.get("dpop-nonce")).toBeString();
+    // A nonce this server did not make is stale: a fresh one comes with the refusal.
+    const [forged, forgedBody] = await tokenWith(t, c, { grant_type: "client_credentials" }, await key.proof({ htu: tokenUrl(t), nonce: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" }));
+    expect([forged.status, forgedBody.error]).toEqual([400, "use_dpop_nonce"]);
+    expect(forged.headers.get("dpop-nonce")).toBeString();
+    // Without DPoP at all, a bearer token as before (nonces are for proofs).
+    const [, bearer] = await tokenWith(t, c, { grant_type: "client_credentials" });
+    expect(bearer.token_type).toBe("Bearer");
+  });
+});
