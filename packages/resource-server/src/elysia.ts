@@ -12,9 +12,10 @@ export function bearerAuth(verifier: AccessTokenVerifier) {
     .macro({
       /** `true`: any valid token; a list: a valid token with every one of these scopes. */
       bearer: (scopes: true | readonly string[]) => ({
-        async resolve({ headers }) {
-          // A failure throws a BearerError, whose toResponse() Elysia sends as is.
-          const accessToken = await verifier.verify(headers.authorization, scopes === true ? [] : scopes);
+        async resolve({ request }) {
+          // A failure throws a BearerError, whose toResponse() Elysia sends as is. DPoP-bound
+          // tokens are checked against the request's proof, method and URL (RFC 9449 §7.1).
+          const accessToken = await verifier.verifyRequest(request, scopes === true ? [] : scopes);
           return { accessToken };
         },
       }),

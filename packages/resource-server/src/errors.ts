@@ -2,11 +2,13 @@
 // WWW-Authenticate challenge and a JSON body, and renders itself with toResponse() (which
 // Elysia, and any fetch-style server, can return as is).
 
-export type BearerErrorCode = "invalid_request" | "invalid_token" | "insufficient_scope" | "temporarily_unavailable";
+export type BearerErrorCode = "invalid_request" | "invalid_token" | "invalid_dpop_proof" | "insufficient_scope" | "temporarily_unavailable";
 
 const STATUS: Record<BearerErrorCode, number> = {
   invalid_request: 400,
   invalid_token: 401,
+  // RFC 9449 §7.1.
+  invalid_dpop_proof: 401,
   insufficient_scope: 403,
   temporarily_unavailable: 503,
 };
@@ -36,6 +38,10 @@ export class BearerError extends Error {
   realm = "api";
   /** RFC 9728 §5.1: where the resource's metadata is; the verifier sets its own. */
   resourceMetadata: string | undefined;
+  /** The scheme of the challenge: DPoP for a request that presented a DPoP-bound token (RFC 9449 §7.1). */
+  scheme: "Bearer" | "DPoP" = "Bearer";
+  /** RFC 9449 §7.1: the proof algorithms a DPoP challenge names; the verifier sets its own. */
+  algs: readonly string[] | undefined;
 
   constructor(
     /** Absent when the request carried no token at all (RFC 6750 §3.1: then no error code). */
@@ -71,7 +77,8 @@ export class BearerError extends Error {
     const scope = advertisedScopes(this.scope ?? []);
     if (scope.length > 0) params.push(`scope=${quoted(scope.join(" "))}`);
     if (this.resourceMetadata) params.push(`resource_metadata=${quoted(this.resourceMetadata)}`);
-    return `Bearer ${params.join(", ")}`;
+    if (this.scheme === "DPoP" && this.algs && this.algs.length > 0) params.push(`algs=${quoted(this.algs.join(" "))}`);
+    return `${this.scheme} ${params.join(", ")}`;
   }
 
   toResponse(): Response {

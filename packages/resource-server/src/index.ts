@@ -14,3 +14,6 @@ export { RevocationFeedClient } from "./feed-client.ts";
 export { IntrospectionClient } from "./introspection-client.ts";
 export type { RevocableClaims, SsfClientOptions } from "./ssf-client.ts";
 export { SharedSignalsClient } from "./ssf-client.ts";
+export type { DpopOptions } from "./dpop.ts";
+export { DPOP_ALGORITHMS } from "./dpop.ts";
+export type { RequestFacts } from "./verifier.ts";

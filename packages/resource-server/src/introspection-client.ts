@@ -59,7 +59,8 @@ export class IntrospectionClient {
     } catch {
       throw BearerError.unavailable("the authorization server cannot be asked about this token");
     }
-    const active = answer.active === true && answer.jti === jti && answer.token_type === "Bearer";
+    // An access token: Bearer, or DPoP for one bound to a key (RFC 9449 §6.2; the verifier checks the proof).
+    const active = answer.active === true && answer.jti === jti && (answer.token_type === "Bearer" || answer.token_type === "DPoP");
     // A token that is not active never becomes active again: remember that until it expires.
     const until = active ? Math.min(Date.now() + this.cacheTtlMs, exp * 1000) : exp * 1000;
     if (this.cache.size >= this.maxEntries) this.cache.delete(this.cache.keys().next().value!);

@@ -28,7 +28,7 @@ export function protect(verifier: AccessTokenVerifier, handler: ProtectedHandler
       return jsonError(404, "not_found", `the metadata of this resource is at ${metadataPath}`);
     }
     try {
-      return await handler(request, await verifier.verify(request.headers.get("authorization"), scopes));
+      return await handler(request, await verifier.verifyRequest(request, scopes));
     } catch (error) {
       if (error instanceof BearerError) return error.toResponse();
       throw error;

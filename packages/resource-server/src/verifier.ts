@@ -10,6 +10,8 @@ import { BearerError } from "./errors.ts";
 import { RevocationFeedClient } from "./feed-client.ts";
 import { IntrospectionClient } from "./introspection-client.ts";
 import { SharedSignalsClient } from "./ssf-client.ts";
+import type { DpopOptions } from "./dpop.ts";
+import { DpopProofChecker } from "./dpop.ts";
 import type { ProtectedResourceMetadata, ResourceMetadataOptions } from "./metadata.ts";
 import { protectedResourceMetadata, protectedResourceMetadataUrl } from "./metadata.ts";
 
@@ -63,6 +65,11 @@ export interface VerifierOptions {
   revocation: RevocationMode;
   /** The realm of WWW-Authenticate challenges. Default "api". */
   realm?: string;
+  /**
+   * DPoP (RFC 9449): a token bound to a key (cnf.jkt) is accepted only with `Authorization: DPoP`
+   * and a proof by that key; a bound token presented as Bearer is refused (§7.2).
+   */
+  dpop?: DpopOptions;
   fetch?: typeof fetch;
 }
 
@@ -72,8 +79,13 @@ export interface AccessTokenVerifier {
   readonly resourceMetadata: ProtectedResourceMetadata;
   /** RFC 9728 §3.1: where it is published (derived from `audience`); named in every challenge. */
   readonly resourceMetadataUrl: string;
-  /** Verifies the token of an Authorization header (RFC 6750 §2.1) and the scopes it needs. */
-  verify(authorization: string | null | undefined, requiredScopes?: readonly string[]): Promise<AccessTokenClaims>;
+  /**
+   * Verifies the token of an Authorization header (RFC 6750 §2.1, or RFC 9449 §7.1 with
+   * `request`: the method, URL and DPoP header a proof is checked against) and the scopes it needs.
+   */
+  verify(authorization: string | null | undefined, requiredScopes?: readonly string[], request?: RequestFacts): Promise<AccessTokenClaims>;
+  /** verify() for a whole request: its Authorization and DPoP headers, method and URL. */
+  verifyRequest(request: Request, requiredScopes?: readonly string[]): Promise<AccessTokenClaims>;
   verifyToken(token: string, requiredScopes?: readonly string[]): Promise<AccessTokenClaims>;
   /**
    * Throws 403 insufficient_scope unless a verified token has every one of these scopes (for a
@@ -86,8 +98,19 @@ export interface AccessTokenVerifier {
   close(): Promise<void>;
 }
 
-/** RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=" */
+/** RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"=" (RFC 9449 §7.1: the same for DPoP). */
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
+const DPOP = /^DPoP +([A-Za-z0-9\-._~+/]+=*) *$/i;
+
+/** What a DPoP proof is checked against. */
+export interface RequestFacts {
+  method: string;
+  url: string;
+  /** The DPoP header values (Headers.get joins several with ", "). */
+  dpop: string | null | undefined;
+}
+
+const proofsOf = (value: string | null | undefined): string[] => (value ? value.split(",").map((part) => part.trim()) : []);
 /** RFC 9068 §2.2: the claims every access token carries. */
 const REQUIRED_CLAIMS = ["iss", "exp", "aud", "sub", "client_id", "iat", "jti"];
 
@@ -134,7 +157,27 @@ export function createAccessTokenVerifier(options: VerifierOptions): AccessToken
       ? new IntrospectionClient({ ...revocation, url: revocation.url ?? `${issuer}/oauth/introspect`, fetch: options.fetch })
       : undefined;
 
-  async function verifyToken(token: string, requiredScopes: readonly string[] = []): Promise<AccessTokenClaims> {
+  const proofs = new DpopProofChecker(options.dpop, tolerance);
+
+  /** The token, then its binding: a DPoP-bound token only with a proof by its key (`facts`), an unbound one only as Bearer. */
+  async function verifyPresented(token: string, requiredScopes: readonly string[], facts: (RequestFacts & { scheme: "Bearer" | "DPoP" }) | undefined) {
+    const claims = await verifyToken(token, [], facts?.scheme ?? "Bearer");
+    const jkt = (claims.cnf as { jkt?: unknown } | undefined)?.jkt;
+    if (facts?.scheme === "DPoP") {
+      // RFC 9449 §7.1: the DPoP scheme is for bound tokens, with a proof.
+      if (typeof jkt !== "string") throw BearerError.invalidToken("the token is not DPoP-bound: present it as Bearer");
+      await proofs.check({ proofs: proofsOf(facts.dpop), method: facts.method, url: facts.url }, token, jkt);
+    } else if (jkt !== undefined) {
+      // RFC 9449 §7.2: a bound token presented as a bearer token is refused.
+      const error = BearerError.invalidToken("the token is DPoP-bound: present it with the DPoP scheme and a proof");
+      error.scheme = "DPoP";
+      throw error;
+    }
+    checkScopes(claims, requiredScopes);
+    return claims;
+  }
+
+  async function verifyToken(token: string, requiredScopes: readonly string[] = [], scheme: "Bearer" | "DPoP" = "Bearer"): Promise<AccessTokenClaims> {
     let claims: AccessTokenClaims;
     try {
       // RFC 9068 §4: typ at+jwt (or application/at+jwt), iss, aud, exp, and only allowed algorithms.
@@ -150,7 +193,9 @@ export function createAccessTokenVerifier(options: VerifierOptions): AccessToken
       if (!(error instanceof errors.JOSEError) || error instanceof errors.JWKSTimeout || error.code === "ERR_JOSE_GENERIC") {
         throw BearerError.unavailable("the authorization server's keys cannot be fetched");
       }
-      throw BearerError.invalidToken(error instanceof errors.JWTExpired ? "the token has expired" : "the token is not valid here");
+      const invalid = BearerError.invalidToken(error instanceof errors.JWTExpired ? "the token has expired" : "the token is not valid here");
+      invalid.scheme = scheme;
+      throw invalid;
     }
     // RFC 9068 §4: "The resource server MUST validate that the aud claim contains a resource
     // indicator value corresponding to an identifier the resource server expects for itself" —
@@ -179,6 +224,7 @@ export function createAccessTokenVerifier(options: VerifierOptions): AccessToken
       error.realm = realm;
       error.resourceMetadata = resourceMetadataUrl;
       error.scope ??= requiredScopes;
+      error.algs = proofs.algorithms;
     }
     return error;
   }
@@ -195,18 +241,24 @@ export function createAccessTokenVerifier(options: VerifierOptions): AccessToken
     realm,
     resourceMetadata,
     resourceMetadataUrl,
-    verify: (authorization, requiredScopes = []) =>
+    verify: (authorization, requiredScopes = [], request) =>
       checked(requiredScopes, async () => {
         if (!authorization) throw BearerError.missing();
-        const match = BEARER.exec(authorization);
-        if (!match) {
-          // Another scheme entirely is "lacking" Bearer credentials (RFC 6750 §3.1).
-          if (!/^Bearer\b/i.test(authorization)) throw BearerError.missing();
-          throw BearerError.invalidRequest("malformed bearer token");
+        const bearer = BEARER.exec(authorization);
+        if (bearer) return verifyPresented(bearer[1]!, requiredScopes, request && { ...request, scheme: "Bearer" });
+        const dpop = DPOP.exec(authorization);
+        if (dpop) {
+          if (!request) throw BearerError.invalidRequest("a DPoP token needs the request it came with (verifyRequest)");
+          return verifyPresented(dpop[1]!, requiredScopes, { ...request, scheme: "DPoP" });
         }
-        return verifyToken(match[1]!, requiredScopes);
+        // Another scheme entirely is "lacking" credentials (RFC 6750 §3.1).
+        if (!/^(Bearer|DPoP)\b/i.test(authorization)) throw BearerError.missing();
+        throw BearerError.invalidRequest(/^DPoP\b/i.test(authorization) ? "malformed DPoP token" : "malformed bearer token");
       }),
-    verifyToken: (token, requiredScopes = []) => checked(requiredScopes, () => verifyToken(token, requiredScopes)),
+    verifyRequest(request, requiredScopes = []) {
+      return this.verify(request.headers.get("authorization"), requiredScopes, { method: request.method, url: request.url, dpop: request.headers.get("dpop") });
+    },
+    verifyToken: (token, requiredScopes = []) => checked(requiredScopes, () => verifyPresented(token, requiredScopes, undefined)),
     requireScopes(claims, requiredScopes) {
       try {
         checkScopes(claims, requiredScopes);
