@@ -33,6 +33,7 @@ export function requestFields(request: AuthorizationRequest): [string, string][]
   if (request.state !== undefined) fields.push(["state", request.state]);
   fields.push(["code_challenge", request.codeChallenge], ["code_challenge_method", request.codeChallengeMethod]);
   for (const resource of request.resources) fields.push(["resource", resource]);
+  if (request.dpopJkt !== undefined) fields.push(["dpop_jkt", request.dpopJkt]);
   return fields;
 }
 
