@@ -173,11 +173,12 @@ export function httpClient(base: string) {
     return reply;
   }
   return {
-    post(path: string, fields: Record<string, string>, authorization?: string): Promise<Reply> {
+    post(path: string, fields: Record<string, string>, authorization?: string, headers: Record<string, string> = {}): Promise<Reply> {
       const body = new URLSearchParams(fields).toString();
       const head =
         `POST ${path} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/x-www-form-urlencoded\r\n` +
         (authorization ? `Authorization: ${authorization}\r\n` : "") +
+        Object.entries(headers).map(([name, value]) => `${name}: ${value}\r\n`).join("") +
         `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n`;
       return send(head + body);
     },

@@ -27,6 +27,7 @@ import { basic, closedLoop, cpuMeter, freePort, httpClient, insertCodeGrants, la
 import { wireCounter } from "./wire-counter.ts";
 import type { SsfBenchResult } from "./ssf.ts";
 import { ssfBench } from "./ssf.ts";
+import { dpopMintRuns, proofCheckMicros } from "./dpop.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const BINARY = join(ROOT, "dist", "token-authority");
@@ -542,6 +543,20 @@ async function main() {
     );
   }
 
+  // DPoP (RFC 9449): client_credentials with a proof against the same grant without, interleaved.
+  console.log("dpop…");
+  const tokenEndpoint = (JSON.parse((await http.get("/.well-known/oauth-authorization-server")).body) as { token_endpoint: string }).token_endpoint;
+  const dpopRuns = await dpopMintRuns({
+    tokenEndpoint,
+    perRun: Math.floor(N / 2),
+    rounds: 2,
+    mint: (headers) => http.post("/oauth/token", { grant_type: "client_credentials", scope: "read" }, auth, headers),
+    meter,
+  });
+  results["mint c=32, bearer (DPoP runs)"] = merge(dpopRuns.bearer);
+  results["mint c=32, DPoP"] = merge(dpopRuns.dpop);
+  const proofCheck = await proofCheckMicros(2000);
+
   // Tokens for the Shared Signals runs (not a measured phase).
   const ssfTokens: string[] = [];
   await closedLoop(
@@ -718,6 +733,7 @@ async function main() {
       [`introspect/revoke c=${c}`, round2(results[`introspect c=${c}`]!.rps / results[`revoke c=${c}`]!.rps)],
     ]),
   );
+  ratios["mint DPoP/bearer c=32"] = round2(results["mint c=32, DPoP"]!.rps / results["mint c=32, bearer (DPoP runs)"]!.rps);
   ratios["revoke with 3 push streams/without c=32"] = round2(results["revoke c=32, 3 SSF push streams"]!.rps / results["revoke c=32, no SSF stream"]!.rps);
   ratios["revoke with dead receivers/without c=32"] = round2(results["revoke c=32, a dead and a slow SSF receiver"]!.rps / results["revoke c=32, no SSF stream"]!.rps);
   ratios["authorize document/registered c=32"] = round2(results["authorize document c=32"]!.rps / results["authorize registered c=32"]!.rps);
@@ -752,6 +768,11 @@ async function main() {
       "an authorization request by a client with a cached metadata document: no outbound fetch, within 10 % of a registered client's",
       `${ratios["authorize document/registered c=32"]}× (${results["authorize document c=32"]!.rps} vs ${results["authorize registered c=32"]!.rps} req/s, runs ${authorization.runs.document.map((r) => r.rps).join(", ")} vs ${authorization.runs.registered.map((r) => r.rps).join(", ")}); ${authorization.documentFetches} document fetches during ${results["authorize document c=32"]!.requests} requests`,
       ratios["authorize document/registered c=32"]! >= 0.9 && authorization.documentFetches === 0,
+    ),
+    target(
+      "a DPoP client_credentials phase ≥ 70 % of the bearer phase (same run), every answer token_type DPoP",
+      `${ratios["mint DPoP/bearer c=32"]} (${results["mint c=32, DPoP"]!.rps} vs ${results["mint c=32, bearer (DPoP runs)"]!.rps} req/s; runs ${dpopRuns.dpop.map((r) => r.rps).join(", ")} vs ${dpopRuns.bearer.map((r) => r.rps).join(", ")}); ${dpopRuns.notDpop} answers not DPoP; the library checks a proof in ${proofCheck.us_per_check} µs`,
+      ratios["mint DPoP/bearer c=32"]! >= 0.7 && dpopRuns.notDpop === 0,
     ),
     target(
       "revocation c=32 with three SSF push streams ≥ 90 % of the rate without (same run), every SET delivered",
@@ -806,6 +827,11 @@ async function main() {
     wire_round_trips: wire,
     proof: { revoked_sample_checked: sample.length, revoked_sample_still_active: stillActive, revoked_sessions_in_db: dbRevoked!.n, live_introspected_inactive: introspectedInactive },
     revocation_delay_ms: delay.delay_ms,
+    dpop: {
+      runs_rps: { bearer: dpopRuns.bearer.map((r) => r.rps), dpop: dpopRuns.dpop.map((r) => r.rps) },
+      not_dpop: dpopRuns.notDpop,
+      library_proof_check_us: proofCheck.us_per_check,
+    },
     shared_signals: {
       per_run: SSF_PER_RUN,
       runs_rps: Object.fromEntries(Object.entries(ssf.runs).map(([k, v]) => [k, v.map((r) => r.rps)])),
@@ -886,6 +912,7 @@ function markdown(s: any): string {
     `Cold start to the first served request: PostgreSQL ${s.cold_start.postgres.median_ms} ms (median; ${s.cold_start.postgres.in_process_median_ms} ms of it inside the server), PGlite ${s.cold_start.pglite.median_ms} ms (${s.cold_start.pglite.in_process_median_ms} ms inside).`,
     `RSS on PostgreSQL: idle ${s.rss_mb.idle} MB, after the load ${s.rss_mb.after_load} MB, peak ${s.rss_mb.peak} MB.`,
     `Revocation-to-rejection delay (feed mode, example API, PostgreSQL): p50 ${s.revocation_delay_ms.p50} ms, p99 ${s.revocation_delay_ms.p99} ms, max ${s.revocation_delay_ms.max} ms.`,
+    `DPoP client_credentials (runs interleaved with bearer ones, N/2 each, twice): req/s bearer ${s.dpop.runs_rps.bearer.join(", ")}, DPoP ${s.dpop.runs_rps.dpop.join(", ")}; the resource-server library checks a proof in ${s.dpop.library_proof_check_us} µs (ES256, one after another).`,
     `Shared Signals (${s.shared_signals.per_run} revocations per run, runs interleaved none / 3 push streams / a dead and a slow receiver, ${s.shared_signals.runs_rps.none.length} rounds): req/s none ${s.shared_signals.runs_rps.none.join(", ")}, push ${s.shared_signals.runs_rps.push.join(", ")}, dead and slow ${s.shared_signals.runs_rps.dead.join(", ")}; the push backlog drained ${s.shared_signals.drain_seconds.join(", ")} s after the load (${s.shared_signals.delivered.join(", ")} SETs, ${s.shared_signals.duplicates} twice); revocation → SET one at a time: push p50 ${s.shared_signals.push_latency_ms.p50} / p99 ${s.shared_signals.push_latency_ms.p99} ms, long poll p50 ${s.shared_signals.poll_latency_ms.p50} / p99 ${s.shared_signals.poll_latency_ms.p99} ms.`,
     `Operating the running server (admin socket): disabling a user with ${s.operating.disable.families} live families took ${s.operating.disable.ms} ms (${s.operating.disable.sessions_revoked} sessions revoked in one transaction, ${s.operating.disable.feed_entries} feed entries); a CLI command's wall time ${s.operating.cli_ms.clients_list_median} ms for \`clients list\` against ${s.operating.cli_ms.version_median} ms for \`version\` (medians of 15).`,
     "",

@@ -84,6 +84,34 @@ describe.each(backends)("DPoP at the token endpoint [%s]", (backend) => {
     expect(introspected).toMatchObject({ active: true, cnf: { jkt: key.jkt } });
   });
 
+  test("a DPoP-bound family ends like any other: RFC 7009 without a proof (keycloak#50306), and Revoke access on the account page", async () => {
+    const t = await ready();
+    const c = await createClient(t, "public");
+    const key = await dpopKey();
+    const exchange = async () => {
+      const code = await issueCode(t, c);
+      const [, tokens] = await tokenWith(t, c, { grant_type: "authorization_code", code: code.code, code_verifier: code.verifier, redirect_uri: code.redirectUri }, await key.proof({ htu: tokenUrl(t) }));
+      expect(tokens.token_type).toBe("DPoP");
+      return { ...tokens, userId: code.userId };
+    };
+    const refreshRefused = async (refreshToken: string) => {
+      const [res, body] = await tokenWith(t, c, { grant_type: "refresh_token", refresh_token: refreshToken }, await key.proof({ htu: tokenUrl(t) }));
+      expect([res.status, body.error]).toEqual([400, "invalid_grant"]);
+    };
+    // RFC 7009 §2.1 authenticates the client, not a proof of possession: a public client revokes its bound refresh token with client_id alone.
+    const first = await exchange();
+    const [revoked] = await post(t, "/oauth/revoke", { client_id: c.client.clientId, token: first.refresh_token });
+    expect(revoked.status).toBe(200);
+    await refreshRefused(first.refresh_token);
+    const resourceServer = await createClient(t, "confidential", { resourceServer: t.config.defaultAudience });
+    expect((await introspect(t, resourceServer, first.access_token))[1]).toEqual({ active: false });
+    // "Revoke access" withdraws the client from the user: every bound family of theirs ends.
+    const second = await exchange();
+    expect(await t.services.consents.withdraw(second.userId, c.client.clientId)).toBeGreaterThanOrEqual(1);
+    await refreshRefused(second.refresh_token);
+    expect((await introspect(t, resourceServer, second.access_token))[1]).toEqual({ active: false });
+  });
+
   test("a confidential client's refresh token stays unbound (its access tokens are bound per request)", async () => {
     const t = await ready();
     const c = await createClient(t, "confidential");

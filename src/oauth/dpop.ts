@@ -4,7 +4,7 @@
 // are bound to (§6). Server nonces (§8) are sealed time windows: every instance sharing the
 // signing keys makes and accepts them, and they change with each window.
 import type { JWK } from "jose";
-import { base64url, calculateJwkThumbprint, compactVerify, decodeProtectedHeader, importJWK } from "jose";
+import { base64url, compactVerify, decodeProtectedHeader, importJWK } from "jose";
 import type { DpopProofStore } from "../../db/stores/dpop.ts";
 import { OAuthError } from "../errors.ts";
 import type { KeyStore } from "./keys.ts";
@@ -52,7 +52,14 @@ export function normalizeHtu(value: string): string | undefined {
   return url.href;
 }
 
+/** RFC 7638 §3.2: the required members of a public key, by key type (their thumbprint input, in order). */
+const THUMBPRINT_MEMBERS: Record<string, readonly string[]> = { EC: ["crv", "kty", "x", "y"], RSA: ["e", "kty", "n"], OKP: ["crv", "kty", "x"] };
+const KEY_CACHE_SIZE = 10_000;
+
 export class DpopVerifier {
+  /** Keys seen lately, by their thumbprint input: a client signs its proofs with one key (import and thumbprint once). */
+  private readonly keyCache = new Map<string, { key: CryptoKey | Uint8Array; jkt: string; alg: string }>();
+
   constructor(
     private readonly keys: Pick<KeyStore, "codeKeys">,
     private readonly proofs: Pick<DpopProofStore, "firstSeen">,
@@ -82,9 +89,11 @@ export class DpopVerifier {
     }
     if (PRIVATE_MEMBERS.some((member) => member in jwk)) throw dpopError("invalid_dpop_proof", "the proof's jwk must be a public key");
     let payload: Record<string, unknown>;
+    let jkt: string;
     try {
-      const key = await importJWK(jwk, header.alg);
-      const verified = await compactVerify(proof, key, { algorithms: [header.alg] });
+      const known = await this.keyOf(jwk, header.alg);
+      jkt = known.jkt;
+      const verified = await compactVerify(proof, known.key, { algorithms: [header.alg] });
       payload = JSON.parse(new TextDecoder().decode(verified.payload)) as Record<string, unknown>;
       if (typeof payload !== "object" || payload === null || Array.isArray(payload)) throw new Error("not an object");
     } catch {
@@ -114,11 +123,23 @@ export class DpopVerifier {
       if (typeof nonce !== "string") throw dpopError("use_dpop_nonce", "a DPoP nonce is required", await this.nonce());
       if (!(await this.nonceHolds(nonce))) throw dpopError("use_dpop_nonce", "the DPoP nonce is stale", await this.nonce());
     }
-    const jkt = await calculateJwkThumbprint(jwk, "sha256");
     // §11.1: a proof is used once, at whichever instance sees it first.
     const id = Bun.CryptoHasher.hash("sha256", `${jkt}.${jti}`, "base64url") as string;
     if (!(await this.proofs.firstSeen(id, PROOF_MAX_AGE + PROOF_MAX_AHEAD))) throw dpopError("invalid_dpop_proof", "the proof was used before (jti)");
     return { jkt };
+  }
+
+  /** The imported key and RFC 7638 thumbprint of a proof's jwk (cached by the thumbprint's input). */
+  private async keyOf(jwk: JWK, alg: string): Promise<{ key: CryptoKey | Uint8Array; jkt: string }> {
+    const members = THUMBPRINT_MEMBERS[jwk.kty!];
+    if (!members || members.some((member) => typeof (jwk as Record<string, unknown>)[member] !== "string")) throw new Error("unsupported jwk");
+    const input = JSON.stringify(Object.fromEntries(members.map((member) => [member, (jwk as Record<string, unknown>)[member]])));
+    const cached = this.keyCache.get(`${alg}:${input}`);
+    if (cached) return cached;
+    const entry = { key: await importJWK(jwk, alg), jkt: Bun.CryptoHasher.hash("sha256", input, "base64url") as string, alg };
+    if (this.keyCache.size >= KEY_CACHE_SIZE) this.keyCache.delete(this.keyCache.keys().next().value!);
+    this.keyCache.set(`${alg}:${input}`, entry);
+    return entry;
   }
 
   /** A nonce for the current window (§8.1: sent in the DPoP-Nonce header). */

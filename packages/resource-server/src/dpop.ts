@@ -88,12 +88,26 @@ export class DpopProofChecker {
     // §4.3 check 12: the token's hash, and the key the token is bound to (§6.1).
     const expected = base64url.encode(new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token))));
     if (ath !== expected) throw dpopError("invalid_dpop_proof", "the DPoP proof is for another token");
-    if ((await calculateJwkThumbprint(jwk, "sha256")) !== jkt) throw dpopError("invalid_token", "the token is bound to another key");
+    if ((await this.thumbprint(jwk)) !== jkt) throw dpopError("invalid_token", "the token is bound to another key");
     // §11.1: once per proof (this process; a proof lives maxAge seconds).
     const id = `${jkt}.${jti}`;
     const until = this.seen.get(id);
     if (until !== undefined && until > now) throw dpopError("invalid_dpop_proof", "the DPoP proof was used before");
     this.remember(id, now + this.maxAge + 2 * this.tolerance, now);
+  }
+
+  /** RFC 7638 thumbprints of the keys seen lately (a client signs every proof with one key). */
+  private readonly thumbprints = new Map<string, string>();
+
+  private async thumbprint(jwk: JWK): Promise<string> {
+    const id = JSON.stringify([jwk.kty, jwk.crv, jwk.x, jwk.y, jwk.n, jwk.e]);
+    let jkt = this.thumbprints.get(id);
+    if (jkt === undefined) {
+      jkt = await calculateJwkThumbprint(jwk, "sha256");
+      if (this.thumbprints.size >= 10_000) this.thumbprints.delete(this.thumbprints.keys().next().value!);
+      this.thumbprints.set(id, jkt);
+    }
+    return jkt;
   }
 
   private remember(id: string, until: number, now: number): void {
