@@ -1,37 +1,21 @@
 // docs/dpop.md "Try it", run as a user pastes it (test/helpers/walkthrough.ts): the executable
 // with nonces required, a proof refused for want of a nonce, the retry with it, a DPoP-bound
 // token whose cnf names the key, revocation without a proof.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { buildBinary, freePort } from "./helpers/binary.ts";
-import { parseJson, repositoryLayout, shellBlocks, stopLeftovers, walk } from "./helpers/walkthrough.ts";
+import { freePort } from "./helpers/binary.ts";
+import { parseJson, shellBlocks, useWalkthroughDirs, walk } from "./helpers/walkthrough.ts";
 
 const DOC = join(import.meta.dir, "..", "docs", "dpop.md");
 
 describe("docs/dpop.md: Try it", () => {
   const blocks = shellBlocks(readFileSync(DOC, "utf8"), "Try it");
-  let dir = "";
-  let out = "";
-
-  beforeAll(async () => {
-    await buildBinary();
-    dir = repositoryLayout();
-    // `bun examples/dpop-proof.ts` runs the repository's example (which resolves jose there).
-    symlinkSync(join(import.meta.dir, "..", "examples"), join(dir, "examples"));
-    out = mkdtempSync(join(tmpdir(), "ta-dpop-docs-"));
-  }, 180_000);
-
-  afterAll(() => {
-    stopLeftovers(dir);
-    if (dir) rmSync(dir, { recursive: true, force: true });
-    if (out) rmSync(out, { recursive: true, force: true });
-  });
+  const dirs = useWalkthroughDirs({ examples: true });
 
   test("a DPoP-bound token with the documented commands: nonce, retry, cnf, revocation", async () => {
     const port = freePort();
-    const { outputs, vars, diagnostics } = await walk(blocks, dir, out, { "localhost:3000": `localhost:${port}` }, ["CLIENT_ID", "NONCE", "TA_PID"]);
+    const { outputs, vars, diagnostics } = await walk(blocks, dirs().dir, dirs().out, { "localhost:3000": `localhost:${port}` }, ["CLIENT_ID", "NONCE", "TA_PID"]);
     const outputOf = (needle: string) => outputs[blocks.findIndex((block) => block.code.includes(needle))]!;
     const json = (text: string) => parseJson(text, diagnostics);
     expect(json(outputOf("first.headers"))).toEqual({ error: "use_dpop_nonce", error_description: "a DPoP nonce is required" });

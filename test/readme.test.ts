@@ -2,12 +2,11 @@
 // minutes" (but one preceded by `<!-- readme-test: skip … -->`) and of "Protecting an MCP server"
 // in one bash each, in order, against the compiled executable in an empty directory, on free
 // ports instead of 3000 and 4200.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { buildBinary, freePort } from "./helpers/binary.ts";
-import { parseJson, repositoryLayout, shellBlocks, stopLeftovers, walk } from "./helpers/walkthrough.ts";
+import { freePort } from "./helpers/binary.ts";
+import { parseJson, shellBlocks, useWalkthroughDirs, walk } from "./helpers/walkthrough.ts";
 
 const README = join(import.meta.dir, "..", "README.md");
 const SECTION = "First five minutes";
@@ -15,20 +14,7 @@ const SECTION = "First five minutes";
 describe("README: First five minutes", () => {
   const blocks = shellBlocks(readFileSync(README, "utf8"), SECTION);
   const run = blocks.filter((block) => !block.skipped);
-  let dir = "";
-  let out = "";
-
-  beforeAll(async () => {
-    await buildBinary();
-    dir = repositoryLayout();
-    out = mkdtempSync(join(tmpdir(), "ta-readme-out-"));
-  }, 120_000);
-
-  afterAll(() => {
-    stopLeftovers(dir);
-    if (dir) rmSync(dir, { recursive: true, force: true });
-    if (out) rmSync(out, { recursive: true, force: true });
-  });
+  const dirs = useWalkthroughDirs();
 
   test("the section holds the walk-through, on the default port", () => {
     expect(run.length).toBeGreaterThanOrEqual(6);
@@ -40,7 +26,7 @@ describe("README: First five minutes", () => {
 
   test("registers a client, mints a token, introspects it active, revokes it, introspects it inactive", async () => {
     const port = freePort();
-    const { outputs, vars, diagnostics } = await walk(run, dir, out, { "localhost:3000": `localhost:${port}` }, ["CLIENT_ID", "ACCESS_TOKEN", "TA_PID"]);
+    const { outputs, vars, diagnostics } = await walk(run, dirs().dir, dirs().out, { "localhost:3000": `localhost:${port}` }, ["CLIENT_ID", "ACCESS_TOKEN", "TA_PID"]);
     const outputOf = (needle: string) => run.flatMap((block, i) => (block.code.includes(needle) ? [outputs[i]!] : []));
     const json = (output: string) => parseJson(output, diagnostics);
 
@@ -61,29 +47,14 @@ describe("README: First five minutes", () => {
     expect(introspections[1]).toEqual({ active: false });
 
     // The last block stopped the server gracefully: it released the data directory's lock.
-    expect(existsSync(join(dir, "data", "token-authority.lock"))).toBe(false);
+    expect(existsSync(join(dirs().dir, "data", "token-authority.lock"))).toBe(false);
     expect(() => process.kill(Number(vars.TA_PID), 0)).toThrow();
   }, 60_000);
 });
 
 describe("README: Protecting an MCP server", () => {
   const blocks = shellBlocks(readFileSync(README, "utf8"), "Protecting an MCP server");
-  let dir = "";
-  let out = "";
-
-  beforeAll(async () => {
-    await buildBinary();
-    dir = repositoryLayout();
-    // `bun examples/mcp-server.ts` runs the repository's example (which resolves its packages there).
-    symlinkSync(join(import.meta.dir, "..", "examples"), join(dir, "examples"));
-    out = mkdtempSync(join(tmpdir(), "ta-readme-out-"));
-  }, 120_000);
-
-  afterAll(() => {
-    stopLeftovers(dir);
-    if (dir) rmSync(dir, { recursive: true, force: true });
-    if (out) rmSync(out, { recursive: true, force: true });
-  });
+  const dirs = useWalkthroughDirs({ examples: true });
 
   test("three commands protect the MCP server: its metadata names this server, a request without a token gets the challenge", async () => {
     expect(blocks.length).toBe(6);
@@ -93,8 +64,8 @@ describe("README: Protecting an MCP server", () => {
     const mcpPort = freePort();
     const { outputs, vars, diagnostics } = await walk(
       blocks,
-      dir,
-      out,
+      dirs().dir,
+      dirs().out,
       { "localhost:3000": `localhost:${port}`, "localhost:4200": `localhost:${mcpPort}` },
       ["MCP", "TA_PID", "MCP_PID"],
     );
@@ -120,7 +91,7 @@ describe("README: Protecting an MCP server", () => {
       `WWW-Authenticate: Bearer realm="api", scope="read", resource_metadata="http://localhost:${mcpPort}/.well-known/oauth-protected-resource/mcp"`,
     );
     expect(outputs[4]).toBe("alice");
-    expect(existsSync(join(dir, "data", "token-authority.lock"))).toBe(false);
+    expect(existsSync(join(dirs().dir, "data", "token-authority.lock"))).toBe(false);
     for (const pid of [vars.TA_PID, vars.MCP_PID]) expect(() => process.kill(Number(pid), 0)).toThrow();
   }, 60_000);
 });

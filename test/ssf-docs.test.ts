@@ -1,38 +1,24 @@
 // docs/ssf.md "Subscribe a receiver", run as a user pastes it (test/helpers/walkthrough.ts):
 // the executable on the embedded database, a receiver made with the CLI, a poll stream, a
 // revocation, the SET it became (decoded as the docs decode it) and its acknowledgement.
-import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { describe, expect, test } from "bun:test";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { buildBinary, freePort } from "./helpers/binary.ts";
-import { parseJson, repositoryLayout, shellBlocks, stopLeftovers, walk } from "./helpers/walkthrough.ts";
+import { freePort } from "./helpers/binary.ts";
+import { parseJson, shellBlocks, useWalkthroughDirs, walk } from "./helpers/walkthrough.ts";
 
 const DOC = join(import.meta.dir, "..", "docs", "ssf.md");
 const SESSION_REVOKED = "https://schemas.openid.net/secevent/caep/event-type/session-revoked";
 
 describe("docs/ssf.md: Subscribe a receiver", () => {
   const blocks = shellBlocks(readFileSync(DOC, "utf8"), "Subscribe a receiver");
-  let dir = "";
-  let out = "";
-
-  beforeAll(async () => {
-    await buildBinary();
-    dir = repositoryLayout();
-    out = mkdtempSync(join(tmpdir(), "ta-ssf-docs-"));
-  }, 180_000);
-
-  afterAll(() => {
-    stopLeftovers(dir);
-    if (dir) rmSync(dir, { recursive: true, force: true });
-    if (out) rmSync(out, { recursive: true, force: true });
-  });
+  const dirs = useWalkthroughDirs({ examples: false });
 
   test("a receiver subscribes with the documented commands, polls the SET of a revocation and acknowledges it", async () => {
     expect(blocks.filter((block) => block.skipped)).toEqual([]);
     const port = freePort();
     const issuer = `http://localhost:${port}`;
-    const { outputs, vars, diagnostics } = await walk(blocks, dir, out, { "localhost:3000": `localhost:${port}` }, ["RECEIVER_ID", "APP_ID", "POLL_URL", "JTI", "TA_PID"]);
+    const { outputs, vars, diagnostics } = await walk(blocks, dirs().dir, dirs().out, { "localhost:3000": `localhost:${port}` }, ["RECEIVER_ID", "APP_ID", "POLL_URL", "JTI", "TA_PID"]);
     const outputOf = (needle: string) => outputs[blocks.findIndex((block) => block.code.includes(needle))]!;
     const json = (text: string) => parseJson(text, diagnostics);
 

@@ -1,9 +1,11 @@
 // Walk-throughs of the documentation, run as a user pastes them: the ```sh blocks of a section
 // (but one preceded by `<!-- readme-test: skip … -->`), in one bash, in order, against the
 // compiled executable in a directory laid out like the repository, on free ports.
-import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { afterAll, beforeAll } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { emptyDirWithBinary } from "./binary.ts";
+import { buildBinary, emptyDirWithBinary } from "./binary.ts";
 
 const SKIP = /^<!--\s*readme-test:\s*skip\b[^>]*-->\s*$/;
 /** The whole walk-through may take this long; past it, bash is killed and the test fails. */
@@ -106,4 +108,26 @@ export function stopLeftovers(dir: string) {
       // already gone
     }
   }
+}
+
+/**
+ * For a describe block: the executable built, a directory laid out like the repository (with
+ * `examples/` linked in when the walk-through runs one) and one for the walk's output; both
+ * removed after the block, and any server the walk left running stopped.
+ */
+export function useWalkthroughDirs(options: { examples?: boolean } = {}): () => { dir: string; out: string } {
+  const dirs = { dir: "", out: "" };
+  beforeAll(async () => {
+    await buildBinary();
+    dirs.dir = repositoryLayout();
+    // `bun examples/….ts` runs the repository's example (which resolves its packages there).
+    if (options.examples) symlinkSync(join(import.meta.dir, "..", "..", "examples"), join(dirs.dir, "examples"));
+    dirs.out = mkdtempSync(join(tmpdir(), "ta-walk-out-"));
+  }, 180_000);
+  afterAll(() => {
+    stopLeftovers(dirs.dir);
+    if (dirs.dir) rmSync(dirs.dir, { recursive: true, force: true });
+    if (dirs.out) rmSync(dirs.out, { recursive: true, force: true });
+  });
+  return () => dirs;
 }
