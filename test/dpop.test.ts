@@ -7,8 +7,9 @@ import { decodeJwt } from "jose";
 import { count, eq } from "drizzle-orm";
 import { sessions } from "../db/schema.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
-import { createClient, introspect, post, request, useTestApp } from "./helpers/app.ts";
-import { backends } from "./helpers/db.ts";
+import { createClient, createTestApp, introspect, post, request, useTestApp } from "./helpers/app.ts";
+import { backends, createPostgresDatabase, TEST_DATABASE_URL } from "./helpers/db.ts";
+import { openPostgres } from "../db/client.ts";
 import type { DpopKey } from "./helpers/dpop.ts";
 import { dpopKey, unsignedJws } from "./helpers/dpop.ts";
 import { issueCode, redeem } from "./helpers/grants.ts";
@@ -225,5 +226,33 @@ describe.each(backends)("DPoP server nonces [%s]", (backend) => {
     // Without DPoP at all, a bearer token as before (nonces are for proofs).
     const [, bearer] = await tokenWith(t, c, { grant_type: "client_credentials" });
     expect(bearer.token_type).toBe("Bearer");
+  });
+});
+
+describe.skipIf(!TEST_DATABASE_URL)("DPoP across instances on one PostgreSQL", () => {
+  test("a proof used at one instance is a replay at the other; a nonce made at one is good at the other", async () => {
+    const created = await createPostgresDatabase();
+    const open = () => openPostgres(created.url, { poolSize: 4, connectTimeout: 5, statementTimeout: 10 });
+    const a = await createTestApp("postgres", { TA_DPOP_NONCE: "true" }, { database: open() });
+    const b = await createTestApp("postgres", { TA_DPOP_NONCE: "true" }, { database: open() });
+    try {
+      // Both load the signing key the first made (the nonce key is derived from it).
+      await b.services.keys.reload();
+      const c = await createClient(a, "confidential");
+      const key = await dpopKey();
+      const [first] = await tokenWith(a, c, { grant_type: "client_credentials" }, await key.proof({ htu: tokenUrl(a) }));
+      const nonce = first.headers.get("dpop-nonce")!;
+      const proof = await key.proof({ htu: tokenUrl(a), nonce });
+      const [atA, bodyA] = await tokenWith(a, c, { grant_type: "client_credentials" }, proof);
+      expect([atA.status, bodyA.token_type]).toEqual([200, "DPoP"]);
+      const [atB, bodyB] = await tokenWith(b, c, { grant_type: "client_credentials" }, proof);
+      expect([atB.status, bodyB.error]).toEqual([400, "invalid_dpop_proof"]);
+      const [fresh, freshBody] = await tokenWith(b, c, { grant_type: "client_credentials" }, await key.proof({ htu: tokenUrl(a), nonce }));
+      expect([fresh.status, freshBody.token_type]).toEqual([200, "DPoP"]);
+    } finally {
+      await a.close();
+      await b.close();
+      await created.drop();
+    }
   });
 });

@@ -105,7 +105,8 @@ export class DpopVerifier {
     // §4.3 check 8.
     if (htm !== request.method) throw dpopError("invalid_dpop_proof", "the proof's htm is not this request's method");
     // §4.3 check 9: "the htu claim matches the HTTP URI value for the HTTP request in which the JWT was received, ignoring any query and fragment parts".
-    if (typeof htu !== "string" || normalizeHtu(htu) === undefined || normalizeHtu(htu) !== normalizeHtu(request.url)) {
+    const claimed = typeof htu === "string" ? (htu === request.url ? htu : normalizeHtu(htu)) : undefined;
+    if (claimed === undefined || (claimed !== request.url && claimed !== normalizeHtu(request.url))) {
       throw dpopError("invalid_dpop_proof", "the proof's htu is not this request's URL");
     }
     // §4.3 check 11: iat within an acceptable window.
