@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createProtectedApi } from "../examples/protected-api.ts";
 import type { AccessTokenVerifier } from "@token-authority/resource-server";
-import { createAccessTokenVerifier } from "@token-authority/resource-server";
+import { createAccessTokenVerifier, protect } from "@token-authority/resource-server";
 import type { TestApp, TestClient } from "./helpers/app.ts";
 import { createClient, createTestApp, introspect, post } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
@@ -59,9 +59,10 @@ describe.each(backends)("resource-server library with DPoP [%s]", (backend) => {
 
   describe.each(["feed", "introspection"] as const)("%s mode", (mode) => {
     let app: ReturnType<typeof createProtectedApi>;
+    let verifier: AccessTokenVerifier;
     beforeAll(async () => {
       const credentials = { clientId: api.client.clientId, clientSecret: api.secret! };
-      const verifier = createAccessTokenVerifier({
+      verifier = createAccessTokenVerifier({
         issuer: t.config.issuer,
         audience: t.config.defaultAudience,
         jwksUri: `${served.url}/.well-known/jwks.json`,
@@ -100,6 +101,18 @@ describe.each(backends)("resource-server library with DPoP [%s]", (backend) => {
         expect(refused.challenge).toStartWith(`DPoP realm="api", error="${error}"`);
         expect(refused.challenge).toContain('algs="ES256');
       }
+    });
+
+    test("protect() (the MCP example's form) checks the proof too", async () => {
+      const key = await dpopKey();
+      const token = await boundToken(key);
+      const handler = protect(verifier, (_request, claims) => Response.json({ sub: claims.sub }));
+      const url = "http://mcp.local/mcp";
+      const ok = await handler(new Request(url, { method: "POST", headers: { authorization: `DPoP ${token}`, dpop: await key.proof({ htm: "POST", htu: url, accessToken: token }) } }));
+      expect(ok.status).toBe(200);
+      const bearer = await handler(new Request(url, { method: "POST", headers: { authorization: `Bearer ${token}` } }));
+      expect(bearer.status).toBe(401);
+      expect(bearer.headers.get("www-authenticate")).toStartWith("DPoP ");
     });
 
     test("an unbound token is refused with the DPoP scheme, and still accepted as Bearer", async () => {

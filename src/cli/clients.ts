@@ -12,9 +12,12 @@ const metadataFlags = {
   "resource-server": { type: "string" },
   "access-token-ttl": { type: "string" },
   "refresh-token-ttl": { type: "string" },
+  "dpop-bound-access-tokens": { type: "boolean" },
 } as const;
 
-type MetadataValues = { [K in keyof typeof metadataFlags]?: (typeof metadataFlags)[K] extends { multiple: true } ? string[] : string };
+type MetadataValues = {
+  [K in keyof typeof metadataFlags]?: (typeof metadataFlags)[K] extends { multiple: true } ? string[] : (typeof metadataFlags)[K] extends { type: "boolean" } ? boolean : string;
+};
 
 /** The flags as RFC 7591 metadata (and the operator's fields); only what was given. */
 function metadataOf(values: MetadataValues): Record<string, unknown> {
@@ -28,6 +31,8 @@ function metadataOf(values: MetadataValues): Record<string, unknown> {
   const refreshTtl = positiveInteger("refresh-token-ttl", values["refresh-token-ttl"]);
   if (accessTtl !== undefined) metadata.access_token_ttl = accessTtl;
   if (refreshTtl !== undefined) metadata.refresh_token_ttl = refreshTtl;
+  // RFC 9449 §5.2: the client's token requests must carry a DPoP proof.
+  if (values["dpop-bound-access-tokens"]) metadata.dpop_bound_access_tokens = true;
   return metadata;
 }
 
@@ -55,7 +60,7 @@ export const clientsCreate: Command = {
   summary: "register a client and print it as JSON (the secret is shown only here)",
   usage: `token-authority clients create --name NAME [--public] [--redirect-uri URI]... [--grant-type GRANT]...
                                  [--scope "a b"] [--resource-server URI]
-                                 [--access-token-ttl SECONDS] [--refresh-token-ttl SECONDS]
+                                 [--access-token-ttl SECONDS] [--refresh-token-ttl SECONDS] [--dpop-bound-access-tokens]
   A confidential client gets the client_credentials grant unless --grant-type says otherwise;
   a public one (--public) the authorization_code and refresh_token grants, which need a
   --redirect-uri. The scope defaults to every scope the server knows.`,
@@ -84,7 +89,7 @@ export const clientsUpdate: Command = {
   summary: "change a client's metadata (what is given replaces what was registered)",
   usage: `token-authority clients update CLIENT_ID [--name NAME] [--redirect-uri URI]... [--grant-type GRANT]...
                                  [--scope "a b"] [--resource-server URI]
-                                 [--access-token-ttl SECONDS] [--refresh-token-ttl SECONDS]`,
+                                 [--access-token-ttl SECONDS] [--refresh-token-ttl SECONDS] [--dpop-bound-access-tokens]`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, metadataFlags, true);
     const change = metadataOf(values);

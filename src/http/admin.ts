@@ -134,6 +134,9 @@ const clientMetadata = t.Composite([
     contacts: t.Optional(t.Array(t.String({ minLength: 1, maxLength: 254 }), { maxItems: 10 })),
     software_id: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
     software_version: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
+    application_type: t.Optional(t.Union([t.Literal("web"), t.Literal("native")])),
+    /** RFC 9449 §5.2: every token request of the client must carry a DPoP proof. */
+    dpop_bound_access_tokens: t.Optional(t.Boolean()),
   }),
   operatorMetadataSchema,
 ]);
