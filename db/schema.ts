@@ -77,6 +77,8 @@ export const users = pgTable("users", {
   passwordHash: text("password_hash").notNull(),
   /** A disabled user cannot sign in, and every session of theirs was ended when it was disabled. */
   disabledAt: timestamp("disabled_at", { withTimezone: true }),
+  /** OpenID Connect Core 1.0 §5.1 standard claims the operator set (src/oauth/profiles.ts). */
+  profile: jsonb("profile").$type<Record<string, string | boolean>>().notNull().default({}),
   ...timestamps,
   updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
 });

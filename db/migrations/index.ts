@@ -15,6 +15,7 @@ import m12 from "./0012_client_metadata_documents.sql" with { type: "text" };
 import m13 from "./0013_shared_signals.sql" with { type: "text" };
 import m14 from "./0014_ssf_log_subjects.sql" with { type: "text" };
 import m15 from "./0015_dpop.sql" with { type: "text" };
+import m16 from "./0016_user_profiles.sql" with { type: "text" };
 
 export interface EmbeddedMigration {
   tag: string;
@@ -40,4 +41,5 @@ export const migrations: readonly EmbeddedMigration[] = [
   { tag: "0013_shared_signals", when: 1796299571656, breakpoints: true, sql: m13 },
   { tag: "0014_ssf_log_subjects", when: 1796304064447, breakpoints: true, sql: m14 },
   { tag: "0015_dpop", when: 1796307789821, breakpoints: true, sql: m15 },
+  { tag: "0016_user_profiles", when: 1796310248733, breakpoints: true, sql: m16 },
 ];

@@ -37,6 +37,19 @@ export class UserStore {
     return user;
   }
 
+  /**
+   * Changes a user's profile: `change` gets the stored one, under a row lock (two operators'
+   * patches do not lose each other), and answers the new one. Undefined when there is no user.
+   */
+  updateProfile(id: string, change: (current: Record<string, string | boolean>) => Record<string, string | boolean>): Promise<User | undefined> {
+    return this.database.db.transaction(async (tx) => {
+      const [current] = await tx.select({ profile: users.profile }).from(users).where(eq(users.id, id)).for("update");
+      if (!current) return undefined;
+      const [user] = await tx.update(users).set({ profile: change(current.profile), updatedAt: new Date() }).where(eq(users.id, id)).returning();
+      return user;
+    });
+  }
+
   /** Inserts a user unless the username is taken; answers the new id, or undefined when taken. */
   async insert(username: string, passwordHash: string): Promise<string | undefined> {
     const [row] = await this.database.db.insert(users).values({ username, passwordHash }).onConflictDoNothing().returning({ id: users.id });

@@ -1,4 +1,4 @@
-// `users create|list|get|disable|enable|delete|set-password`: through the admin API. Passwords are
+// `users create|list|get|disable|enable|delete|set-password|set-profile`: through the admin API. Passwords are
 // read from standard input, never taken as arguments.
 import type { Command, CommandIo } from "./command.ts";
 import { parseFlags, UsageError } from "./command.ts";
@@ -59,6 +59,28 @@ export const usersSetPassword: Command = {
   },
 };
 
+export const usersSetProfile: Command = {
+  path: ["users", "set-profile"],
+  summary: "set or remove OpenID Connect standard claims of a user's profile (name, email, …)",
+  usage: `token-authority users set-profile USER [--set CLAIM=VALUE]... [--remove CLAIM]...
+  CLAIM is a standard claim of OpenID Connect Core §5.1 (name, given_name, family_name, nickname,
+  preferred_username, picture, website, email, email_verified, phone_number, locale, …);
+  email_verified and phone_number_verified take true or false.`,
+  async run(argv, io) {
+    const { values, positionals } = parseFlags(argv, { set: { type: "string", multiple: true }, remove: { type: "string", multiple: true } }, true);
+    const change: Record<string, string | boolean | null> = {};
+    for (const pair of values.set ?? []) {
+      const equals = pair.indexOf("=");
+      if (equals < 1) throw new UsageError(`--set takes CLAIM=VALUE, not "${pair.slice(0, 40)}"`);
+      const [claim, value] = [pair.slice(0, equals), pair.slice(equals + 1)];
+      change[claim] = claim.endsWith("_verified") ? value === "true" || (value === "false" ? false : value) : value;
+    }
+    for (const claim of values.remove ?? []) change[claim] = null;
+    if (Object.keys(change).length === 0) throw new UsageError("nothing to change: give --set or --remove");
+    return runAdmin(io, "PATCH", `/admin/v1/users/${segment(userOf(positionals))}/profile`, change);
+  },
+};
+
 export const userCommands: readonly Command[] = [
   usersCreate,
   usersList,
@@ -67,4 +89,5 @@ export const userCommands: readonly Command[] = [
   userCommand("enable", "enable a disabled user again", "POST", "/enable"),
   userCommand("delete", "revoke every session of a user and delete the user", "DELETE", ""),
   usersSetPassword,
+  usersSetProfile,
 ];

@@ -54,6 +54,8 @@ export function describeUser(user: User) {
     username: user.username,
     disabled: user.disabledAt !== null,
     disabled_at: iso(user.disabledAt),
+    /** OpenID Connect Core §5.1 claims (src/oauth/profiles.ts). */
+    profile: user.profile,
     created_at: user.createdAt.toISOString(),
     updated_at: user.updatedAt.toISOString(),
   };
@@ -247,6 +249,16 @@ export function adminEndpoints({ config, log, admin, pipeline, localAdmin }: Adm
           return { ...describeUser(user), sessions_revoked: ended.revoked, browser_sessions_ended: ended.browserSessionsEnded };
         }),
       { params: t.Object({ user: ref }), ...detail("Disable a user: sign-in refused, every session ended") },
+    )
+    .patch(
+      "/users/:user/profile",
+      ({ actor, params, body }) => act(actor, "users.profile", params.user, async () => describeUser(await admin.setProfile(params.user, body))),
+      {
+        params: t.Object({ user: ref }),
+        // Each claim a string, a boolean (*_verified) or null (removed); checked claim by claim by the domain.
+        body: t.Record(t.String({ minLength: 1, maxLength: 64 }), t.Union([t.String({ maxLength: 256 }), t.Boolean(), t.Null()]), { maxProperties: 32 }),
+        ...detail("Set (or, with null, remove) OpenID Connect standard claims of a user's profile"),
+      },
     )
     .post("/users/:user/enable", ({ actor, params }) => act(actor, "users.enable", params.user, async () => describeUser(await admin.enableUser(params.user))), {
       params: t.Object({ user: ref }),

@@ -21,6 +21,8 @@ import { normalizeResource } from "./resources.ts";
 import type { RevocationNotifier } from "./revocation-notifier.ts";
 import { ADMIN_SCOPE, parseScope } from "./scopes.ts";
 import type { SessionService } from "./sessions.ts";
+import type { ProfileChange } from "./profiles.ts";
+import { changedProfile } from "./profiles.ts";
 import type { SsfStream, StreamStatus } from "../../db/stores/ssf.ts";
 import type { Streams } from "../ssf/streams.ts";
 
@@ -200,6 +202,14 @@ export class Administration {
     if (!ended) throw new OAuthError("not_found", "no such user");
     this.ended(ended, "user_disabled", { user_id: user.id });
     return { user: await this.user(user.id), ended };
+  }
+
+  /** Sets and removes claims of a user's profile (a patch: null removes, the rest stays). */
+  async setProfile(ref: string, change: ProfileChange): Promise<User> {
+    const user = await this.user(ref);
+    const updated = await this.deps.stores.users.updateProfile(user.id, (current) => changedProfile(current, change));
+    if (!updated) throw new OAuthError("not_found", "no such user");
+    return updated;
   }
 
   async enableUser(ref: string): Promise<User> {
