@@ -390,6 +390,49 @@ describe.each(backends)("Shared Signals transmitter [%s]", (backend) => {
     }
   });
 
+  test("a receiver's 400 with a permanent err passes the SET over (counted); a 401 is retried until it is accepted", async () => {
+    const verify = setVerifier(checks(alpha));
+    const seen: string[] = [];
+    const accepted: string[] = [];
+    let unauthorized = 2;
+    const picky = Bun.serve({
+      hostname: "127.0.0.1",
+      port: loudPort,
+      async fetch(request) {
+        const event = await verify(await request.text());
+        const sid = (event.subject.session as { id: string }).id;
+        seen.push(sid);
+        // The first SET is refused for good (RFC 8935 §2.4), the second twice as unauthorized first.
+        if (seen.length === 1) return Response.json({ err: "invalid_audience", description: "not for us" }, { status: 400 });
+        if (unauthorized > 0) {
+          unauthorized--;
+          return Response.json({ err: "authentication_failed", description: "try again" }, { status: 401 });
+        }
+        accepted.push(sid);
+        return new Response(null, { status: 202 });
+      },
+    });
+    try {
+      const [, stream] = await call(alpha, "POST", "/ssf/streams", { events_requested: [TYPES.sessionRevoked], delivery: { method: PUSH, endpoint_url: `http://127.0.0.1:${loudPort}/events` } });
+      const owner = await createClient(t, "confidential");
+      const sids: string[] = [];
+      for (let i = 0; i < 2; i++) {
+        const s = await mintClientSession(t, owner);
+        await post(t, "/oauth/revoke", { token: s.accessToken }, owner.auth.headers);
+        sids.push(decodeJwt(s.accessToken).sid as string);
+      }
+      // Two failures: backoff 1 s then 2 s (with jitter) before the accepted attempt.
+      for (const started = Date.now(); accepted.length === 0 && Date.now() - started < 15_000; ) await Bun.sleep(20);
+      expect(accepted).toEqual([sids[1]!]);
+      expect(seen).toEqual([sids[0]!, sids[1]!, sids[1]!, sids[1]!]);
+      const [, metrics] = await request(t, "GET", "/metrics");
+      expect(Number(/^ta_ssf_deliveries_total\{method="push",result="rejected"\} (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(1);
+      await call(alpha, "DELETE", `/ssf/streams?stream_id=${stream.stream_id}`);
+    } finally {
+      picky.stop(true);
+    }
+  });
+
   test("a look for push streams passes over those this instance delivers already (one, or several)", async () => {
     const first = await pushStream(alpha, pushA);
     const second = await pushStream(alpha, pushA);
