@@ -225,7 +225,28 @@ describe.each(backends)("DPoP at the token endpoint [%s]", (backend) => {
 });
 
 describe.each(backends)("DPoP server nonces [%s]", (backend) => {
-  const ready = useTestApp(backend, { TA_DPOP_NONCE: "true" });
+  const ready = useTestApp(backend, { TA_DPOP_NONCE: "true", TA_CORS_ORIGINS: "https://spa.example" });
+
+  test("a browser client may send DPoP and read DPoP-Nonce (CORS)", async () => {
+    const t = await ready();
+    const preflight = await t.app.handle(
+      new Request("http://localhost/oauth/token", { method: "OPTIONS", headers: { origin: "https://spa.example", "access-control-request-method": "POST", "access-control-request-headers": "dpop" } }),
+    );
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("access-control-allow-headers")).toContain("DPoP");
+    const c = await createClient(t, "public");
+    const res = await t.app.handle(
+      new Request("http://localhost/oauth/token", {
+        method: "POST",
+        headers: { origin: "https://spa.example", "content-type": "application/x-www-form-urlencoded", dpop: await (await dpopKey()).proof({ htu: tokenUrl(t) }) },
+        body: new URLSearchParams({ client_id: c.client.clientId, grant_type: "refresh_token", refresh_token: "x" }),
+      }),
+    );
+    expect(res.status).toBe(400); // use_dpop_nonce: the nonce comes first
+    expect(res.headers.get("access-control-allow-origin")).toBe("https://spa.example");
+    expect(res.headers.get("access-control-expose-headers")).toBe("DPoP-Nonce");
+    expect(res.headers.get("dpop-nonce")).toBeString();
+  });
 
   test("a proof without the server's nonce gets use_dpop_nonce and one; with it, tokens and the next nonce", async () => {
     const t = await ready();

@@ -1,4 +1,4 @@
-// CORS for endpoints browser-based public clients call (revocation). Exact origins only,
+// CORS for endpoints browser-based public clients call (token, revocation), DPoP's headers included. Exact origins only,
 // never `*`, never with credentials (the Fetch standard forbids `*` with credentials, and
 // these endpoints authenticate by form fields, not cookies).
 import { Elysia } from "elysia";
@@ -13,13 +13,16 @@ export function cors(paths: readonly string[], origins: readonly string[]) {
     const origin = request.headers.get("origin");
     if (!origin || !allowed.has(origin)) return;
     set.headers["access-control-allow-origin"] = origin;
+    // RFC 9449 §8: a browser client reads the server's nonce from the DPoP-Nonce header.
+    set.headers["access-control-expose-headers"] = "DPoP-Nonce";
     if (request.method === "OPTIONS") {
       return new Response(null, {
         status: 204,
         headers: {
           "Access-Control-Allow-Origin": origin,
           "Access-Control-Allow-Methods": "POST",
-          "Access-Control-Allow-Headers": "Authorization, Content-Type",
+          // DPoP (RFC 9449 §4.1): proofs come in a header of their own.
+          "Access-Control-Allow-Headers": "Authorization, Content-Type, DPoP",
           "Access-Control-Max-Age": "600",
           Vary: "Origin",
         },
