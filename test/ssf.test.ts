@@ -434,15 +434,18 @@ describe.each(backends)("Shared Signals transmitter [%s]", (backend) => {
   });
 
   test("a look for push streams passes over those this instance delivers already (one, or several)", async () => {
-    const first = await pushStream(alpha, pushA);
-    const second = await pushStream(alpha, pushA);
-    const owner = `test-${crypto.randomUUID()}`;
-    for (const exclude of [[first.stream_id], [first.stream_id, second.stream_id]]) {
-      const claimed = (await t.services.stores.ssf.claim(owner, 64, 1, exclude)).map((stream) => stream.id);
-      for (const id of exclude) expect(claimed).not.toContain(id);
-      for (const id of claimed) await t.services.stores.ssf.release(id, owner);
+    // An app of its own, whose push delivery is not running: no other claim can take the streams.
+    const quiet = await createTestApp(backend, { TA_OUTBOUND_ALLOW_HOSTS: new URL(pushA.url).host });
+    try {
+      const client = await createClient(quiet, "confidential", { grantTypes: ["client_credentials"], scope: "ssf" });
+      const make = () => quiet.services.ssf.streams.create(client.client.clientId, { delivery: { method: PUSH, endpoint_url: pushA.url } });
+      const [first, second] = [await make(), await make()];
+      const claim = async (exclude: string[]) => (await quiet.services.stores.ssf.claim("test-owner", 64, 10, exclude)).map((stream) => stream.id);
+      expect(await claim([first.stream_id])).toEqual([second.stream_id]);
+      expect(await claim([first.stream_id, second.stream_id])).toEqual([]);
+    } finally {
+      await quiet.close();
     }
-    for (const stream of [first, second]) await call(alpha, "DELETE", `/ssf/streams?stream_id=${stream.stream_id}`);
   });
 
   test("poll (RFC 8936): unacknowledged SETs come again, acknowledged ones do not, a long poll answers when one is logged", async () => {

@@ -17,7 +17,7 @@ import { advance, StreamReader } from "./reader.ts";
 
 /** RFC 8935 §2.4 error codes after which the same SET would only fail again: counted and passed over. */
 const PERMANENT = new Set(["invalid_request", "invalid_audience", "invalid_issuer"]);
-export const PUSH_TIMEOUT_MS = 5000;
+const PUSH_TIMEOUT_MS = 5000;
 const MAX_BACKOFF_SECONDS = 300;
 /**
  * How long a lease lasts without renewal: how long the streams of an instance that died wait
@@ -68,6 +68,8 @@ export class PushDelivery {
   private unwatch: (() => void) | undefined;
   private looking: Promise<void> | undefined;
   private again = false;
+  /** Only a started instance delivers (a CLI command changing a stream must not take it). */
+  private started = false;
   private stopped = false;
   /** Bumped when a stream changed here: every delivery takes its stream again, configured afresh. */
   private generation = 0;
@@ -77,6 +79,7 @@ export class PushDelivery {
   constructor(private readonly deps: PushDeps) {}
 
   start(): void {
+    this.started = true;
     this.unwatch = this.deps.watch(() => this.wake());
     this.timer = setInterval(() => {
       this.wake();
@@ -120,7 +123,7 @@ export class PushDelivery {
 
   /** Takes the streams no instance delivers (one look at a time; a look asked for meanwhile follows it). */
   look(): void {
-    if (this.stopped) return;
+    if (!this.started || this.stopped) return;
     if (this.looking) {
       this.again = true;
       return;
