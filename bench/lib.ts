@@ -8,7 +8,7 @@ import { createServer } from "node:net";
 import type { JWK } from "jose";
 import type postgres from "postgres";
 import { hashAuthorizationCode, sealAuthorizationCode } from "../src/oauth/authorization-codes.ts";
-import { deriveCodeKey } from "../src/oauth/keys.ts";
+import { deriveSealingKey } from "../src/oauth/keys.ts";
 
 export interface LoadResult {
   requests: number;
@@ -296,7 +296,7 @@ export async function insertCodeGrants(
   const verifier = randomBytes(32).toString("base64url");
   const challenge = createHash("sha256").update(verifier).digest("base64url");
   const [key] = await sql`select private_jwk from signing_keys where status = 'active'`;
-  const sealing = await deriveCodeKey(key!.private_jwk as JWK);
+  const sealing = await deriveSealingKey(key!.private_jwk as JWK, "code");
   // Each code names its grant (the family's sid), as the authorization endpoint's do.
   const ids = Array.from({ length: count }, () => randomUUID());
   const codes = await Promise.all(ids.map((sid) => sealAuthorizationCode(sealing, { sub: grant.userId, scope: "read", aud: [], sid })));

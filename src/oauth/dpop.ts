@@ -1,8 +1,10 @@
 // DPoP (RFC 9449): checks a proof as §4.3 lists (typ, an asymmetric algorithm, a public key only,
-// the signature by that key, htm, htu, iat, jti never seen before at any instance, ath and the
-// server's nonce where they apply) and answers the key's thumbprint (RFC 7638), the `jkt` tokens
+// the signature by that key, htm, htu, iat, jti never seen before at any instance, and the
+// server's nonce where it applies; `ath` belongs to endpoints that take a token with the proof,
+// which this server has none of yet) and answers the key's thumbprint (RFC 7638), the `jkt` tokens
 // are bound to (§6). Server nonces (§8) are sealed time windows: every instance sharing the
-// signing keys makes and accepts them, and they change with each window.
+// signing keys makes and accepts them (under a key of their own, src/oauth/keys.ts), and they
+// change with each window.
 import type { JWK } from "jose";
 import { base64url, compactVerify, decodeProtectedHeader, importJWK } from "jose";
 import type { DpopProofStore } from "../../db/stores/dpop.ts";
@@ -27,8 +29,6 @@ export interface ProofRequest {
   method: string;
   /** The request's URL (query and fragment are ignored, §4.3 check 9). */
   url: string;
-  /** Where a token is presented with the proof: it must carry `ath` (§4.3 check 12). */
-  accessToken?: string;
   /** Whether the proof must carry a nonce of this server (§8). */
   nonceRequired: boolean;
 }
@@ -61,7 +61,7 @@ export class DpopVerifier {
   private readonly keyCache = new Map<string, { key: CryptoKey | Uint8Array; jkt: string; alg: string }>();
 
   constructor(
-    private readonly keys: Pick<KeyStore, "codeKeys">,
+    private readonly keys: Pick<KeyStore, "sealingKeys">,
     private readonly proofs: Pick<DpopProofStore, "firstSeen">,
     private readonly now: () => number = Date.now,
   ) {}
@@ -99,7 +99,7 @@ export class DpopVerifier {
     } catch {
       throw dpopError("invalid_dpop_proof", "the proof's signature does not verify with its jwk");
     }
-    const { jti, htm, htu, iat, ath, nonce } = payload;
+    const { jti, htm, htu, iat, nonce } = payload;
     // §4.3 check 3: the claims required.
     if (typeof jti !== "string" || jti === "" || jti.length > 256) throw dpopError("invalid_dpop_proof", "the proof needs a jti");
     // §4.3 check 8.
@@ -114,11 +114,6 @@ export class DpopVerifier {
     if (typeof iat !== "number" || !Number.isFinite(iat)) throw dpopError("invalid_dpop_proof", "the proof needs an iat");
     if (iat < nowSeconds - PROOF_MAX_AGE) throw dpopError("invalid_dpop_proof", "the proof is too old (iat)");
     if (iat > nowSeconds + PROOF_MAX_AHEAD) throw dpopError("invalid_dpop_proof", "the proof is from the future (iat)");
-    // §4.3 check 12: a proof presented with an access token carries its hash.
-    if (request.accessToken !== undefined) {
-      const expected = base64url.encode(new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(request.accessToken))));
-      if (ath !== expected) throw dpopError("invalid_dpop_proof", "the proof's ath is not the hash of the access token");
-    }
     // §4.3 check 10, §8: the nonce this server gave.
     if (request.nonceRequired) {
       if (typeof nonce !== "string") throw dpopError("use_dpop_nonce", "a DPoP nonce is required", await this.nonce());
@@ -148,7 +143,7 @@ export class DpopVerifier {
     const window = Math.floor(this.now() / 1000 / NONCE_WINDOW_SECONDS);
     const iv = crypto.getRandomValues(new Uint8Array(12));
     const plain = new Uint8Array(new BigUint64Array([BigInt(window)]).buffer);
-    const sealed = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: NONCE_AAD }, this.keys.codeKeys().sealing, plain));
+    const sealed = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv, additionalData: NONCE_AAD }, this.keys.sealingKeys("dpop-nonce").sealing, plain));
     const out = new Uint8Array(iv.length + sealed.length);
     out.set(iv);
     out.set(sealed, iv.length);
@@ -165,7 +160,7 @@ export class DpopVerifier {
     }
     if (bytes.length !== 12 + 8 + 16) return false;
     const current = Math.floor(this.now() / 1000 / NONCE_WINDOW_SECONDS);
-    for (const key of this.keys.codeKeys().opening) {
+    for (const key of this.keys.sealingKeys("dpop-nonce").opening) {
       try {
         const plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv: bytes.slice(0, 12), additionalData: NONCE_AAD }, key, bytes.slice(12));
         const window = Number(new BigUint64Array(plain.slice(0, 8))[0]);

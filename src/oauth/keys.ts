@@ -25,20 +25,28 @@ interface LoadedKey {
   signKey: CryptoKey | undefined;
   /** Seals authorization codes (src/oauth/authorization-codes.ts). */
   codeKey: CryptoKey;
+  /** Seals DPoP nonces (src/oauth/dpop.ts). */
+  nonceKey: CryptoKey;
   verifyUntil: Date | null;
 }
 
-const CODE_KEY_INFO = new TextEncoder().encode("token-authority/authorization-code/v1");
+/** What a sealing key is for: each purpose has its own HKDF `info`, so its own key. */
+const SEALING_INFO = {
+  code: new TextEncoder().encode("token-authority/authorization-code/v1"),
+  "dpop-nonce": new TextEncoder().encode("token-authority/dpop-nonce/v1"),
+} as const;
+export type SealingPurpose = keyof typeof SEALING_INFO;
 
 /**
- * The AES-256-GCM key that seals authorization codes, derived from a signing key's private
- * scalar with HKDF-SHA256 (RFC 5869) under its own `info`: every instance sharing the signing
- * keys derives the same key, and no key of one purpose serves the other.
+ * An AES-256-GCM key that seals what the server gives out and reads back (authorization codes,
+ * DPoP nonces), derived from a signing key's private scalar with HKDF-SHA256 (RFC 5869) under
+ * the purpose's own `info`: every instance sharing the signing keys derives the same key, and
+ * no key of one purpose serves another.
  */
-export async function deriveCodeKey(privateJwk: JWK): Promise<CryptoKey> {
+export async function deriveSealingKey(privateJwk: JWK, purpose: SealingPurpose): Promise<CryptoKey> {
   const material = await crypto.subtle.importKey("raw", base64url.decode(privateJwk.d!) as Uint8Array<ArrayBuffer>, "HKDF", false, ["deriveKey"]);
   return crypto.subtle.deriveKey(
-    { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: CODE_KEY_INFO },
+    { name: "HKDF", hash: "SHA-256", salt: new Uint8Array(0), info: SEALING_INFO[purpose] },
     material,
     { name: "AES-GCM", length: 256 },
     false,
@@ -108,7 +116,8 @@ export class KeyStore {
           row.status === "active"
             ? (known?.signKey ?? ((await importJWK(row.privateJwk as JWK, row.alg)) as CryptoKey))
             : undefined,
-        codeKey: known?.codeKey ?? (await deriveCodeKey(row.privateJwk as JWK)),
+        codeKey: known?.codeKey ?? (await deriveSealingKey(row.privateJwk as JWK, "code")),
+        nonceKey: known?.nonceKey ?? (await deriveSealingKey(row.privateJwk as JWK, "dpop-nonce")),
         verifyUntil: row.verifyUntil,
       };
       keys.set(row.kid, loaded);
@@ -161,10 +170,16 @@ export class KeyStore {
     return { alg: key.alg, key: key.verifyKey };
   }
 
-  /** The keys of authorization codes: the active key's seals, every loaded key's open. */
-  codeKeys(): { sealing: CryptoKey; opening: CryptoKey[] } {
+  /** The keys of a sealing purpose: the active key's seals, every loaded key's open. */
+  sealingKeys(purpose: SealingPurpose): { sealing: CryptoKey; opening: CryptoKey[] } {
+    const keyOf = (key: LoadedKey) => (purpose === "code" ? key.codeKey : key.nonceKey);
     const active = this.active!;
-    return { sealing: active.codeKey, opening: [active.codeKey, ...[...this.keys.values()].filter((k) => k !== active).map((k) => k.codeKey)] };
+    return { sealing: keyOf(active), opening: [keyOf(active), ...[...this.keys.values()].filter((k) => k !== active).map(keyOf)] };
+  }
+
+  /** The keys of authorization codes (sealingKeys("code")). */
+  codeKeys(): { sealing: CryptoKey; opening: CryptoKey[] } {
+    return this.sealingKeys("code");
   }
 
   /** Public keys for /.well-known/jwks.json: the active one and retired ones still valid. */
