@@ -115,19 +115,25 @@ export async function ssfBench(input: SsfBenchInput): Promise<SsfBenchResult> {
       for (const stream of troubled) await deleteStream(stream.stream_id);
     }
 
-    // Latency at a push receiver: one revocation at a time.
+    /** One revocation at a time: from sending it until its SET is among `arrivals`. */
+    const latencies = async (arrivals: ReadonlyMap<string, number>, what: string) => {
+      const measured: number[] = [];
+      for (const t of take(input.latencySamples)) {
+        const sid = sidOfToken(t);
+        const sent = performance.now();
+        await input.revoke(t);
+        const deadline = performance.now() + 5000;
+        while (!arrivals.has(sid) && performance.now() < deadline) await Bun.sleep(0.2);
+        const arrived = arrivals.get(sid);
+        if (arrived === undefined) throw new Error(`a ${what} SET did not arrive within 5 s`);
+        measured.push(arrived - sent);
+      }
+      return measured;
+    };
+
+    // Latency at a push receiver.
     const latencyStream = await pushTo(ports.push[0]);
-    const pushLatencies: number[] = [];
-    for (const t of take(input.latencySamples)) {
-      const sid = sidOfToken(t);
-      const sent = performance.now();
-      await input.revoke(t);
-      const deadline = performance.now() + 5000;
-      while (!receivers[0]!.arrivals.has(sid) && performance.now() < deadline) await Bun.sleep(0.2);
-      const arrived = receivers[0]!.arrivals.get(sid);
-      if (arrived === undefined) throw new Error("a push SET did not arrive within 5 s");
-      pushLatencies.push(arrived - sent);
-    }
+    const pushLatencies = await latencies(receivers[0]!.arrivals, "pushed");
     await deleteStream(latencyStream.stream_id);
 
     // Latency at a poll receiver in long-poll mode: it acknowledges what it got and waits again.
@@ -150,17 +156,7 @@ export async function ssfBench(input: SsfBenchInput): Promise<SsfBenchResult> {
     })();
     // The first long poll is waiting before the first revocation.
     await Bun.sleep(200);
-    const pollLatencies: number[] = [];
-    for (const t of take(input.latencySamples)) {
-      const sid = sidOfToken(t);
-      const sent = performance.now();
-      await input.revoke(t);
-      const deadline = performance.now() + 5000;
-      while (!pollArrivals.has(sid) && performance.now() < deadline) await Bun.sleep(0.2);
-      const arrived = pollArrivals.get(sid);
-      if (arrived === undefined) throw new Error("a polled SET did not arrive within 5 s");
-      pollLatencies.push(arrived - sent);
-    }
+    const pollLatencies = await latencies(pollArrivals, "polled");
     stop.abort();
     // The last long poll answers by itself within TA_SSF_LONG_POLL; the stream's deletion does not wait for it.
     await deleteStream(pollStream.stream_id);

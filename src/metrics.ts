@@ -14,7 +14,6 @@ export interface Metrics {
   /** Requests by method, route pattern (never the raw URL) and status. */
   readonly httpRequests: Counter<"method" | "route" | "status">;
   readonly httpDuration: Histogram<"method" | "route" | "status">;
-  readonly httpInFlight: Gauge;
   /** Revocation requests by outcome (RFC 7009 answers 200 for all but undecodable). */
   readonly revocations: Counter<"outcome">;
   /** Token sessions revoked (each with its family), by reason: revoked_by_client, user_disabled, key_revoked, … */
@@ -38,7 +37,7 @@ export interface Metrics {
   readonly ssfEventsDropped: Counter<"stream_id">;
   /** Where the per-stream queue depth and delivery lag are read from at scrape (set by the SSF services). */
   ssfBacklog: (() => Promise<Array<{ streamId: string; status: string; depth: number; lagSeconds: number }>>) | undefined;
-  /** HTTP requests being handled now (what background work yields to). */
+  /** HTTP requests being handled now: what background work yields to, and ta_http_requests_in_flight at scrape. */
   readonly requestsInFlight: { value: number };
   /** The Prometheus text exposition of this app's metrics and the process metrics. */
   render(): Promise<string>;
@@ -106,6 +105,15 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
     });
   }
 
+  const requestsInFlight = { value: 0 };
+  new Gauge({
+    name: "ta_http_requests_in_flight",
+    help: "HTTP requests being handled",
+    registers,
+    collect() {
+      this.set(requestsInFlight.value);
+    },
+  });
   const metrics: Metrics = {
     registry,
     contentType: registry.contentType,
@@ -122,7 +130,6 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       buckets: LATENCY_BUCKETS,
       registers,
     }),
-    httpInFlight: new Gauge({ name: "ta_http_requests_in_flight", help: "HTTP requests being handled", registers }),
     revocations: new Counter({
       name: "ta_revocations_total",
       help: "Revocation requests by outcome: revoked, already_revoked, unknown, other_client, undecodable",
@@ -183,7 +190,7 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       registers,
     }),
     ssfBacklog: undefined,
-    requestsInFlight: { value: 0 },
+    requestsInFlight,
     async render() {
       const [own, process] = await Promise.all([registry.metrics(), processMetrics().metrics()]);
       return `${own}\n${process}`;

@@ -7,7 +7,7 @@ import { decodeJwt } from "jose";
 import { count, eq } from "drizzle-orm";
 import { sessions } from "../db/schema.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
-import { admin, createClient, createTestApp, introspect, post, request, useTestApp } from "./helpers/app.ts";
+import { admin, basic, createClient, createTestApp, introspect, post, request, useTestApp } from "./helpers/app.ts";
 import { backends, createPostgresDatabase, TEST_DATABASE_URL } from "./helpers/db.ts";
 import { openPostgres } from "../db/client.ts";
 import type { DpopKey } from "./helpers/dpop.ts";
@@ -155,7 +155,7 @@ describe.each(backends)("DPoP at the token endpoint [%s]", (backend) => {
       body: JSON.stringify({ client_name: "bound", grant_types: ["client_credentials"], token_endpoint_auth_method: "client_secret_basic", dpop_bound_access_tokens: true }),
     });
     expect([registered.status, client.dpop_bound_access_tokens]).toEqual([201, true]);
-    const auth = { client: (await t.services.clients.find(client.client_id))!, secret: client.client_secret, auth: { form: {}, headers: { authorization: `Basic ${btoa(`${client.client_id}:${client.client_secret}`)}` } } };
+    const auth = { client: (await t.services.clients.find(client.client_id))!, secret: client.client_secret, auth: { form: {}, headers: { authorization: basic(client.client_id, client.client_secret) } } };
     const [refused, refusedBody] = await tokenWith(t, auth, { grant_type: "client_credentials" });
     expect([refused.status, refusedBody.error]).toEqual([400, "invalid_dpop_proof"]);
     const [made, operatorClient] = await admin(t, "POST", "/clients", { client_name: "bound by an operator", grant_types: ["client_credentials"], dpop_bound_access_tokens: true });

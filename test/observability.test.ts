@@ -90,6 +90,8 @@ describe.each(backends)("observability [%s]", (backend) => {
     const [, text] = await request(t, "GET", "/metrics");
     expect(text).not.toContain("random-path-1234");
     expect(await sample(t, "ta_http_requests_total", { route: "unmatched", status: "404" })).toBeGreaterThanOrEqual(1);
+    // The scrape is itself a request in flight while it is answered.
+    expect(await sample(t, "ta_http_requests_in_flight")).toBeGreaterThanOrEqual(1);
   });
 
   test("counts revocations by outcome", async () => {

@@ -7,24 +7,21 @@ import { join } from "node:path";
 import { decodeJwt } from "jose";
 import type { ServerProcess } from "./helpers/binary.ts";
 import { buildBinary, emptyDirWithBinary, freePort, runCli, startServer } from "./helpers/binary.ts";
-import { adminConnection, databaseUrl, TEST_DATABASE_URL } from "./helpers/db.ts";
+import { basic } from "./helpers/app.ts";
+import { backends, createPostgresDatabase } from "./helpers/db.ts";
 import type { PushReceiver } from "./helpers/ssf-receiver.ts";
 import { pushReceiver, TYPES } from "./helpers/ssf-receiver.ts";
 
 setDefaultTimeout(120_000);
 
 const PUSH = "urn:ietf:rfc:8935";
-const backends = TEST_DATABASE_URL ? (["pglite", "postgres"] as const) : (["pglite"] as const);
-const databases: string[] = [];
+const drops: Array<() => Promise<void>> = [];
 
-async function freshDatabase(label: string): Promise<string> {
-  const name = `ta_ssf_${label}_${process.pid}`;
-  const admin = adminConnection();
-  await admin.unsafe(`drop database if exists ${name} with (force)`);
-  await admin.unsafe(`create database ${name}`);
-  await admin.end();
-  databases.push(name);
-  return databaseUrl(name);
+/** A fresh, migrated database on TEST_DATABASE_URL's server, dropped after the file. */
+async function freshDatabase(): Promise<string> {
+  const created = await createPostgresDatabase();
+  drops.push(created.drop);
+  return created.url;
 }
 
 interface Credentials {
@@ -32,10 +29,8 @@ interface Credentials {
   secret: string;
 }
 
-const basic = ({ clientId, secret }: Credentials) => `Basic ${btoa(`${encodeURIComponent(clientId)}:${encodeURIComponent(secret)}`)}`;
-
 async function form(server: ServerProcess, path: string, who: Credentials, fields: Record<string, string>) {
-  const res = await fetch(`${server.url}${path}`, { method: "POST", headers: { authorization: basic(who) }, body: new URLSearchParams(fields) });
+  const res = await fetch(`${server.url}${path}`, { method: "POST", headers: { authorization: basic(who.clientId, who.secret) }, body: new URLSearchParams(fields) });
   const text = await res.text();
   return { status: res.status, body: text ? JSON.parse(text) : undefined };
 }
@@ -64,10 +59,7 @@ async function revokeTokens(servers: ServerProcess[], app: Credentials, count: n
 const sidOf = (event: { subject: Record<string, unknown> }) => (event.subject.session as { id: string }).id;
 
 afterAll(async () => {
-  if (databases.length === 0) return;
-  const admin = adminConnection();
-  for (const name of databases) await admin.unsafe(`drop database if exists ${name} with (force)`);
-  await admin.end();
+  for (const drop of drops) await drop();
 });
 
 describe.each(backends)("Shared Signals at the executable [%s]", (backend) => {
@@ -81,7 +73,7 @@ describe.each(backends)("Shared Signals at the executable [%s]", (backend) => {
     const env: Record<string, string> = {
       TA_ISSUER: issuer,
       TA_OUTBOUND_ALLOW_HOSTS: `127.0.0.1:${receiverPort}`,
-      ...(backend === "postgres" ? { DATABASE_URL: await freshDatabase("kill") } : {}),
+      ...(backend === "postgres" ? { DATABASE_URL: await freshDatabase() } : {}),
     };
     let server = await startServer(dir, env, ["--port", String(port)]);
     let receiver: PushReceiver | undefined;
@@ -122,7 +114,7 @@ describe.each(backends)("Shared Signals at the executable [%s]", (backend) => {
     const { dir } = emptyDirWithBinary();
     const receiverPort = freePort();
     const issuer = "http://ssf-pair.test";
-    const env: Record<string, string> = { TA_ISSUER: issuer, TA_OUTBOUND_ALLOW_HOSTS: `127.0.0.1:${receiverPort}`, DATABASE_URL: await freshDatabase("pair") };
+    const env: Record<string, string> = { TA_ISSUER: issuer, TA_OUTBOUND_ALLOW_HOSTS: `127.0.0.1:${receiverPort}`, DATABASE_URL: await freshDatabase() };
     const a = await startServer(dir, env);
     const b = await startServer(dir, { ...env, TA_ADMIN_SOCKET: join(dir, "b.sock") });
     try {

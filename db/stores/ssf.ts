@@ -263,16 +263,6 @@ export class SsfStore {
       }));
   }
 
-  /** The cursors of settled entries above `position` (they count as read, in order). */
-  async settledAbove(streamId: string, position: number): Promise<number[]> {
-    const rows = await this.database.db
-      .select({ cursor: ssfAcks.cursor })
-      .from(ssfAcks)
-      .where(and(eq(ssfAcks.streamId, streamId), sql`${ssfAcks.cursor} > ${position}`))
-      .orderBy(asc(ssfAcks.cursor));
-    return rows.map((row) => Number(row.cursor));
-  }
-
   /**
    * Records entries settled for a stream and moves its position to `position` (never back),
    * forgetting what is at or below it. With `leaseOwner`, only while that instance holds the
@@ -347,15 +337,6 @@ export class SsfStore {
   /** Releases every lease (at the start of the only process that can use the database). */
   async releaseAllLeases(): Promise<void> {
     await this.database.db.update(ssfStreams).set({ leaseOwner: null, leaseUntil: null }).where(sql`${ssfStreams.leaseOwner} is not null`);
-  }
-
-  /** Whether any enabled push stream exists (then the instance follows the log closely). */
-  async pushStreamsExist(): Promise<boolean> {
-    const [row] = await this.database.db
-      .select({ n: count() })
-      .from(ssfStreams)
-      .where(and(eq(ssfStreams.status, "enabled"), eq(ssfStreams.deliveryMethod, "urn:ietf:rfc:8935")));
-    return Number(row?.n ?? 0) > 0;
   }
 
   /** Per stream: log entries above its position, and the age of the oldest (seconds). */

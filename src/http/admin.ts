@@ -1,7 +1,7 @@
 // The admin API under /admin/v1: clients, users, sessions, browser sessions, resources, Shared
-// Signals streams and signing keys of a running server, as JSON. Who may call it: a request that came through the admin socket (a
-// Unix domain socket of mode 0600 — its file permissions are the credential) or from the CLI in
-// process; or, when TA_ADMIN_REMOTE is on, a bearer token this server issued (client_credentials)
+// Signals streams and signing keys of a running server, as JSON. Who may call it: a request that
+// came through the admin socket (a Unix domain socket of mode 0600 — its file permissions are the
+// credential) or from the CLI in process; or, when TA_ADMIN_REMOTE is on, a bearer token this server issued (client_credentials)
 // with the `ta:admin` scope (RFC 6750: 401 without a valid one, 403 without the scope). Every
 // action is audit-logged: who, what, on what — never a secret.
 import { Elysia, t } from "elysia";

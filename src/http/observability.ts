@@ -46,7 +46,6 @@ export function observability({ log, metrics }: { log: Logger; metrics: Metrics 
     const began = performance.now();
     const incoming = request.headers.get("x-request-id");
     const requestId = incoming && INCOMING_REQUEST_ID.test(incoming) ? incoming : randomUUID();
-    metrics.httpInFlight.inc();
     metrics.requestsInFlight.value++;
     let response: Response;
     try {
@@ -56,7 +55,6 @@ export function observability({ log, metrics }: { log: Logger; metrics: Metrics 
       log.error("http.error.unexpected", { request_id: requestId, error: errorForLog(error) });
       response = toOAuthError(error).toResponse();
     } finally {
-      metrics.httpInFlight.dec();
       metrics.requestsInFlight.value--;
     }
     try {

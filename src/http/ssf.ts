@@ -8,7 +8,7 @@ import { SSF_SCOPE } from "../oauth/scopes.ts";
 import { metadataPath, SSF_PATHS, transmitterMetadata } from "../ssf/streams.ts";
 import { bearerClient } from "./bearer.ts";
 import { onlyMethods } from "./method-not-allowed.ts";
-import { jsonResponse } from "./responses.ts";
+import { emptyResponse, jsonResponse } from "./responses.ts";
 
 const REALM = "token-authority-ssf";
 
@@ -32,7 +32,7 @@ const streamFields = {
 const streamId = t.String({ minLength: 1, maxLength: 100 });
 const subjectBody = t.Object({ stream_id: streamId, subject: t.Unknown(), verified: t.Optional(t.Boolean()) });
 
-const noContent = () => new Response(null, { status: 204, headers: { "Cache-Control": "no-store" } });
+const noContent = () => emptyResponse(204);
 
 export function ssfEndpoints({ config, pipeline, ssf }: Services) {
   const metadata = transmitterMetadata(config);
@@ -70,7 +70,7 @@ export function ssfEndpoints({ config, pipeline, ssf }: Services) {
       }),
     })
     // §8.1.3.2: "an empty 200 OK"; §8.1.3.3: "204 No Content".
-    .post(SSF_PATHS.addSubject, async ({ receiver, body }) => (await streams.addSubject(receiver, body.stream_id, body.subject), new Response(null, { status: 200, headers: { "Cache-Control": "no-store" } })), {
+    .post(SSF_PATHS.addSubject, async ({ receiver, body }) => (await streams.addSubject(receiver, body.stream_id, body.subject), emptyResponse()), {
       body: subjectBody,
     })
     .post(SSF_PATHS.removeSubject, async ({ receiver, body }) => (await streams.removeSubject(receiver, body.stream_id, body.subject), noContent()), {

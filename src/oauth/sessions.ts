@@ -39,6 +39,8 @@ export interface Binding {
 
 const accessCnf = (binding: Binding | undefined) => (binding ? { cnf: { jkt: binding.jkt } } : {});
 const refreshCnf = (binding: Binding | undefined) => (binding?.refresh ? { cnf: { jkt: binding.jkt } } : {});
+/** RFC 9449 §5: the token type of a bound access token is DPoP. */
+const tokenTypeOf = (binding: Binding | undefined): IssuedTokens["tokenType"] => (binding ? "DPoP" : "Bearer");
 
 export interface IssuedTokens {
   sessionId: string;
@@ -127,7 +129,7 @@ export class SessionService {
       refreshExpiresAt: refreshJti ? new Date((iat + refreshTtl) * 1000) : null,
       signingKid: kid,
     });
-    return { sessionId, tokenType: request.binding ? "DPoP" : "Bearer", accessToken, refreshToken, expiresIn: accessTtl, scope };
+    return { sessionId, tokenType: tokenTypeOf(request.binding), accessToken, refreshToken, expiresIn: accessTtl, scope };
   }
 
   /**
@@ -182,8 +184,7 @@ export class SessionService {
           { exp: seconds(row.refresh_expires_at), jti: refresh.jti, ...refreshCnf(request.binding) },
         );
     const tokens = { accessToken: signed.accessToken, refreshToken: signed.refreshToken };
-    const tokenType = request.binding ? "DPoP" : "Bearer";
-    return { outcome: row.outcome, tokens: { sessionId: row.new_session_id!, tokenType, ...tokens, expiresIn: accessTtl, scope } };
+    return { outcome: row.outcome, tokens: { sessionId: row.new_session_id!, tokenType: tokenTypeOf(request.binding), ...tokens, expiresIn: accessTtl, scope } };
   }
 
   /**
@@ -237,8 +238,7 @@ export class SessionService {
       row.signed && signedBefore && predicted?.family === row.grant_id
         ? signedBefore
         : await this.signTokens({ sub: row.subject!, aud: audClaim(row.audience ?? []), iat, client_id: client.clientId, scope, sid: row.grant_id! }, access, refresh);
-    const tokenType = request.binding ? "DPoP" : "Bearer";
-    return { outcome: "redeemed", grantId: row.grant_id!, tokens: { sessionId: row.session_id!, tokenType, accessToken, refreshToken, expiresIn: accessTtl, scope } };
+    return { outcome: "redeemed", grantId: row.grant_id!, tokens: { sessionId: row.session_id!, tokenType: tokenTypeOf(request.binding), accessToken, refreshToken, expiresIn: accessTtl, scope } };
   }
 
   /**
