@@ -364,10 +364,7 @@ export function adminEndpoints({ config, log, admin, pipeline, localAdmin }: Adm
     .post(
       "/ssf/streams/:stream_id/status",
       ({ actor, params, body }) =>
-        act(actor, "ssf.streams.status", params.stream_id, async () => {
-          const stream = await admin.setStreamStatus(params.stream_id, body.status, body.reason);
-          return { stream_id: stream.id, status: stream.status, ...(stream.statusReason ? { reason: stream.statusReason } : {}) };
-        }),
+        act(actor, "ssf.streams.status", params.stream_id, () => admin.setStreamStatus(params.stream_id, body.status, body.reason)),
       {
         params: t.Object({ stream_id: ref }),
         body: t.Object({

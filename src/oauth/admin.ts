@@ -326,7 +326,7 @@ export class Administration {
   }
 
   /** The transmitter changes a stream's status: its receiver is told in a stream-updated event (SSF 1.0 §8.1.5). */
-  setStreamStatus(streamId: string, status: StreamStatus, reason: string | undefined): Promise<SsfStream> {
+  setStreamStatus(streamId: string, status: StreamStatus, reason: string | undefined) {
     return this.deps.streams.setStatusAsTransmitter(streamId, status, reason);
   }
 

@@ -80,6 +80,9 @@ export type StreamsDeps = {
 
 const notFound = () => new OAuthError("not_found", "no such stream");
 
+/** SSF 1.0 §8.1.2.1: a stream's status as the status endpoint answers it. */
+const statusOf = (stream: SsfStream) => ({ stream_id: stream.id, status: stream.status, ...(stream.statusReason ? { reason: stream.statusReason } : {}) });
+
 export class Streams {
   constructor(private readonly deps: StreamsDeps) {}
 
@@ -156,7 +159,7 @@ export class Streams {
 
   async status(receiver: string, streamId: string) {
     const stream = await this.own(receiver, streamId);
-    return { stream_id: stream.id, status: stream.status, ...(stream.statusReason ? { reason: stream.statusReason } : {}) };
+    return statusOf(stream);
   }
 
   /** The receiver changes its stream's status (no stream-updated event: it asked, §8.1.2). */
@@ -164,7 +167,7 @@ export class Streams {
     const stream = await this.deps.store.setStatus(streamId, status, reason ?? null, { clientId: receiver });
     if (!stream) throw notFound();
     this.deps.changed();
-    return { stream_id: stream.id, status: stream.status, ...(stream.statusReason ? { reason: stream.statusReason } : {}) };
+    return statusOf(stream);
   }
 
   /** An operator changes a stream's status: the receiver hears of it in a stream-updated event (§8.1.5). */
@@ -172,7 +175,7 @@ export class Streams {
     const stream = await this.deps.store.setStatus(streamId, status, reason ?? null, { announce: { retention: this.deps.config.ssfRetention } });
     if (!stream) throw notFound();
     this.deps.changed();
-    return stream;
+    return statusOf(stream);
   }
 
   /** §8.1.3.2: the subject's events are sent again (every subject is in a stream until removed). */
