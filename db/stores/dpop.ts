@@ -2,8 +2,8 @@
 // jti are recorded once; the second time is a replay. Proofs checked together share one INSERT.
 import { sql } from "drizzle-orm";
 import type { Database } from "../client.ts";
-import { isConnectionFailure } from "../failures.ts";
 import { Batcher } from "../batcher.ts";
+import { SESSION_BATCHING } from "./sessions.ts";
 
 interface SeenItem {
   id: string;
@@ -15,12 +15,8 @@ export class DpopProofStore {
   private readonly inserts: Batcher<SeenItem, boolean>;
 
   constructor(private readonly database: Database) {
-    this.inserts = new Batcher((items) => this.insertAll(items), {
-      maxBatch: 100,
-      maxInFlight: 1,
-      stallMs: 20,
-      retrySeparately: (error: unknown) => !isConnectionFailure(error),
-    });
+    // Batched as the session statements are (one at the database, the rest join the next).
+    this.inserts = new Batcher((items) => this.insertAll(items), SESSION_BATCHING);
   }
 
   /** Records a proof; false when it was recorded before (a replay). */
