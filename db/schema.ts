@@ -100,10 +100,16 @@ export const authorizationGrants = pgTable(
     resources: text("resources").array().notNull().default(sql`'{}'::text[]`),
     expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
     redeemedAt: timestamp("redeemed_at", { withTimezone: true }),
+    /**
+     * The browser sign-in the grant was given in (OpenID Connect `sid`): whose end sends the
+     * grant's client a logout token (Back-Channel Logout 1.0). Null without one (a trusted header).
+     */
+    browserSessionId: uuid("browser_session_id"),
     ...timestamps,
   },
   (table) => [
     index("authorization_grants_client_id_idx").on(table.clientId),
+    index("authorization_grants_browser_session_idx").on(table.browserSessionId).where(sql`browser_session_id is not null`),
     index("authorization_grants_user_id_idx").on(table.userId),
     index("authorization_grants_expires_at_idx").on(table.expiresAt),
   ],
@@ -168,6 +174,8 @@ export const browserSessions = pgTable(
     userAgent: text("user_agent"),
     ...timestamps,
     lastSeenAt: timestamp("last_seen_at", { withTimezone: true }).notNull().defaultNow(),
+    /** When the user last proved who they are in it (OpenID Connect auth_time): a new sign-in moves it on. */
+    authenticatedAt: timestamp("authenticated_at", { withTimezone: true }).notNull().defaultNow(),
     expiresAt: timestamp("expires_at", { withTimezone: true }).notNull(),
     endedAt: timestamp("ended_at", { withTimezone: true }),
     endReason: text("end_reason"),

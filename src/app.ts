@@ -19,6 +19,7 @@ import { revocationsEndpoint } from "./http/revocations.ts";
 import { revokeEndpoint } from "./http/revoke.ts";
 import { ssfEndpoints } from "./http/ssf.ts";
 import { tokenEndpoint } from "./http/token.ts";
+import { USERINFO_PATH, userinfoEndpoint } from "./http/userinfo.ts";
 import type { Services } from "./services.ts";
 
 export function createApp(services: Services) {
@@ -27,7 +28,7 @@ export function createApp(services: Services) {
     .use(observability(services))
     .use(errorPlugin(services.log))
     .use(requestLimits(config))
-    .use(cors(["/oauth/revoke", "/oauth/token"], config.corsOrigins))
+    .use(cors(["/oauth/revoke", "/oauth/token", USERINFO_PATH], config.corsOrigins))
     .use(healthEndpoints(services))
     .use(revokeEndpoint(services))
     .use(tokenEndpoint(services))
@@ -38,6 +39,7 @@ export function createApp(services: Services) {
     .use(accountEndpoints(services))
     .use(assetEndpoints())
     .use(introspectEndpoint(services))
+    .use(userinfoEndpoint(services))
     .use(revocationsEndpoint(services))
     .use(ssfEndpoints(services))
     .use(adminEndpoints(services))

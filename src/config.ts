@@ -7,6 +7,8 @@ export class ConfigError extends Error {
 
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
 const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error", "silent"];
+/** OpenID Connect Core §3.1.2.1: the scope that makes an authorization request an OpenID one. */
+export const OPENID_SCOPE = "openid";
 
 export interface ProtectedResource {
   resource: string;
@@ -176,9 +178,9 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
   const issuer = url("TA_ISSUER", env.TA_ISSUER || `http://localhost:${port}`, ["https:", "http:"]).replace(/\/$/, "");
   const databaseUrl = env.DATABASE_URL || undefined;
   if (databaseUrl) url("DATABASE_URL", databaseUrl, ["postgres:", "postgresql:"]);
-  const scopes = list(env, "TA_SCOPES", ["profile", "email", "offline_access", "read", "write"]);
-  // No half-advertised OpenID Connect: `openid` promises ID tokens and a UserInfo endpoint.
-  if (scopes.includes("openid")) throw new ConfigError("TA_SCOPES: openid is reserved for OpenID Connect, which this server does not offer yet");
+  const configured = list(env, "TA_SCOPES", ["profile", "email", "offline_access", "read", "write"]);
+  // The server is an OpenID Provider: `openid` (Core §3.1.2.1) is always a scope of it, first.
+  const scopes = [OPENID_SCOPE, ...configured.filter((scope) => scope !== OPENID_SCOPE)];
   for (const scope of scopes) {
     // RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
     if (!/^[\x21\x23-\x5B\x5D-\x7E]+$/.test(scope)) throw new ConfigError(`TA_SCOPES: "${scope}" is not a valid scope token`);
@@ -216,7 +218,8 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     refreshReuseGrace: integer(env, "TA_REFRESH_REUSE_GRACE", 0, 0, 300),
     scopes: Object.freeze(scopes),
     defaultAudience,
-    resources: Object.freeze(resources(env, defaultAudience, scopes)),
+    // `openid` asks for an ID token, not access to an API: no resource offers it.
+    resources: Object.freeze(resources(env, defaultAudience, configured.filter((scope) => scope !== OPENID_SCOPE))),
     corsOrigins: Object.freeze(corsOrigins),
     registrationToken: env.TA_REGISTRATION_TOKEN || undefined,
     trustedUserHeader: env.TA_TRUSTED_USER_HEADER?.toLowerCase() || undefined,

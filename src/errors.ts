@@ -1,4 +1,4 @@
-// One OAuth error type (RFC 6749 §5.2 plus the codes of RFC 7009, 7591, 8707 and 6750): a code,
+// One OAuth error type (RFC 6749 §5.2 plus the codes of RFC 7009, 7591, 8707, 6750, 9449 and OpenID Connect Core §3.1.2.6): a code,
 // the status it implies, an optional description, and its JSON response (src/http/error-plugin.ts
 // turns every failure into one).
 import { jsonResponse } from "./http/responses.ts";
@@ -20,6 +20,12 @@ export type OAuthErrorCode =
   | "insufficient_scope"
   | "invalid_dpop_proof"
   | "use_dpop_nonce"
+  | "login_required"
+  | "consent_required"
+  | "interaction_required"
+  | "request_not_supported"
+  | "request_uri_not_supported"
+  | "registration_not_supported"
   | "not_found"
   | "conflict"
   | "method_not_allowed"
@@ -48,6 +54,13 @@ const STATUS: Record<OAuthErrorCode, number> = {
   // RFC 9449 §5, §8: at the token endpoint, 400 like the other token errors.
   invalid_dpop_proof: 400,
   use_dpop_nonce: 400,
+  // OpenID Connect Core §3.1.2.6: authorization errors, answered at the redirect URI.
+  login_required: 400,
+  consent_required: 400,
+  interaction_required: 400,
+  request_not_supported: 400,
+  request_uri_not_supported: 400,
+  registration_not_supported: 400,
   not_found: 404,
   conflict: 409,
   method_not_allowed: 405,

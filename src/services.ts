@@ -24,6 +24,8 @@ import { RevocationFeed } from "./oauth/revocation-feed.ts";
 import { RevocationNotifier } from "./oauth/revocation-notifier.ts";
 import { SessionService } from "./oauth/sessions.ts";
 import { TokenPipeline } from "./oauth/token-pipeline.ts";
+import { IdTokens } from "./oauth/id-tokens.ts";
+import { UserInfo } from "./oauth/userinfo.ts";
 import type { TokenService } from "./oauth/tokens.ts";
 import { createTokenService } from "./oauth/tokens.ts";
 import { Outbound } from "./outbound.ts";
@@ -58,6 +60,8 @@ export interface Services extends Required<Deps> {
   /** Per-instance throttling of failed client authentication (shared by every endpoint). */
   clientAuthGuard: ClientAuthGuard;
   tokens: TokenService;
+  /** OpenID Connect ID tokens: signed at the token endpoint, read back as hints. */
+  idTokens: IdTokens;
   /** Recognises a presented token for every caller (revocation, introspection, refresh, verification). */
   pipeline: TokenPipeline;
   codes: AuthorizationCodes;
@@ -82,6 +86,8 @@ export interface Services extends Required<Deps> {
   ssf: { streams: Streams; poll: PollService; push: PushDelivery; reader: StreamReader };
   /** DPoP proofs (RFC 9449). */
   dpop: DpopVerifier;
+  /** OpenID Connect UserInfo (Core §5.3). */
+  userinfo: UserInfo;
 }
 
 export async function createServices(deps: Deps): Promise<Services> {
@@ -105,7 +111,8 @@ export async function createServices(deps: Deps): Promise<Services> {
   const notifier = new RevocationNotifier(database, log);
   const codes = new AuthorizationCodes(stores.sessions, keys, config.defaultAudience);
   const resources = new Resources(stores.resources, config);
-  const sessions = new SessionService(stores.sessions, tokens, codes, config, now, notifier, metrics);
+  const idTokens = new IdTokens(keys, config.issuer, config.accessTokenTtl, now);
+  const sessions = new SessionService(stores.sessions, tokens, codes, config, now, notifier, metrics, idTokens);
   const consents = new Consents(stores.consents, stores.sessions, sessions);
   const revocation = new RevocationService({ pipeline, store: stores.sessions, log, notifier, metrics });
   const introspectionCache =
@@ -131,7 +138,8 @@ export async function createServices(deps: Deps): Promise<Services> {
   return {
     ssf,
     dpop,
-    config, database, log, now, metrics, stores, keys, outbound, clientDocuments, clients, accounts, browserSessions, clientAuthGuard, tokens, pipeline, codes,
+    userinfo: new UserInfo(pipeline, accounts, dpop),
+    config, database, log, now, metrics, stores, keys, outbound, clientDocuments, clients, accounts, browserSessions, clientAuthGuard, tokens, idTokens, pipeline, codes,
     resources, sessions, consents, revocation, notifier, introspection, introspectionCache, feed, admin, localAdmin: new WeakSet(), invalidation,
   };
 }

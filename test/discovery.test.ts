@@ -33,7 +33,9 @@ describe.each(backends)("discovery [%s]", (backend) => {
       revocation_endpoint: `${ISSUER}/oauth/revoke`,
       introspection_endpoint: `${ISSUER}/oauth/introspect`,
       jwks_uri: `${ISSUER}/.well-known/jwks.json`,
-      scopes_supported: ["read", "write", "admin"],
+      userinfo_endpoint: `${ISSUER}/oauth/userinfo`,
+      // The server is an OpenID Provider: openid is always a scope of it.
+      scopes_supported: ["openid", "read", "write", "admin"],
       response_types_supported: ["code"],
       response_modes_supported: ["query"],
       grant_types_supported: ["authorization_code", "refresh_token", "client_credentials"],
@@ -43,6 +45,13 @@ describe.each(backends)("discovery [%s]", (backend) => {
       revocation_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post", "none"],
       introspection_endpoint_auth_methods_supported: ["client_secret_basic", "client_secret_post"],
       authorization_response_iss_parameter_supported: true,
+      subject_types_supported: ["public"],
+      id_token_signing_alg_values_supported: ["ES256"],
+      claims_supported: ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "at_hash", "sid"],
+      claims_parameter_supported: false,
+      request_parameter_supported: false,
+      request_uri_parameter_supported: false,
+      prompt_values_supported: ["none", "login", "consent", "select_account"],
       client_id_metadata_document_supported: true,
     });
   });
@@ -143,7 +152,8 @@ describe.each(backends)("discovery with default configuration [%s]", (backend) =
     const [, body] = await request(t, "GET", "/.well-known/oauth-protected-resource");
     expect(body.resource).toBe(t.config.defaultAudience);
     // offline_access is the client's concern, not the resource's (MCP authorization 2026-07-28).
-    expect(body.scopes_supported).toEqual(t.config.scopes.filter((scope) => scope !== "offline_access"));
+    // openid asks for an ID token, not for access to the API.
+    expect(body.scopes_supported).toEqual(t.config.scopes.filter((scope) => scope !== "offline_access" && scope !== "openid"));
     expect(t.config.scopes).toContain("offline_access");
     expect(body.authorization_servers).toEqual([t.config.issuer]);
   });

@@ -16,6 +16,7 @@ import m13 from "./0013_shared_signals.sql" with { type: "text" };
 import m14 from "./0014_ssf_log_subjects.sql" with { type: "text" };
 import m15 from "./0015_dpop.sql" with { type: "text" };
 import m16 from "./0016_user_profiles.sql" with { type: "text" };
+import m17 from "./0017_oidc_sign_ins.sql" with { type: "text" };
 
 export interface EmbeddedMigration {
   tag: string;
@@ -42,4 +43,5 @@ export const migrations: readonly EmbeddedMigration[] = [
   { tag: "0014_ssf_log_subjects", when: 1796304064447, breakpoints: true, sql: m14 },
   { tag: "0015_dpop", when: 1796307789821, breakpoints: true, sql: m15 },
   { tag: "0016_user_profiles", when: 1796310248733, breakpoints: true, sql: m16 },
+  { tag: "0017_oidc_sign_ins", when: 1796315943435, breakpoints: true, sql: m17 },
 ];

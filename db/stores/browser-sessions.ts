@@ -45,6 +45,16 @@ export class BrowserSessionStore {
       .orderBy(desc(browserSessions.createdAt));
   }
 
+  /** The user proved who they are again in a live session of theirs: its auth_time moves on. */
+  async reauthenticated(id: string, userId: string): Promise<boolean> {
+    const moved = await this.database.db
+      .update(browserSessions)
+      .set({ authenticatedAt: sql`now()`, lastSeenAt: sql`now()` })
+      .where(and(eq(browserSessions.id, id), eq(browserSessions.userId, userId), isNull(browserSessions.endedAt)))
+      .returning({ id: browserSessions.id });
+    return moved.length > 0;
+  }
+
   /** Ends one session (of `userId`, when given); answers whether it was live. */
   async end(id: string, reason: string, userId?: string): Promise<boolean> {
     const ended = await this.database.db

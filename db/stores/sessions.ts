@@ -198,6 +198,8 @@ export interface NewGrant {
   codeChallengeMethod: string;
   /** Lifetime in seconds (config.authorizationCodeTtl). */
   ttlSeconds: number;
+  /** The browser sign-in it was given in (OpenID Connect `sid`); null without one. */
+  browserSessionId?: string | null;
 }
 
 /** Which live sessions an operator, a user or a security event revokes at once. */
@@ -363,6 +365,7 @@ export class SessionStore {
         resources: [...grant.resources],
         codeChallenge: grant.codeChallenge,
         codeChallengeMethod: grant.codeChallengeMethod,
+        browserSessionId: grant.browserSessionId ?? null,
         expiresAt: sql`now() + make_interval(secs => ${grant.ttlSeconds})`,
       })
       .returning({ id: authorizationGrants.id, expiresAt: authorizationGrants.expiresAt });

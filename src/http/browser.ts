@@ -112,6 +112,8 @@ export interface SignedInUser {
   source: "session" | "header";
   /** The browser session (source "session"). */
   browserSessionId?: string;
+  /** When the user last proved who they are (seconds): OpenID Connect auth_time. */
+  authTime: number;
 }
 
 export interface CsrfToken {
@@ -176,16 +178,28 @@ export class Browser {
     if (this.trustedUserHeader) {
       const name = request.headers.get(this.trustedUserHeader)?.trim();
       const user = name ? await this.accounts.fromTrustedHeader(name) : undefined;
-      return user ? { user, source: "header" } : undefined;
+      // The proxy authenticates every request it forwards: as of now.
+      return user ? { user, source: "header", authTime: Math.floor(Date.now() / 1000) } : undefined;
     }
     const signedIn = await this.sessions.find(readCookies(request.headers.get("cookie")).get(this.sessionCookie));
-    return signedIn ? { user: signedIn.user, source: "session", browserSessionId: signedIn.session.id } : undefined;
+    return signedIn
+      ? { user: signedIn.user, source: "session", browserSessionId: signedIn.session.id, authTime: Math.floor(signedIn.session.authenticatedAt.getTime() / 1000) }
+      : undefined;
   }
 
-  /** Starts a browser session for the user; answers its Set-Cookie. */
-  async signIn(userId: string, request: Request): Promise<string> {
+  /**
+   * Signs the user in; answers the Set-Cookie to send. Signing in again as the user of the
+   * browser's live sign-in re-authenticates it (its auth_time moves on, its sid stays, no
+   * cookie); as someone else, that sign-in ends first.
+   */
+  async signIn(userId: string, request: Request): Promise<string[]> {
+    const current = await this.currentUser(request);
+    if (current?.browserSessionId) {
+      if (current.user.id === userId && (await this.sessions.reauthenticated(current.browserSessionId, userId))) return [];
+      await this.sessions.end(current.browserSessionId, "signed_in_as_another_user", current.user.id);
+    }
     const { cookieValue } = await this.sessions.start(userId, request.headers.get("user-agent"));
-    return this.cookie(this.sessionCookie, cookieValue, BROWSER_SESSION_TTL);
+    return [this.cookie(this.sessionCookie, cookieValue, BROWSER_SESSION_TTL)];
   }
 
   signOutCookie(): string {

@@ -1,4 +1,4 @@
-// CORS for endpoints browser-based public clients call (token, revocation), DPoP's headers included. Exact origins only,
+// CORS for endpoints browser-based public clients call (token, revocation, UserInfo), DPoP's headers included. Exact origins only,
 // never `*`, never with credentials (the Fetch standard forbids `*` with credentials, and
 // these endpoints authenticate by form fields, not cookies).
 import { Elysia } from "elysia";
@@ -20,7 +20,7 @@ export function cors(paths: readonly string[], origins: readonly string[]) {
         status: 204,
         headers: {
           "Access-Control-Allow-Origin": origin,
-          "Access-Control-Allow-Methods": "POST",
+          "Access-Control-Allow-Methods": "GET, POST",
           // DPoP (RFC 9449 §4.1): proofs come in a header of their own.
           "Access-Control-Allow-Headers": "Authorization, Content-Type, DPoP",
           "Access-Control-Max-Age": "600",

@@ -1,13 +1,16 @@
-// Discovery documents: authorization server metadata (RFC 8414), the JWKS of the signing keys
+// Discovery documents: authorization server metadata (RFC 8414) = OpenID Provider metadata (Discovery 1.0), the JWKS of the signing keys
 // (RFC 7517), and protected resource metadata (RFC 9728). Every URL derives from the issuer.
 import { Elysia } from "elysia";
 import type { Config, ProtectedResource } from "../config.ts";
 import { OAuthError } from "../errors.ts";
 import { DPOP_ALGS } from "../oauth/dpop.ts";
+import { ALLOWED_ALGS } from "../oauth/keys.ts";
+import { supportedClaims } from "../oauth/userinfo.ts";
 import { SUPPORTED_GRANT_TYPES } from "../oauth/grants/index.ts";
 import { RESPONSE_TYPES, TOKEN_ENDPOINT_AUTH_METHODS } from "../oauth/registration.ts";
 import type { Services } from "../services.ts";
 import { onlyMethods } from "./method-not-allowed.ts";
+import { USERINFO_PATH } from "./userinfo.ts";
 
 /** Public, credential-free documents: cacheable, readable from any origin. */
 function publicJson(body: unknown): Response {
@@ -20,13 +23,18 @@ function publicJson(body: unknown): Response {
   });
 }
 
-/** RFC 8414 §2 metadata, consistent with what the endpoints of this server accept. */
+/**
+ * RFC 8414 §2 metadata, consistent with what the endpoints of this server accept — and OpenID
+ * Connect Discovery 1.0 §3 metadata: one document, served at both well-known paths (RFC 8414 §2
+ * takes OpenID Provider metadata values too), so that the two can never disagree.
+ */
 export function authorizationServerMetadata(config: Config) {
   const { issuer } = config;
   return {
     issuer,
     authorization_endpoint: `${issuer}/oauth/authorize`,
     token_endpoint: `${issuer}/oauth/token`,
+    userinfo_endpoint: `${issuer}${USERINFO_PATH}`,
     registration_endpoint: `${issuer}/oauth/register`,
     revocation_endpoint: `${issuer}/oauth/revoke`,
     introspection_endpoint: `${issuer}/oauth/introspect`,
@@ -45,6 +53,14 @@ export function authorizationServerMetadata(config: Config) {
     introspection_endpoint_auth_methods_supported: TOKEN_ENDPOINT_AUTH_METHODS.filter((m) => m !== "none"),
     // RFC 9207: authorization responses carry `iss`.
     authorization_response_iss_parameter_supported: true,
+    // OpenID Connect Discovery 1.0 §3.
+    subject_types_supported: ["public"],
+    id_token_signing_alg_values_supported: [...ALLOWED_ALGS],
+    claims_supported: supportedClaims(config.scopes),
+    claims_parameter_supported: false,
+    request_parameter_supported: false,
+    request_uri_parameter_supported: false,
+    prompt_values_supported: ["none", "login", "consent", "select_account"],
     // draft-ietf-oauth-client-id-metadata-document-01 §5: an https URL may be a client_id.
     ...(config.clientIdDocuments.mode === "none" ? {} : { client_id_metadata_document_supported: true }),
   };
@@ -69,6 +85,7 @@ function resourceAtPath(all: readonly ProtectedResource[], config: Config, suffi
 }
 
 const AS_PATH = "/.well-known/oauth-authorization-server";
+const OP_PATH = "/.well-known/openid-configuration";
 const JWKS_PATH = "/.well-known/jwks.json";
 const PR_PATH = "/.well-known/oauth-protected-resource";
 
@@ -81,9 +98,11 @@ export function discoveryEndpoints({ config, keys, resources }: Services) {
   };
   return new Elysia()
     .use(onlyMethods(AS_PATH, ["GET"]))
+    .use(onlyMethods(OP_PATH, ["GET"]))
     .use(onlyMethods(JWKS_PATH, ["GET"]))
     .use(onlyMethods(PR_PATH, ["GET"]))
     .get(AS_PATH, () => publicJson(metadata))
+    .get(OP_PATH, () => publicJson(metadata))
     .get(JWKS_PATH, () => publicJson(keys.jwks()))
     .get(PR_PATH, () => protectedResource(""))
     .get(`${PR_PATH}/*`, ({ params }) => protectedResource(params["*"]));

@@ -83,9 +83,13 @@ export function loginEndpoints(services: Services) {
     .use(onlyMethods("/oauth/logout", ["POST"]))
     .get("/oauth/login", async ({ request }) => {
       if (browser.trustedUserHeader) return loginDisabled();
-      const returnTo = safeReturnTo(new URL(request.url).searchParams.get("return_to"), browser.origin);
-      if (await browser.currentUser(request)) return redirectResponse(returnTo, 302);
-      return renderLogin(request, returnTo);
+      const query = new URL(request.url).searchParams;
+      const returnTo = safeReturnTo(query.get("return_to"), browser.origin);
+      // prompt=login: the authorization request wants the user to prove who they are again.
+      if (query.get("prompt") !== "login" && (await browser.currentUser(request))) return redirectResponse(returnTo, 302);
+      // OpenID Connect Core §3.1.2.1 login_hint: the username to offer.
+      const hint = query.get("login_hint")?.trim().slice(0, 256) || undefined;
+      return renderLogin(request, returnTo, 200, hint);
     })
     .post(
       "/oauth/login",
@@ -116,7 +120,7 @@ export function loginEndpoints(services: Services) {
         }
         throttle.succeed(keys);
         log.info("user.login.succeeded", { user_id: user.id });
-        return redirectResponse(returnTo, 303, [await browser.signIn(user.id, request)]);
+        return redirectResponse(returnTo, 303, await browser.signIn(user.id, request));
       },
       { parse: htmlFormParser(config.maxBodyBytes) },
     )

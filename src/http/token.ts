@@ -27,6 +27,8 @@ export function tokenResponse(issued: IssuedTokens, headers: Record<string, stri
     expires_in: issued.expiresIn,
     ...(issued.refreshToken ? { refresh_token: issued.refreshToken } : {}),
     scope: issued.scope,
+    // OpenID Connect Core §3.1.3.3.
+    ...(issued.idToken ? { id_token: issued.idToken } : {}),
   });
   for (const [name, value] of Object.entries(headers)) response.headers.set(name, value);
   return response;

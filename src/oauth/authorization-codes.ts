@@ -14,6 +14,7 @@ import { base64url } from "jose";
 import type { Client } from "../../db/schema.ts";
 import type { NewGrant, RedeemItem, SessionStore } from "../../db/stores/sessions.ts";
 import { OAuthError } from "../errors.ts";
+import type { Authentication } from "./id-tokens.ts";
 import type { KeyStore } from "./keys.ts";
 import { parseScope } from "./scopes.ts";
 
@@ -21,7 +22,15 @@ export type NewAuthorizationCode = Omit<NewGrant, "id" | "codeHash" | "codeChall
   codeChallengeMethod: "S256";
   /** RFC 9449 §10: the code redeems only with a DPoP proof by this key (sealed into the code). */
   dpopJkt?: string;
+  /** An OpenID Connect request (scope openid): what its ID tokens will say (sealed into the code). */
+  oidc?: OidcGrant;
 };
+
+/** What the ID tokens of an OpenID Connect grant say of the sign-in, and the request's nonce. */
+export interface OidcGrant {
+  authentication: Authentication;
+  nonce?: string;
+}
 
 export interface IssuedAuthorizationCode {
   /** The code in clear: returned once, never stored. */
@@ -60,6 +69,8 @@ export interface OpenedCode {
   predicted: PredictedSession | undefined;
   /** The DPoP key the code is bound to (RFC 9449 §10), as its sealed part says. */
   dpopJkt: string | undefined;
+  /** The sign-in and nonce of an OpenID Connect request, as its sealed part says. */
+  oidc: OidcGrant | undefined;
 }
 
 /** What a sealed code carries. */
@@ -71,6 +82,8 @@ interface CodeClaims {
   sid?: string;
   /** RFC 9449 §10: dpop_jkt of the authorization request. */
   jkt?: string;
+  /** OpenID Connect: the sign-in (auth_time, sid, amr) and the request's nonce. */
+  oidc?: { auth_time?: number; sid?: string; amr?: string[]; nonce?: string };
 }
 
 /** A code longer than this is issued plain (it still redeems, without digests stored at once). */
@@ -127,7 +140,8 @@ async function openCode(code: string, keys: readonly CryptoKey[]): Promise<CodeC
     }
     const claims = JSON.parse(decoder.decode(plain)) as Partial<CodeClaims>;
     const valid = typeof claims.sub === "string" && typeof claims.scope === "string" && Array.isArray(claims.aud) && claims.aud.every((a) => typeof a === "string") &&
-      (claims.sid === undefined || typeof claims.sid === "string") && (claims.jkt === undefined || typeof claims.jkt === "string");
+      (claims.sid === undefined || typeof claims.sid === "string") && (claims.jkt === undefined || typeof claims.jkt === "string") &&
+      (claims.oidc === undefined || (typeof claims.oidc === "object" && claims.oidc !== null));
     return valid ? (claims as CodeClaims) : undefined;
   }
   return undefined;
@@ -143,16 +157,18 @@ export class AuthorizationCodes {
   /** Creates an authorization grant and its one-time code. */
   async issue(input: NewAuthorizationCode): Promise<IssuedAuthorizationCode> {
     const id = randomUUID();
-    const { dpopJkt, ...grant } = input;
+    const { dpopJkt, oidc, ...grant } = input;
     const code = await sealAuthorizationCode(this.keys.codeKeys().sealing, {
       sub: input.userId,
       scope: input.scope,
       aud: [...input.resources],
       sid: id,
       ...(dpopJkt ? { jkt: dpopJkt } : {}),
+      ...(oidc ? { oidc: sealedOidc(oidc) } : {}),
     });
-    // A bound code must carry its binding: one too long to seal is refused rather than issued plain.
+    // A bound code must carry its binding, an OpenID one its nonce: one too long to seal is refused rather than issued plain.
     if (dpopJkt && !code.includes(".")) throw OAuthError.invalidRequest("the authorization request is too large to bind to a DPoP key");
+    if (oidc && !code.includes(".")) throw OAuthError.invalidRequest("the authorization request is too large (nonce)");
     const row = await this.store.insertGrant({ ...grant, id, codeHash: hashAuthorizationCode(code) });
     return { code, grantId: row.id, expiresAt: row.expiresAt };
   }
@@ -173,7 +189,7 @@ export class AuthorizationCodes {
       default_audience: this.defaultAudience,
     };
     const claims = await openCode(code, this.keys.codeKeys().opening);
-    return { item, predicted: claims && this.predict(claims, request), dpopJkt: claims?.jkt };
+    return { item, predicted: claims && this.predict(claims, request), dpopJkt: claims?.jkt, oidc: claims?.oidc && openedOidc(claims.oidc) };
   }
 
   /** The scope and audience the statement will settle on, if the code tells the truth. */
@@ -185,4 +201,22 @@ export class AuthorizationCodes {
     if (request.resource !== undefined && !allowed.includes(request.resource)) return undefined; // invalid_target
     return { subject: claims.sub, scope, audience: request.resource === undefined ? allowed : [request.resource], family: claims.sid };
   }
+}
+
+function sealedOidc({ authentication, nonce }: OidcGrant): NonNullable<CodeClaims["oidc"]> {
+  return {
+    ...(authentication.authTime !== undefined ? { auth_time: authentication.authTime } : {}),
+    ...(authentication.sid !== undefined ? { sid: authentication.sid } : {}),
+    ...(authentication.amr ? { amr: authentication.amr } : {}),
+    ...(nonce !== undefined ? { nonce } : {}),
+  };
+}
+
+function openedOidc(sealed: NonNullable<CodeClaims["oidc"]>): OidcGrant {
+  const authentication: Authentication = {
+    ...(typeof sealed.auth_time === "number" ? { authTime: sealed.auth_time } : {}),
+    ...(typeof sealed.sid === "string" ? { sid: sealed.sid } : {}),
+    ...(Array.isArray(sealed.amr) ? { amr: sealed.amr.filter((m) => typeof m === "string") } : {}),
+  };
+  return { authentication, ...(typeof sealed.nonce === "string" ? { nonce: sealed.nonce } : {}) };
 }

@@ -2,9 +2,11 @@
 // for (scope, resources, PKCE challenge), and the authorization response (§4.1.2, with `iss`
 // per RFC 9207).
 import type { Config } from "../config.ts";
+import { OPENID_SCOPE } from "../config.ts";
 import { OAuthError } from "../errors.ts";
 import type { AuthorizationCodes } from "./authorization-codes.ts";
 import type { Client, Clients } from "./clients.ts";
+import type { Authentication } from "./id-tokens.ts";
 import type { Resources } from "./resources.ts";
 
 /** No parameter of an authorization request is longer (state included). */
@@ -53,7 +55,31 @@ export interface AuthorizationRequest extends ResolvedRedirect {
   codeChallengeMethod: "S256";
   /** RFC 9449 §10: the thumbprint of the DPoP key the code is bound to. */
   dpopJkt: string | undefined;
+  /** OpenID Connect Core §3.1.2.1: the parameters of an authentication request. */
+  oidc: OidcParameters;
 }
+
+export type Prompt = "none" | "login" | "consent" | "select_account";
+
+export interface OidcParameters {
+  /** Echoed in the ID token (scope openid only). */
+  nonce: string | undefined;
+  prompt: ReadonlySet<Prompt>;
+  /** Seconds since the user last proved who they are beyond which they must again. */
+  maxAge: number | undefined;
+  loginHint: string | undefined;
+  /** An ID token this server issued, as sent (checked by the endpoint). */
+  idTokenHint: string | undefined;
+  /**
+   * Set by this server when it sent the user to sign in again (prompt=login, max_age): a sign-in
+   * at or after this time (seconds) satisfies the request, so coming back does not loop.
+   */
+  authenticatedAfter: number | undefined;
+}
+
+/** The parameter this server adds to an authorization request it sent to sign in again. */
+export const AUTHENTICATED_AFTER_PARAM = "ta_authenticated_after";
+const PROMPTS: readonly Prompt[] = ["none", "login", "consent", "select_account"];
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "[::1]"]);
 
@@ -136,8 +162,9 @@ export function allowedScopes(client: Client, config: Config): string[] {
 
 function requestedScopes(raw: string | undefined, client: Client, config: Config): string[] {
   const allowed = allowedScopes(client, config);
-  // RFC 6749 §3.3: without a scope, use a pre-defined default (the client's scopes).
-  const requested = raw === undefined ? allowed : raw.split(" ").filter((s) => s !== "");
+  // RFC 6749 §3.3: without a scope, use a pre-defined default (the client's scopes) — but not
+  // openid: a request is an OpenID Connect one only when it says so (Core §3.1.2.1).
+  const requested = raw === undefined ? allowed.filter((s) => s !== OPENID_SCOPE) : raw.split(" ").filter((s) => s !== "");
   if (requested.length === 0) throw OAuthError.invalidScope("no scope requested and the client has none registered");
   const unknown = requested.filter((s) => !allowed.includes(s));
   if (unknown.length) throw OAuthError.invalidScope(`scope not allowed for this client: ${unknown.join(" ").slice(0, 100)}`);
@@ -189,6 +216,10 @@ export async function validateAuthorizationRequest(
   const state = stateOf(params);
   try {
     for (const name of ["response_type", "scope", "state", "code_challenge", "code_challenge_method", "dpop_jkt"]) single(params, name);
+    // OpenID Connect Core §6: passing a request object is optional to support; say it is not.
+    if (params.has("request")) throw new OAuthError("request_not_supported", "request objects are not supported");
+    if (params.has("request_uri")) throw new OAuthError("request_uri_not_supported", "request_uri is not supported");
+    if (params.has("registration")) throw new OAuthError("registration_not_supported", "the registration parameter is not supported: register at the registration endpoint");
     const responseType = single(params, "response_type");
     if (!responseType) throw OAuthError.invalidRequest("response_type is missing");
     if (responseType !== "code") throw new OAuthError("unsupported_response_type", "only response_type=code is supported");
@@ -206,12 +237,38 @@ export async function validateAuthorizationRequest(
     // RFC 9449 §10: dpop_jkt is the base64url SHA-256 thumbprint (RFC 7638) of the client's DPoP key.
     const dpopJkt = single(params, "dpop_jkt") || undefined;
     if (dpopJkt !== undefined && !/^[A-Za-z0-9_-]{43}$/.test(dpopJkt)) throw OAuthError.invalidRequest("dpop_jkt must be a base64url SHA-256 JWK thumbprint");
-    return { ...resolved, state, scopes, resources, codeChallenge, codeChallengeMethod: "S256", dpopJkt };
+    return { ...resolved, state, scopes, resources, codeChallenge, codeChallengeMethod: "S256", dpopJkt, oidc: oidcParameters(params) };
   } catch (error) {
     if (error instanceof OAuthError) throw new AuthorizationErrorRedirect(error, resolved.redirectUri, state);
     throw error;
   }
 }
+
+/** OpenID Connect Core §3.1.2.1 parameters, each checked on its own. */
+function oidcParameters(params: URLSearchParams): OidcParameters {
+  for (const name of ["nonce", "prompt", "max_age", "login_hint", "id_token_hint", AUTHENTICATED_AFTER_PARAM]) single(params, name);
+  const prompt = new Set<Prompt>();
+  for (const value of (single(params, "prompt") ?? "").split(" ").filter((v) => v !== "")) {
+    if (!PROMPTS.includes(value as Prompt)) throw OAuthError.invalidRequest(`prompt "${value.slice(0, 40)}" is not supported (${PROMPTS.join(", ")})`);
+    prompt.add(value as Prompt);
+  }
+  // §3.1.2.1: "If this parameter contains none with any other value, an error is returned."
+  if (prompt.has("none") && prompt.size > 1) throw OAuthError.invalidRequest("prompt=none cannot be combined with another value");
+  const maxAge = single(params, "max_age");
+  if (maxAge !== undefined && !/^\d{1,10}$/.test(maxAge)) throw OAuthError.invalidRequest("max_age must be a non-negative number of seconds");
+  const after = single(params, AUTHENTICATED_AFTER_PARAM);
+  return {
+    nonce: single(params, "nonce"),
+    prompt,
+    maxAge: maxAge === undefined ? undefined : Number(maxAge),
+    loginHint: single(params, "login_hint"),
+    idTokenHint: single(params, "id_token_hint"),
+    authenticatedAfter: after !== undefined && /^\d{1,12}$/.test(after) ? Number(after) : undefined,
+  };
+}
+
+/** Whether a request is an OpenID Connect one (its ID tokens and UserInfo): scope openid. */
+export const isOpenIdRequest = (request: Pick<AuthorizationRequest, "scopes">) => request.scopes.includes(OPENID_SCOPE);
 
 /**
  * The URL of an authorization response: the redirect URI with its query kept (OAuth 2.1
@@ -239,6 +296,7 @@ export async function approve(
   config: Config,
   request: AuthorizationRequest,
   userId: string,
+  authentication: Authentication,
 ): Promise<string> {
   const { code } = await codes.issue({
     clientId: request.client.clientId,
@@ -250,6 +308,8 @@ export async function approve(
     codeChallengeMethod: request.codeChallengeMethod,
     ttlSeconds: config.authorizationCodeTtl,
     dpopJkt: request.dpopJkt,
+    browserSessionId: authentication.sid ?? null,
+    ...(isOpenIdRequest(request) ? { oidc: { authentication, ...(request.oidc.nonce !== undefined ? { nonce: request.oidc.nonce } : {}) } } : {}),
   });
   return responseUrl(request.redirectUri, config.issuer, { code, state: request.state });
 }

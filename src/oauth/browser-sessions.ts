@@ -42,6 +42,11 @@ export class BrowserSessions {
     return this.store.findLive(hash(cookieValue));
   }
 
+  /** A new password sign-in in a live sign-in of the same user: its auth_time moves on, its sid stays. */
+  reauthenticated(sessionId: string, userId: string): Promise<boolean> {
+    return this.store.reauthenticated(sessionId, userId);
+  }
+
   /** Ends a sign-in (logout); `userId` restricts it to that user's. */
   end(sessionId: string, reason: string, userId?: string): Promise<boolean> {
     return this.store.end(sessionId, reason, userId);

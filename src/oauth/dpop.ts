@@ -1,7 +1,6 @@
 // DPoP (RFC 9449): checks a proof as §4.3 lists (typ, an asymmetric algorithm, a public key only,
 // the signature by that key, htm, htu, iat, jti never seen before at any instance, and the
-// server's nonce where it applies; `ath` belongs to endpoints that take a token with the proof,
-// which this server has none of yet) and answers the key's thumbprint (RFC 7638), the `jkt` tokens
+// server's nonce where it applies; `ath` where a token comes with the proof, at UserInfo) and answers the key's thumbprint (RFC 7638), the `jkt` tokens
 // are bound to (§6). Server nonces (§8) are sealed time windows: every instance sharing the
 // signing keys makes and accepts them (under a key of their own, src/oauth/keys.ts), and they
 // change with each window.
@@ -31,6 +30,8 @@ export interface ProofRequest {
   url: string;
   /** Whether the proof must carry a nonce of this server (§8). */
   nonceRequired: boolean;
+  /** The access token presented with the proof, where one is (§4.3 check 12: `ath`). */
+  accessToken?: string;
 }
 
 export interface CheckedProof {
@@ -99,7 +100,7 @@ export class DpopVerifier {
     } catch {
       throw dpopError("invalid_dpop_proof", "the proof's signature does not verify with its jwk");
     }
-    const { jti, htm, htu, iat, nonce } = payload;
+    const { jti, htm, htu, iat, nonce, ath } = payload;
     // §4.3 check 3: the claims required.
     if (typeof jti !== "string" || jti === "" || jti.length > 256) throw dpopError("invalid_dpop_proof", "the proof needs a jti");
     // §4.3 check 8.
@@ -114,6 +115,10 @@ export class DpopVerifier {
     if (typeof iat !== "number" || !Number.isFinite(iat)) throw dpopError("invalid_dpop_proof", "the proof needs an iat");
     if (iat < nowSeconds - PROOF_MAX_AGE) throw dpopError("invalid_dpop_proof", "the proof is too old (iat)");
     if (iat > nowSeconds + PROOF_MAX_AHEAD) throw dpopError("invalid_dpop_proof", "the proof is from the future (iat)");
+    // §4.3 check 12: "if presented to a protected resource in conjunction with an access token, ensure that the value of the ath claim equals the hash of that access token".
+    if (request.accessToken !== undefined && ath !== (Bun.CryptoHasher.hash("sha256", request.accessToken, "base64url") as string)) {
+      throw dpopError("invalid_dpop_proof", "the proof's ath is not the hash of the access token");
+    }
     // §4.3 check 10, §8: the nonce this server gave.
     if (request.nonceRequired) {
       if (typeof nonce !== "string") throw dpopError("use_dpop_nonce", "a DPoP nonce is required", await this.nonce());

@@ -5,7 +5,9 @@
 import { randomUUID } from "node:crypto";
 import type { Client } from "../../db/schema.ts";
 import type { RedeemOutcome, RotateOutcome, SessionFilter, SessionStore } from "../../db/stores/sessions.ts";
-import type { AuthorizationCodes, CodeRedemption } from "./authorization-codes.ts";
+import type { AuthorizationCodes, CodeRedemption, OidcGrant } from "./authorization-codes.ts";
+import type { Authentication, IdTokens } from "./id-tokens.ts";
+import { parseScope } from "./scopes.ts";
 import type { Metrics } from "../metrics.ts";
 import type { RevocationNotifier } from "./revocation-notifier.ts";
 import type { TokenClaims, TokenService } from "./tokens.ts";
@@ -50,6 +52,8 @@ export interface IssuedTokens {
   refreshToken: string | undefined;
   expiresIn: number;
   scope: string;
+  /** OpenID Connect Core §3.1.3.3, §12.2: for a grant whose scope holds openid. */
+  idToken?: string;
 }
 
 export interface RotateRequest {
@@ -84,6 +88,27 @@ const audClaim = (audience: string[]): string | string[] => (audience.length ===
 
 const seconds = (at: Date | string | null) => Math.floor(new Date(at!).getTime() / 1000);
 
+/** What the tokens of an OpenID Connect grant carry of its sign-in: auth_time and amr in both, the sign-in in the refresh token. */
+function signInClaims(authentication: Authentication | undefined): { common: Pick<TokenClaims, "auth_time" | "amr">; refresh: Pick<TokenClaims, "bsid"> } {
+  if (!authentication) return { common: {}, refresh: {} };
+  const { authTime, amr, sid } = authentication;
+  return {
+    common: { ...(authTime !== undefined ? { auth_time: authTime } : {}), ...(amr?.length ? { amr } : {}) },
+    refresh: sid !== undefined ? { bsid: sid } : {},
+  };
+}
+
+/** The sign-in a refresh token of an OpenID Connect grant carries (trusted once its session vouched for it). */
+function authenticationOf(claims: TokenClaims): Authentication {
+  return {
+    ...(typeof claims.auth_time === "number" ? { authTime: claims.auth_time } : {}),
+    ...(Array.isArray(claims.amr) ? { amr: claims.amr } : {}),
+    ...(typeof claims.bsid === "string" ? { sid: claims.bsid } : {}),
+  };
+}
+
+const isOpenId = (scope: string) => parseScope(scope).includes("openid");
+
 export class SessionService {
   constructor(
     private readonly store: SessionStore,
@@ -93,6 +118,7 @@ export class SessionService {
     private readonly now: () => number = Date.now,
     private readonly notifier?: RevocationNotifier,
     private readonly metrics?: Pick<Metrics, "sessionsRevoked">,
+    private readonly idTokens?: IdTokens,
   ) {}
 
   /** Counts sessions revoked for a reason (the feed's entries carry it too). */
@@ -146,9 +172,10 @@ export class SessionService {
     // The child keeps its parent's subject, audience and refresh expiry; the tokens are signed
     // with them now, and the rotation checks its session agrees (`signed`).
     const { sub, aud, sid } = claims;
-    const common = { sub, aud, iat, client_id: client.clientId, scope: request.scope || claims.scope, ...(sid ? { sid } : {}) };
+    const signIn = signInClaims(authenticationOf(claims));
+    const common = { sub, aud, iat, client_id: client.clientId, scope: request.scope || claims.scope, ...(sid ? { sid } : {}), ...signIn.common };
     const access = { exp: iat + accessTtl, jti: newJti(), ...accessCnf(request.binding) };
-    const refresh = { exp: claims.exp, jti: newJti(), ...refreshCnf(request.binding) };
+    const refresh = { exp: claims.exp, jti: newJti(), ...refreshCnf(request.binding), ...signIn.refresh };
     const { accessToken, refreshToken, kid } = await this.signTokens(common, access, refresh);
     const row = await this.store.rotate({
       refresh_jti: claims.jti,
@@ -179,12 +206,17 @@ export class SessionService {
     const signed = row.signed
       ? { accessToken, refreshToken }
       : await this.signTokens(
-          { sub: row.subject!, aud: audClaim(row.audience ?? []), iat, client_id: client.clientId, scope, ...(sid ? { sid } : {}) },
+          { sub: row.subject!, aud: audClaim(row.audience ?? []), iat, client_id: client.clientId, scope, ...(sid ? { sid } : {}), ...signIn.common },
           { exp: seconds(row.access_expires_at), jti: access.jti, ...accessCnf(request.binding) },
-          { exp: seconds(row.refresh_expires_at), jti: refresh.jti, ...refreshCnf(request.binding) },
+          { exp: seconds(row.refresh_expires_at), jti: refresh.jti, ...refreshCnf(request.binding), ...signIn.refresh },
         );
     const tokens = { accessToken: signed.accessToken, refreshToken: signed.refreshToken };
-    return { outcome: row.outcome, tokens: { sessionId: row.new_session_id!, tokenType: tokenTypeOf(request.binding), ...tokens, expiresIn: accessTtl, scope } };
+    // OpenID Connect Core §12.2: the new ID token keeps iss, sub, aud and auth_time, has no nonce.
+    const idToken = this.idTokenFor(client, row.subject!, scope, signed.accessToken, { authentication: authenticationOf(claims) });
+    return {
+      outcome: row.outcome,
+      tokens: { sessionId: row.new_session_id!, tokenType: tokenTypeOf(request.binding), ...tokens, expiresIn: accessTtl, scope, ...(idToken ? { idToken: await idToken } : {}) },
+    };
   }
 
   /**
@@ -199,9 +231,10 @@ export class SessionService {
     const accessTtl = client.accessTokenTtl ?? this.defaults.accessTokenTtl;
     const refreshTtl = client.refreshTokenTtl ?? this.defaults.refreshTokenTtl;
     const iat = Math.floor(this.now() / 1000);
-    const access = { exp: iat + accessTtl, jti: newJti(), ...accessCnf(request.binding) };
-    const refresh = { exp: iat + refreshTtl, jti: newJti(), ...refreshCnf(request.binding) };
     const opened = await this.codes.open(request);
+    const signIn = signInClaims(opened.oidc?.authentication);
+    const access = { exp: iat + accessTtl, jti: newJti(), ...accessCnf(request.binding) };
+    const refresh = { exp: iat + refreshTtl, jti: newJti(), ...refreshCnf(request.binding), ...signIn.refresh };
     // RFC 9449 §10: a code bound to a key (dpop_jkt) is redeemed only with a proof by that key.
     if (opened.dpopJkt !== undefined && opened.dpopJkt !== request.binding?.jkt) {
       return { outcome: "dpop_mismatch", grantId: null, revokedCount: 0 };
@@ -209,12 +242,15 @@ export class SessionService {
     const predicted = opened.predicted;
     const signedBefore = predicted
       ? await this.signTokens(
-          { sub: predicted.subject, aud: audClaim(predicted.audience), iat, client_id: client.clientId, scope: predicted.scope, ...(predicted.family ? { sid: predicted.family } : {}) },
+          { sub: predicted.subject, aud: audClaim(predicted.audience), iat, client_id: client.clientId, scope: predicted.scope, ...(predicted.family ? { sid: predicted.family } : {}), ...signIn.common },
           access,
           refresh,
         )
       : undefined;
-    const row = await this.store.redeemCode({
+    // The ID token is signed while the statement runs (it needs the access token, not the row).
+    const oidc = opened.oidc ?? { authentication: {} };
+    const idTokenBefore = predicted && signedBefore ? this.idTokenFor(client, predicted.subject, predicted.scope, signedBefore.accessToken, oidc) : undefined;
+    const statement = this.store.redeemCode({
       ...opened.item,
       access_jti: access.jti,
       refresh_jti: refresh.jti,
@@ -227,6 +263,7 @@ export class SessionService {
       refresh_sha256: signedBefore?.refreshToken ? tokenSha256(signedBefore.refreshToken) : null,
       signing_kid: signedBefore?.kid ?? this.tokens.signingKid(),
     });
+    const [row, idTokenSigned] = await Promise.all([statement, idTokenBefore]);
     if (row.outcome === "reuse" && row.revoked_count > 0) {
       this.notifier?.committed();
       this.counted("authorization_code_reuse", Number(row.revoked_count));
@@ -234,11 +271,16 @@ export class SessionService {
     if (row.outcome !== "redeemed") return { outcome: row.outcome, grantId: row.grant_id, revokedCount: Number(row.revoked_count) };
     const scope = row.scope!;
     // The family is the grant: a code sealed before codes named it is signed again with it.
-    const { accessToken, refreshToken } =
-      row.signed && signedBefore && predicted?.family === row.grant_id
-        ? signedBefore
-        : await this.signTokens({ sub: row.subject!, aud: audClaim(row.audience ?? []), iat, client_id: client.clientId, scope, sid: row.grant_id! }, access, refresh);
-    return { outcome: "redeemed", grantId: row.grant_id!, tokens: { sessionId: row.session_id!, tokenType: tokenTypeOf(request.binding), accessToken, refreshToken, expiresIn: accessTtl, scope } };
+    const asPredicted = row.signed && signedBefore && predicted?.family === row.grant_id;
+    const { accessToken, refreshToken } = asPredicted
+      ? signedBefore
+      : await this.signTokens({ sub: row.subject!, aud: audClaim(row.audience ?? []), iat, client_id: client.clientId, scope, sid: row.grant_id!, ...signIn.common }, access, refresh);
+    const idToken = asPredicted ? idTokenSigned : await this.idTokenFor(client, row.subject!, scope, accessToken, oidc);
+    return {
+      outcome: "redeemed",
+      grantId: row.grant_id!,
+      tokens: { sessionId: row.session_id!, tokenType: tokenTypeOf(request.binding), accessToken, refreshToken, expiresIn: accessTtl, scope, ...(idToken ? { idToken } : {}) },
+    };
   }
 
   /**
@@ -252,11 +294,17 @@ export class SessionService {
     return count;
   }
 
+  /** OpenID Connect Core §3.1.3.3: an ID token with the tokens of a grant whose scope holds openid. */
+  private idTokenFor(client: Client, subject: string, scope: string, accessToken: string, oidc: OidcGrant): Promise<string> | undefined {
+    if (!this.idTokens || !isOpenId(scope)) return undefined;
+    return this.idTokens.sign({ clientId: client.clientId, subject, accessToken, authentication: oidc.authentication, ...(oidc.nonce !== undefined ? { nonce: oidc.nonce } : {}) });
+  }
+
   /** Signs a session's access token and, with `refresh`, its refresh token: the same claims but `exp` and `jti`. */
   private async signTokens(
     common: Omit<TokenClaims, "iss" | "exp" | "jti">,
     access: Pick<TokenClaims, "exp" | "jti" | "cnf">,
-    refresh: Pick<TokenClaims, "exp" | "jti" | "cnf"> | undefined,
+    refresh: Pick<TokenClaims, "exp" | "jti" | "cnf" | "bsid"> | undefined,
   ): Promise<{ accessToken: string; refreshToken: string | undefined; kid: string }> {
     // Both are signed in this turn, with the key active now (the session records it).
     const kid = this.tokens.signingKid();

@@ -39,6 +39,11 @@ export interface TokenClaims {
   sid?: string;
   /** RFC 9449 §6.1: the DPoP key the token is bound to (its RFC 7638 thumbprint). */
   cnf?: { jkt: string };
+  /** RFC 9068 §2.2.1 (OpenID Connect grants): when and how the user signed in. */
+  auth_time?: number;
+  amr?: string[];
+  /** Refresh tokens of OpenID Connect grants: the browser sign-in, the `sid` of their ID tokens. */
+  bsid?: string;
 }
 
 export interface VerifiedToken {
