@@ -239,7 +239,40 @@ export const revocationEvents = pgTable(
     /** The writing transaction (RFC 8417 `txn` of the SETs made from it). */
     txn: text("txn").default(sql`pg_current_xact_id()::text`),
   },
-  (table) => [index("revocation_events_expires_at_idx").on(table.expiresAt)],
+  (table) => [
+    index("revocation_events_expires_at_idx").on(table.expiresAt),
+    // What back-channel logout delivery scans for (few rows: ended sign-ins that had such clients).
+    index("revocation_events_browser_session_ended_idx").on(table.cursor).where(sql`event = 'browser-session-ended'`),
+  ],
+);
+
+/**
+ * Back-Channel Logout 1.0 deliveries: one row per client to tell of an ended browser sign-in (a
+ * `browser-session-ended` entry of the event log, written by the transaction that ended it —
+ * db/functions/ta_browser_session_ended.sql), made when a delivery first sees the entry; its
+ * attempts, the next one's time (also the lease of the instance delivering it) and the outcome.
+ */
+export const logoutDeliveries = pgTable(
+  "logout_deliveries",
+  {
+    cursor: bigint("cursor", { mode: "number" })
+      .notNull()
+      .references(() => revocationEvents.cursor, { onDelete: "cascade" }),
+    clientId: text("client_id")
+      .notNull()
+      .references(() => clients.clientId, { onDelete: "cascade" }),
+    /** pending, delivered, or failed (refused, or out of attempts). */
+    status: text("status").notNull().default("pending"),
+    attempts: integer("attempts").notNull().default(0),
+    nextAttemptAt: timestamp("next_attempt_at", { withTimezone: true }).notNull().defaultNow(),
+    /** The receiver's last HTTP status, or null when it could not be reached. */
+    lastStatus: integer("last_status"),
+    updatedAt: timestamp("updated_at", { withTimezone: true }).notNull().defaultNow(),
+  },
+  (table) => [
+    primaryKey({ columns: [table.cursor, table.clientId] }),
+    index("logout_deliveries_due_idx").on(table.nextAttemptAt).where(sql`status = 'pending'`),
+  ],
 );
 
 export type Client = typeof clients.$inferSelect;

@@ -7,6 +7,7 @@ import { assetEndpoints } from "./http/assets.ts";
 import { authorizeEndpoints } from "./http/authorize.ts";
 import { cors } from "./http/cors.ts";
 import { discoveryEndpoints } from "./http/discovery.ts";
+import { endSessionEndpoint } from "./http/end-session.ts";
 import { errorPlugin } from "./http/error-plugin.ts";
 import { healthEndpoints } from "./http/health.ts";
 import { introspectEndpoint } from "./http/introspect.ts";
@@ -36,6 +37,7 @@ export function createApp(services: Services) {
     .use(discoveryEndpoints(services))
     .use(authorizeEndpoints(services))
     .use(loginEndpoints(services))
+    .use(endSessionEndpoint(services))
     .use(accountEndpoints(services))
     .use(assetEndpoints())
     .use(introspectEndpoint(services))

@@ -35,6 +35,8 @@ export interface Metrics {
   readonly ssfDeliveries: Counter<"method" | "result">;
   /** Events a stream never received: pruning dropped them past TA_SSF_RETENTION. */
   readonly ssfEventsDropped: Counter<"stream_id">;
+  /** Back-Channel Logout attempts by result: delivered, retried (the receiver failed, tried again later), failed (refused or out of attempts). */
+  readonly backchannelLogouts: Counter<"result">;
   /** Where the per-stream queue depth and delivery lag are read from at scrape (set by the SSF services). */
   ssfBacklog: (() => Promise<Array<{ streamId: string; status: string; depth: number; lagSeconds: number }>>) | undefined;
   /** HTTP requests being handled now: what background work yields to, and ta_http_requests_in_flight at scrape. */
@@ -187,6 +189,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: "ta_ssf_events_dropped_total",
       help: "Events a stream never received: pruning dropped them past TA_SSF_RETENTION",
       labelNames: ["stream_id"],
+      registers,
+    }),
+    backchannelLogouts: new Counter({
+      name: "ta_backchannel_logouts_total",
+      help: "OpenID Connect Back-Channel Logout attempts by result: delivered, retried, failed",
+      labelNames: ["result"],
       registers,
     }),
     ssfBacklog: undefined,

@@ -1,5 +1,5 @@
-// The one way this server fetches or pushes anything (client ID metadata documents now; SSF
-// pushes and back-channel logout later): https only; the host resolved first and every address
+// The one way this server fetches or pushes anything (client ID metadata documents, SSF pushes,
+// back-channel logout tokens): https only; the host resolved first and every address
 // it names checked — no loopback, private, link-local, shared, multicast, documentation or
 // metadata-service address — and the connection made to the address that was checked, so a
 // second DNS answer cannot move it (no rebinding); redirects followed by hand, each hop checked
@@ -231,7 +231,7 @@ async function readBounded(response: Response, maxBytes: number, signal: AbortSi
 }
 
 /** What the server fetches or pushes, for the metrics. */
-export type OutboundPurpose = "client_metadata_document" | "ssf_push";
+export type OutboundPurpose = "client_metadata_document" | "ssf_push" | "backchannel_logout";
 
 /** outboundFetch with the server's policy, every request counted by purpose and result. */
 export class Outbound {

@@ -81,6 +81,7 @@ export async function startServer(config: Config, log: Logger, options: { migrat
     // Elysia's context.server (client IPs for login throttling) reads the app's server.
     (app as { server: unknown }).server = server;
     services.ssf.push.start();
+    services.backchannelLogout.start();
     const url = `http://${hostPort(config.host, server.port!)}`;
     log.info("server.started", {
       version: VERSION,
@@ -99,6 +100,7 @@ export async function startServer(config: Config, log: Logger, options: { migrat
           await services.feed.close(); // ends the revocation-feed streams, which never finish on their own
           services.ssf.poll.close(); // long polls answer now
           await services.ssf.push.stop(); // the deliveries under way finish; their leases are given back
+          await services.backchannelLogout.stop(); // likewise (a delivery cut short is retried by whoever looks next)
           await adminSocket?.stop();
           // Stop accepting; wait for in-flight requests (bounded), then close the database.
           const drained = server.stop(false);

@@ -24,6 +24,7 @@ import { RevocationFeed } from "./oauth/revocation-feed.ts";
 import { RevocationNotifier } from "./oauth/revocation-notifier.ts";
 import { SessionService } from "./oauth/sessions.ts";
 import { TokenPipeline } from "./oauth/token-pipeline.ts";
+import { BackchannelLogout } from "./oauth/backchannel-logout.ts";
 import { IdTokens } from "./oauth/id-tokens.ts";
 import { UserInfo } from "./oauth/userinfo.ts";
 import type { TokenService } from "./oauth/tokens.ts";
@@ -88,6 +89,8 @@ export interface Services extends Required<Deps> {
   dpop: DpopVerifier;
   /** OpenID Connect UserInfo (Core §5.3). */
   userinfo: UserInfo;
+  /** OpenID Connect Back-Channel Logout delivery (started by the server). */
+  backchannelLogout: BackchannelLogout;
 }
 
 export async function createServices(deps: Deps): Promise<Services> {
@@ -139,6 +142,7 @@ export async function createServices(deps: Deps): Promise<Services> {
     ssf,
     dpop,
     userinfo: new UserInfo(pipeline, accounts, dpop),
+    backchannelLogout: new BackchannelLogout({ store: stores.logoutDeliveries, keys, outbound, issuer: config.issuer, log, metrics, now }),
     config, database, log, now, metrics, stores, keys, outbound, clientDocuments, clients, accounts, browserSessions, clientAuthGuard, tokens, idTokens, pipeline, codes,
     resources, sessions, consents, revocation, notifier, introspection, introspectionCache, feed, admin, localAdmin: new WeakSet(), invalidation,
   };

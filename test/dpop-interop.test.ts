@@ -9,9 +9,9 @@ import * as oidc from "openid-client";
 import type { AccessTokenVerifier } from "@token-authority/resource-server";
 import { createAccessTokenVerifier, protect } from "@token-authority/resource-server";
 import { Agent, authorizeAs } from "./helpers/agent.ts";
-import type { ServerProcess } from "./helpers/binary.ts";
-import { buildBinary, emptyDirWithBinary, freePort, runCli, startServer } from "./helpers/binary.ts";
-import { backends, createPostgresDatabase } from "./helpers/db.ts";
+import type { Executable } from "./helpers/binary.ts";
+import { freePort, startExecutable } from "./helpers/binary.ts";
+import { backends } from "./helpers/db.ts";
 
 setDefaultTimeout(60_000);
 
@@ -19,32 +19,19 @@ const PASSWORD = "correct horse battery staple";
 const insecure = { [oauth.allowInsecureRequests]: true } as const;
 
 describe.each(backends)("DPoP interoperability at the executable [%s]", (backend) => {
-  let server: ServerProcess;
+  let executable: Executable;
   let issuer: string;
   let api: ReturnType<typeof Bun.serve>;
   let apiUrl: string;
   let verifier: AccessTokenVerifier;
-  let dir: string;
-  let env: Record<string, string>;
-  let drop: (() => Promise<void>) | undefined;
   const redirectPort = freePort();
   const redirect = `http://127.0.0.1:${redirectPort}/callback`;
 
-  const cli = async (args: string[], stdin?: string) => {
-    const { code, stdout, stderr } = await runCli(dir, args, env, stdin);
-    if (code !== 0) throw new Error(`${args.join(" ")}: ${stderr}`);
-    return JSON.parse(stdout);
-  };
+  const cli = (args: string[], stdin?: string) => executable.cli(args, stdin);
 
   beforeAll(async () => {
-    await buildBinary();
-    ({ dir } = emptyDirWithBinary());
-    const database = backend === "postgres" ? await createPostgresDatabase() : undefined;
-    drop = database?.drop;
-    const port = freePort();
-    issuer = `http://127.0.0.1:${port}`;
-    env = { TA_ISSUER: issuer, TA_DATA_DIR: `${dir}/data`, TA_DPOP_NONCE: "true", ...(database ? { DATABASE_URL: database.url } : {}) };
-    server = await startServer(dir, env, ["--port", String(port)]);
+    executable = await startExecutable(backend, { TA_DPOP_NONCE: "true" });
+    issuer = executable.issuer;
     await cli(["users", "create", "dpop-user", "--password-stdin"], `${PASSWORD}\n`);
     const rs = await cli(["clients", "create", "--name", "api", "--resource-server", `${issuer}/api`]);
     verifier = createAccessTokenVerifier({ issuer, audience: `${issuer}/api`, revocation: { mode: "feed", clientId: rs.client_id, clientSecret: rs.client_secret } });
@@ -56,8 +43,7 @@ describe.each(backends)("DPoP interoperability at the executable [%s]", (backend
   afterAll(async () => {
     api?.stop(true);
     await verifier?.close();
-    await server?.stop();
-    await drop?.();
+    await executable?.close();
   });
 
   test("oauth4webapi: client_credentials with DPoP, the nonce retry, then the resource server with the proof", async () => {

@@ -6,6 +6,7 @@ import { ClientStore } from "./clients.ts";
 import { ConsentStore } from "./consents.ts";
 import { DpopProofStore } from "./dpop.ts";
 import { LifecycleStore } from "./lifecycle.ts";
+import { LogoutDeliveryStore } from "./logout-deliveries.ts";
 import { ResourceStore } from "./resources.ts";
 import { RevocationEventStore } from "./revocation-events.ts";
 import { SessionStore } from "./sessions.ts";
@@ -25,6 +26,7 @@ export interface Stores {
   resources: ResourceStore;
   ssf: SsfStore;
   dpopProofs: DpopProofStore;
+  logoutDeliveries: LogoutDeliveryStore;
 }
 
 export function createStores(database: Database, options: { clientCacheTtl: number; eventRetention: number }): Stores {
@@ -38,6 +40,7 @@ export function createStores(database: Database, options: { clientCacheTtl: numb
     browserSessions: new BrowserSessionStore(database),
     lifecycle: new LifecycleStore(database, options.eventRetention),
     resources: new ResourceStore(database),
+    logoutDeliveries: new LogoutDeliveryStore(database),
     ssf: new SsfStore(database),
     dpopProofs: new DpopProofStore(database),
   };

@@ -13,6 +13,9 @@ const metadataFlags = {
   "access-token-ttl": { type: "string" },
   "refresh-token-ttl": { type: "string" },
   "dpop-bound-access-tokens": { type: "boolean" },
+  "post-logout-redirect-uri": { type: "string", multiple: true },
+  "backchannel-logout-uri": { type: "string" },
+  "backchannel-logout-session-required": { type: "boolean" },
 } as const;
 
 type MetadataValues = {
@@ -33,6 +36,10 @@ function metadataOf(values: MetadataValues): Record<string, unknown> {
   if (refreshTtl !== undefined) metadata.refresh_token_ttl = refreshTtl;
   // RFC 9449 §5.2: the client's token requests must carry a DPoP proof.
   if (values["dpop-bound-access-tokens"]) metadata.dpop_bound_access_tokens = true;
+  // OpenID Connect RP-Initiated Logout 1.0 §3.1 and Back-Channel Logout 1.0 §2.2.
+  if (values["post-logout-redirect-uri"] !== undefined) metadata.post_logout_redirect_uris = values["post-logout-redirect-uri"];
+  if (values["backchannel-logout-uri"] !== undefined) metadata.backchannel_logout_uri = values["backchannel-logout-uri"];
+  if (values["backchannel-logout-session-required"]) metadata.backchannel_logout_session_required = true;
   return metadata;
 }
 
@@ -61,6 +68,7 @@ export const clientsCreate: Command = {
   usage: `token-authority clients create --name NAME [--public] [--redirect-uri URI]... [--grant-type GRANT]...
                                  [--scope "a b"] [--resource-server URI]
                                  [--access-token-ttl SECONDS] [--refresh-token-ttl SECONDS] [--dpop-bound-access-tokens]
+                                 [--post-logout-redirect-uri URI]... [--backchannel-logout-uri URI] [--backchannel-logout-session-required]
   A confidential client gets the client_credentials grant unless --grant-type says otherwise;
   a public one (--public) the authorization_code and refresh_token grants, which need a
   --redirect-uri. The scope defaults to every scope the server knows.`,
@@ -89,7 +97,8 @@ export const clientsUpdate: Command = {
   summary: "change a client's metadata (what is given replaces what was registered)",
   usage: `token-authority clients update CLIENT_ID [--name NAME] [--redirect-uri URI]... [--grant-type GRANT]...
                                  [--scope "a b"] [--resource-server URI]
-                                 [--access-token-ttl SECONDS] [--refresh-token-ttl SECONDS] [--dpop-bound-access-tokens]`,
+                                 [--access-token-ttl SECONDS] [--refresh-token-ttl SECONDS] [--dpop-bound-access-tokens]
+                                 [--post-logout-redirect-uri URI]... [--backchannel-logout-uri URI] [--backchannel-logout-session-required]`,
   async run(argv, io) {
     const { values, positionals } = parseFlags(argv, metadataFlags, true);
     const change = metadataOf(values);

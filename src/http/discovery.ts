@@ -10,6 +10,7 @@ import { SUPPORTED_GRANT_TYPES } from "../oauth/grants/index.ts";
 import { RESPONSE_TYPES, TOKEN_ENDPOINT_AUTH_METHODS } from "../oauth/registration.ts";
 import type { Services } from "../services.ts";
 import { onlyMethods } from "./method-not-allowed.ts";
+import { END_SESSION_PATH } from "./end-session.ts";
 import { USERINFO_PATH } from "./userinfo.ts";
 
 /** Public, credential-free documents: cacheable, readable from any origin. */
@@ -35,6 +36,11 @@ export function authorizationServerMetadata(config: Config) {
     authorization_endpoint: `${issuer}/oauth/authorize`,
     token_endpoint: `${issuer}/oauth/token`,
     userinfo_endpoint: `${issuer}${USERINFO_PATH}`,
+    // OpenID Connect RP-Initiated Logout 1.0 §2.1.
+    end_session_endpoint: `${issuer}${END_SESSION_PATH}`,
+    // OpenID Connect Back-Channel Logout 1.0 §2.1: logout tokens carry sid (and sub).
+    backchannel_logout_supported: true,
+    backchannel_logout_session_supported: true,
     registration_endpoint: `${issuer}/oauth/register`,
     revocation_endpoint: `${issuer}/oauth/revoke`,
     introspection_endpoint: `${issuer}/oauth/introspect`,

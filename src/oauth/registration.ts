@@ -35,6 +35,11 @@ const metadataSchema = t.Object({
   application_type: t.Optional(t.Union([t.Literal("web"), t.Literal("native")])),
   /** RFC 9449 §5.2: every token request of this client must carry a DPoP proof. */
   dpop_bound_access_tokens: t.Optional(t.Boolean()),
+  /** OpenID Connect RP-Initiated Logout 1.0 §3.1: where the browser may go after logging out. */
+  post_logout_redirect_uris: t.Optional(list(uri)),
+  /** OpenID Connect Back-Channel Logout 1.0 §2.2: where logout tokens are posted. */
+  backchannel_logout_uri: t.Optional(uri),
+  backchannel_logout_session_required: t.Optional(t.Boolean()),
 });
 const checkMetadata = TypeCompiler.Compile(metadataSchema);
 
@@ -48,7 +53,10 @@ export const operatorMetadataSchema = t.Object({
 const checkOperatorMetadata = TypeCompiler.Compile(operatorMetadataSchema);
 
 /** Optional human-facing metadata kept in clients.metadata and echoed back. */
-const EXTRA_FIELDS = ["client_uri", "logo_uri", "tos_uri", "policy_uri", "contacts", "software_id", "software_version", "application_type", "dpop_bound_access_tokens"] as const;
+const EXTRA_FIELDS = [
+  "client_uri", "logo_uri", "tos_uri", "policy_uri", "contacts", "software_id", "software_version", "application_type", "dpop_bound_access_tokens",
+  "post_logout_redirect_uris", "backchannel_logout_uri", "backchannel_logout_session_required",
+] as const;
 const URI_FIELDS = ["client_uri", "logo_uri", "tos_uri", "policy_uri"] as const;
 
 const LOOPBACK_HOSTS = new Set(["127.0.0.1", "[::1]", "localhost"]);
@@ -87,6 +95,22 @@ function checkRedirectUri(value: string, native: boolean): void {
   );
 }
 
+/**
+ * Back-Channel Logout 1.0 §2.2: an absolute URI that "MUST NOT include a fragment component";
+ * https (the outbound module's rule: http only for a host of TA_OUTBOUND_ALLOW_HOSTS). The
+ * address it resolves to is checked at each delivery (src/outbound.ts).
+ */
+function checkBackchannelLogoutUri(value: string, allowHosts: ReadonlySet<string>): void {
+  const url = parseUrl(value);
+  if (!url || value.includes("#")) throw invalid("backchannel_logout_uri must be an absolute URI without a fragment");
+  if (url.protocol === "https:") return;
+  if (url.protocol === "http:" && allowHosts.has(url.host.toLowerCase())) return;
+  throw invalid("backchannel_logout_uri must use https");
+}
+
+/** What validating metadata reads of the configuration. */
+export type MetadataConfig = Pick<Config, "scopes"> & Partial<Pick<Config, "outboundAllowHosts">>;
+
 /** RFC 7591 methods built on a secret shared with the server; a metadata document cannot hold one. */
 const SHARED_SECRET_METHODS = new Set(["client_secret_basic", "client_secret_post", "client_secret_jwt"]);
 
@@ -107,6 +131,9 @@ export interface RegisteredMetadata {
   software_version?: string;
   application_type?: "web" | "native";
   dpop_bound_access_tokens?: boolean;
+  post_logout_redirect_uris?: string[];
+  backchannel_logout_uri?: string;
+  backchannel_logout_session_required?: boolean;
   /** Operator-only (the admin API): null means the server default / none. */
   access_token_ttl?: number | null;
   refresh_token_ttl?: number | null;
@@ -138,7 +165,7 @@ function storable(value: unknown, depth = 0): boolean {
 }
 
 /** Validates RFC 7591 metadata: invalid_client_metadata / invalid_redirect_uri on any fault. */
-export function validateMetadata(input: unknown, config: Pick<Config, "scopes">, options: MetadataOptions = {}): RegisteredMetadata {
+export function validateMetadata(input: unknown, config: MetadataConfig, options: MetadataOptions = {}): RegisteredMetadata {
   if (typeof input !== "object" || input === null || Array.isArray(input)) throw invalid("the body must be a JSON object");
   // Refused here, as bad metadata, rather than failing at the INSERT.
   if (!storable(input)) throw invalid("a value holds a NUL character or invalid Unicode");
@@ -181,6 +208,15 @@ export function validateMetadata(input: unknown, config: Pick<Config, "scopes">,
   if (usesCode && redirectUris.length === 0) {
     throw OAuthError.invalidRedirectUri("redirect_uris is required for the authorization_code grant");
   }
+  // RP-Initiated Logout 1.0 §3.1: post-logout redirects are held to the rules of redirect URIs.
+  for (const uri of input.post_logout_redirect_uris ?? []) {
+    try {
+      checkRedirectUri(uri, input.application_type === "native");
+    } catch {
+      throw invalid("post_logout_redirect_uris must be absolute https URIs (http on a loopback address) without a fragment");
+    }
+  }
+  if (input.backchannel_logout_uri !== undefined) checkBackchannelLogoutUri(input.backchannel_logout_uri, config.outboundAllowHosts ?? new Set());
   for (const field of URI_FIELDS) {
     const value = input[field];
     const url = value === undefined ? undefined : parseUrl(value);
@@ -270,7 +306,7 @@ export interface RegistrationResult {
 /** Validates the metadata and creates the client (confidential unless the method is `none`). */
 export async function registerClient(
   clients: Clients,
-  config: Pick<Config, "scopes">,
+  config: MetadataConfig,
   input: unknown,
   options: MetadataOptions = {},
 ): Promise<RegistrationResult> {

@@ -2,6 +2,8 @@
 import { copyFileSync, existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { Backend } from "./db.ts";
+import { createPostgresDatabase } from "./db.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 export const BINARY = join(ROOT, "dist", "token-authority");
@@ -100,6 +102,44 @@ export async function startServer(dir: string, env: Record<string, string> = {},
     async stop(signal = "SIGTERM") {
       proc.kill(signal);
       return proc.exited;
+    },
+  };
+}
+
+/** The executable serving from an empty directory, at an issuer naming its port, with its CLI. */
+export interface Executable {
+  server: ServerProcess;
+  issuer: string;
+  dir: string;
+  env: Record<string, string>;
+  /** Runs a CLI command against it; its stdout as JSON, or throws with its stderr. */
+  cli(args: string[], stdin?: string): Promise<any>;
+  /** Stops the server and drops its PostgreSQL database. */
+  close(): Promise<void>;
+}
+
+/** Builds the executable (once), and serves on `backend` — a fresh PostgreSQL database, or embedded. */
+export async function startExecutable(backend: Backend, extraEnv: Record<string, string> = {}): Promise<Executable> {
+  await buildBinary();
+  const { dir } = emptyDirWithBinary();
+  const database = backend === "postgres" ? await createPostgresDatabase() : undefined;
+  const port = freePort();
+  const issuer = `http://127.0.0.1:${port}`;
+  const env = { TA_ISSUER: issuer, TA_DATA_DIR: `${dir}/data`, ...(database ? { DATABASE_URL: database.url } : {}), ...extraEnv };
+  const server = await startServer(dir, env, ["--port", String(port)]);
+  return {
+    server,
+    issuer,
+    dir,
+    env,
+    async cli(args, stdin) {
+      const { code, stdout, stderr } = await runCli(dir, args, env, stdin);
+      if (code !== 0) throw new Error(`${args.join(" ")}: ${stderr}`);
+      return JSON.parse(stdout);
+    },
+    async close() {
+      await server.stop();
+      await database?.drop();
     },
   };
 }

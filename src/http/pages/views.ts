@@ -186,3 +186,29 @@ ${signedIn(view.user, "/account/sessions")}`,
 export function messagePage(title: string, message: string, hint?: string): Html {
   return layout(title, html`<h1 id="title">${title}</h1><p>${message}</p>${hint ? html`<p class="lead">${hint}</p>` : ""}`);
 }
+
+export interface LogoutView {
+  username: string;
+  csrfToken: string;
+  /** The logout request, carried unchanged by the form. */
+  fields: [string, string][];
+  /** The application that asked, when it is known. */
+  clientName?: string;
+}
+
+/** RP-Initiated Logout 1.0 §2: "the OP SHOULD ask the End-User whether to log out of the OP as well". */
+export function logoutPage(view: LogoutView): Html {
+  return layout(
+    "Sign out",
+    html`<h1 id="title">Sign out?</h1>
+<p>${view.clientName ? html`<strong>${view.clientName}</strong> asks to sign you out. ` : ""}You are signed in as <strong>${view.username}</strong>.</p>
+<form method="post" action="/oauth/end-session">
+${hiddenFields([["csrf_token", view.csrfToken], ...view.fields])}
+<div class="actions">
+<button type="submit" name="decision" value="logout" class="primary">Sign out</button>
+<button type="submit" name="decision" value="stay">Stay signed in</button>
+</div>
+</form>
+<p class="note">Signing out ends your sign-in on this server; the applications you used it for are told.</p>`,
+  );
+}
