@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import * as oauth from "oauth4webapi";
 import * as oidc from "openid-client";
-import { Agent, authorizeAs } from "./helpers/agent.ts";
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
+import { Agent, authorizeAs, hiddenFields } from "./helpers/agent.ts";
 import type { Executable } from "./helpers/binary.ts";
 import { freePort, startExecutable } from "./helpers/binary.ts";
 import { backends } from "./helpers/db.ts";
@@ -29,6 +30,7 @@ describe.each(backends)("OpenID Connect interoperability at the executable [%s]"
   const redirect = `http://127.0.0.1:${freePort()}/callback`;
 
   const cli = (args: string[], stdin?: string) => executable.cli(args, stdin);
+  const receiver = new LogoutReceiver();
 
   /** openid-client configured from /.well-known/openid-configuration, checking ID token signatures against the JWKS. */
   const discover = () =>
@@ -54,7 +56,8 @@ describe.each(backends)("OpenID Connect interoperability at the executable [%s]"
   }
 
   beforeAll(async () => {
-    executable = await startExecutable(backend);
+    executable = await startExecutable(backend, { TA_OUTBOUND_ALLOW_HOSTS: receiver.host });
+    receiver.trust(executable.issuer);
     issuer = executable.issuer;
     ({ id: userId } = await cli(["users", "create", USERNAME, "--password-stdin"], `${PASSWORD}\n`));
     await cli(["users", "set-profile", USERNAME, "--set", `name=${PROFILE.name}`, "--set", `email=${PROFILE.email}`, "--set", "email_verified=true"]);
@@ -63,7 +66,10 @@ describe.each(backends)("OpenID Connect interoperability at the executable [%s]"
     publicClient = await cli(["clients", "create", "--name", "spa", "--public", "--redirect-uri", redirect, "--scope", `${SCOPE} read`]);
   }, 180_000);
 
-  afterAll(() => executable?.close());
+  afterAll(async () => {
+    await executable?.close();
+    receiver.stop();
+  });
 
   test("openid-client: discovery, code + PKCE + nonce, a validated ID token, UserInfo, a new ID token at refresh; a wrong nonce refused", async () => {
     const config = await discover();
@@ -174,4 +180,101 @@ describe.each(backends)("OpenID Connect interoperability at the executable [%s]"
     });
     expect(tokens.claims()).toMatchObject({ sub: userId, nonce: quiet.nonce, sid: first.claims()!.sid, auth_time: first.claims()!.auth_time });
   });
+
+  test("openid-client: RP-initiated logout ends the sign-in and returns with state; the back channel delivers a logout token that §2.6 validation accepts, after the receiver's failure", async () => {
+    const afterLogout = redirect.replace("/callback", "/signed-out");
+    const rp = await cli([
+      "clients", "create", "--name", "rp-logout", "--redirect-uri", redirect, "--grant-type", "authorization_code", "--scope", SCOPE,
+      "--post-logout-redirect-uri", afterLogout, "--backchannel-logout-uri", `${receiver.base}/logout`, "--backchannel-logout-session-required",
+    ]);
+    const config = await oidc.discovery(new URL(issuer), rp.client_id, rp.client_secret, oidc.ClientSecretBasic(rp.client_secret), {
+      execute: [oidc.allowInsecureRequests, oidc.enableNonRepudiationChecks],
+    });
+    expect(config.serverMetadata()).toMatchObject({ end_session_endpoint: `${issuer}/oauth/end-session`, backchannel_logout_supported: true, backchannel_logout_session_supported: true });
+    const agent = new Agent(issuer);
+    const request = await authorizationRequest(config);
+    const callback = await authorizeAs(agent, request.url.toString(), USERNAME, redirect);
+    const tokens = await oidc.authorizationCodeGrant(config, callback, { pkceCodeVerifier: request.verifier, expectedNonce: request.nonce, expectedState: request.state });
+    const { sid } = tokens.claims()!;
+    expect(sid).toBeString();
+    // The receiver is down for the first attempt: the delivery is retried from the committed entry.
+    receiver.failNext(1);
+    const delivered = receiver.next();
+    const endSession = oidc.buildEndSessionUrl(config, { id_token_hint: tokens.id_token!, post_logout_redirect_uri: afterLogout, state: "bye-42" });
+    const confirm = await agent.get(endSession.toString());
+    expect(confirm.res.status).toBe(200);
+    const done = await agent.post("/oauth/end-session", [...hiddenFields(confirm.text, "/oauth/end-session"), ["decision", "logout"]]);
+    expect(done.location).toBe(`${afterLogout}?state=bye-42`);
+    expect((await agent.get("/account/sessions")).res.status).toBe(302);
+    const logout = await delivered;
+    expect(logout).toMatchObject({ iss: issuer, aud: rp.client_id, sub: userId, sid });
+    expect(receiver.failures).toBe(1);
+  }, 60_000);
 });
+
+/**
+ * A relying party's back-channel logout endpoint, validating each logout token as Back-Channel
+ * Logout 1.0 §2.6 says: a JWS of the OP's keys (its jwks_uri), typ logout+jwt, iss, aud, iat and
+ * exp, a jti, the backchannel-logout member of events, sub or sid, and no nonce.
+ */
+class LogoutReceiver {
+  private readonly server = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: (request) => this.receive(request) });
+  private issuer = "";
+  private jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
+  private toFail = 0;
+  private waiting: Array<(claims: Record<string, unknown>) => void> = [];
+  failures = 0;
+
+  get host(): string {
+    return `127.0.0.1:${this.server.port}`;
+  }
+
+  get base(): string {
+    return `http://${this.host}`;
+  }
+
+  trust(issuer: string): void {
+    this.issuer = issuer;
+    this.jwks = createRemoteJWKSet(new URL(`${issuer}/.well-known/jwks.json`));
+  }
+
+  failNext(count: number): void {
+    this.toFail = count;
+  }
+
+  /** The claims of the next logout token accepted (within 20 s). */
+  next(): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error("no logout token within 20 s")), 20_000);
+      this.waiting.push((claims) => {
+        clearTimeout(timer);
+        resolve(claims);
+      });
+    });
+  }
+
+  stop(): void {
+    this.server.stop(true);
+  }
+
+  private async receive(request: Request): Promise<Response> {
+    if (this.toFail > 0) {
+      this.toFail--;
+      this.failures++;
+      return new Response(null, { status: 503 });
+    }
+    const token = new URLSearchParams(await request.text()).get("logout_token") ?? "";
+    try {
+      if (decodeProtectedHeader(token).typ !== "logout+jwt") throw new Error("typ");
+      const { payload } = await jwtVerify(token, this.jwks!, { issuer: this.issuer, requiredClaims: ["aud", "iat", "exp", "jti"] });
+      const events = payload.events as Record<string, unknown> | undefined;
+      if (typeof events?.["http://schemas.openid.net/event/backchannel-logout"] !== "object") throw new Error("events");
+      if (payload.sub === undefined && payload.sid === undefined) throw new Error("neither sub nor sid");
+      if ("nonce" in payload) throw new Error("nonce");
+      this.waiting.shift()?.(payload as Record<string, unknown>);
+      return new Response(null, { status: 200, headers: { "cache-control": "no-store" } });
+    } catch {
+      return new Response(null, { status: 400 });
+    }
+  }
+}

@@ -13,7 +13,7 @@ import { OAuthError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { Administration, Page, StreamOverview } from "../oauth/admin.ts";
 import type { BrowserSessionRow } from "../oauth/browser-sessions.ts";
-import { metadataOf, operatorMetadataSchema } from "../oauth/registration.ts";
+import { metadataOf, metadataSchema, operatorMetadataSchema } from "../oauth/registration.ts";
 import { ADMIN_SCOPE } from "../oauth/scopes.ts";
 import { bearerClient } from "./bearer.ts";
 import type { TokenPipeline } from "../oauth/token-pipeline.ts";
@@ -121,27 +121,7 @@ const pageOf = (query: { limit?: number; cursor?: string }) => ({ limit: query.l
 const ref = t.String({ minLength: 1, maxLength: 256 });
 
 /** RFC 7591 client metadata and the operator's fields; validated further by the one metadata path. */
-const clientMetadata = t.Composite([
-  t.Object({
-    client_name: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
-    redirect_uris: t.Optional(t.Array(t.String({ minLength: 1, maxLength: 2048 }), { maxItems: 20 })),
-    grant_types: t.Optional(t.Array(t.String({ maxLength: 64 }), { maxItems: 10 })),
-    response_types: t.Optional(t.Array(t.String({ maxLength: 64 }), { maxItems: 10 })),
-    token_endpoint_auth_method: t.Optional(t.String({ maxLength: 64 })),
-    scope: t.Optional(t.String({ maxLength: 1024 })),
-    client_uri: t.Optional(t.String({ minLength: 1, maxLength: 2048 })),
-    logo_uri: t.Optional(t.String({ minLength: 1, maxLength: 2048 })),
-    tos_uri: t.Optional(t.String({ minLength: 1, maxLength: 2048 })),
-    policy_uri: t.Optional(t.String({ minLength: 1, maxLength: 2048 })),
-    contacts: t.Optional(t.Array(t.String({ minLength: 1, maxLength: 254 }), { maxItems: 10 })),
-    software_id: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
-    software_version: t.Optional(t.String({ minLength: 1, maxLength: 200 })),
-    application_type: t.Optional(t.Union([t.Literal("web"), t.Literal("native")])),
-    /** RFC 9449 §5.2: every token request of the client must carry a DPoP proof. */
-    dpop_bound_access_tokens: t.Optional(t.Boolean()),
-  }),
-  operatorMetadataSchema,
-]);
+const clientMetadata = t.Composite([metadataSchema, operatorMetadataSchema]);
 
 const password = t.String({ minLength: 1, maxLength: 1024 });
 

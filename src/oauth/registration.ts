@@ -16,8 +16,8 @@ export const RESPONSE_TYPES: readonly string[] = ["code"];
 const uri = t.String({ minLength: 1, maxLength: 2048 });
 const list = (item: ReturnType<typeof t.String>, maxItems = 20) => t.Array(item, { maxItems });
 
-/** The metadata this server understands; anything else is ignored (RFC 7591 §2). */
-const metadataSchema = t.Object({
+/** The metadata this server understands; anything else is ignored (RFC 7591 §2). The admin API's body is this and the operator's fields. */
+export const metadataSchema = t.Object({
   redirect_uris: t.Optional(list(uri)),
   token_endpoint_auth_method: t.Optional(t.String({ maxLength: 64 })),
   grant_types: t.Optional(list(t.String({ maxLength: 64 }))),
