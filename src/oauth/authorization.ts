@@ -328,7 +328,8 @@ export function denyUrl(config: Config, request: AuthorizationRequest): string {
 
 /** What each scope lets a client do, as shown on the consent page. */
 export const SCOPE_DESCRIPTIONS: Readonly<Record<string, string>> = Object.freeze({
-  profile: "See your basic profile (your username)",
+  openid: "Sign you in with your account here",
+  profile: "See your profile (your name and username)",
   email: "See your email address",
   offline_access: "Keep access while you are not using it",
   read: "Read your data",

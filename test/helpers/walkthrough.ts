@@ -48,13 +48,13 @@ export interface Walk {
 /**
  * Runs blocks as a user pastes them into one bash, in `dir`, stopping at the first failing
  * command; `replace` swaps the documented ports for free ones. Background servers the script
- * leaves running are stopped by the trap (TA_PID, MCP_PID).
+ * leaves running are stopped by the trap (TA_PID, MCP_PID, RECEIVER_PID).
  */
 export async function walk(blocks: Block[], dir: string, out: string, replace: Record<string, string>, names: string[]): Promise<Walk> {
   const swap = (code: string) => Object.entries(replace).reduce((text, [from, to]) => text.replaceAll(from, to), code);
   const script = [
     "set -euo pipefail",
-    `trap 'for p in "\${MCP_PID:-}" "\${TA_PID:-}"; do if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi; done' EXIT`,
+    `trap 'for p in "\${MCP_PID:-}" "\${RECEIVER_PID:-}" "\${TA_PID:-}"; do if [ -n "$p" ]; then kill "$p" 2>/dev/null || true; fi; done' EXIT`,
     ...blocks.flatMap((block, i) => [`echo '${MARK(i)}'`, swap(block.code)]),
     `echo '${MARK(blocks.length)}'`,
     `jq -n ${names.map((name) => `--arg ${name} "\${${name}:-}"`).join(" ")} '$ARGS.named'`,
