@@ -210,6 +210,35 @@ describe.each(backends)("OpenID Connect interoperability at the executable [%s]"
     expect(logout).toMatchObject({ iss: issuer, aud: rp.client_id, sub: userId, sid });
     expect(receiver.failures).toBe(1);
   }, 60_000);
+
+  test("a logout committed while the receiver is down reaches it after the server was killed (SIGKILL) and restarted", async () => {
+    const rp = await cli([
+      "clients", "create", "--name", "rp-crash", "--redirect-uri", redirect, "--grant-type", "authorization_code", "--scope", SCOPE,
+      "--backchannel-logout-uri", `${receiver.base}/logout`,
+    ]);
+    const config = await oidc.discovery(new URL(issuer), rp.client_id, rp.client_secret, oidc.ClientSecretBasic(rp.client_secret), { execute: [oidc.allowInsecureRequests] });
+    const agent = new Agent(issuer);
+    const request = await authorizationRequest(config);
+    const tokens = await oidc.authorizationCodeGrant(config, await authorizeAs(agent, request.url.toString(), USERNAME, redirect), {
+      pkceCodeVerifier: request.verifier,
+      expectedNonce: request.nonce,
+      expectedState: request.state,
+    });
+    receiver.failNext(1_000);
+    const failuresBefore = receiver.failures;
+    const page = await agent.get("/account/sessions");
+    await agent.post("/oauth/logout", hiddenFields(page.text, "/oauth/logout"));
+    // The first attempt failed: the entry is committed, the delivery waits for its retry — when the process dies.
+    for (const deadline = Date.now() + 20_000; receiver.failures === failuresBefore; ) {
+      if (Date.now() > deadline) throw new Error("no delivery attempt within 20 s");
+      await Bun.sleep(50);
+    }
+    // (Killed between the failed attempt and its settling, the delivery is retried once its 10 s lease ends: within next()'s 20 s.)
+    await executable.restart("SIGKILL");
+    receiver.failNext(0);
+    const logout = await receiver.next();
+    expect(logout).toMatchObject({ aud: rp.client_id, sub: userId, sid: tokens.claims()!.sid });
+  }, 60_000);
 });
 
 /**

@@ -24,7 +24,8 @@ const LOGOUT_TOKEN_TTL = 120;
 const TIMEOUT_MS = 5000;
 /** Attempts before a receiver that keeps failing is given up on (about four minutes of backoff). */
 export const MAX_LOGOUT_ATTEMPTS = 8;
-const LEASE_SECONDS = 30;
+/** How long a claimed delivery is this instance's: past the attempt's timeout; after a crash, another instance (or a restart) takes it then. */
+const LEASE_SECONDS = 10;
 const BATCH = 20;
 
 export interface BackchannelLogoutDeps {

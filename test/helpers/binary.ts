@@ -114,6 +114,8 @@ export interface Executable {
   env: Record<string, string>;
   /** Runs a CLI command against it; its stdout as JSON, or throws with its stderr. */
   cli(args: string[], stdin?: string): Promise<any>;
+  /** Stops the server with `signal` (SIGKILL: a crash) and starts it again on the same data and port. */
+  restart(signal: NodeJS.Signals): Promise<void>;
   /** Stops the server and drops its PostgreSQL database. */
   close(): Promise<void>;
 }
@@ -126,9 +128,9 @@ export async function startExecutable(backend: Backend, extraEnv: Record<string,
   const port = freePort();
   const issuer = `http://127.0.0.1:${port}`;
   const env = { TA_ISSUER: issuer, TA_DATA_DIR: `${dir}/data`, ...(database ? { DATABASE_URL: database.url } : {}), ...extraEnv };
-  const server = await startServer(dir, env, ["--port", String(port)]);
-  return {
-    server,
+  const serve = () => startServer(dir, env, ["--port", String(port)]);
+  const executable: Executable = {
+    server: await serve(),
     issuer,
     dir,
     env,
@@ -137,9 +139,14 @@ export async function startExecutable(backend: Backend, extraEnv: Record<string,
       if (code !== 0) throw new Error(`${args.join(" ")}: ${stderr}`);
       return JSON.parse(stdout);
     },
+    async restart(signal) {
+      await executable.server.stop(signal);
+      executable.server = await serve();
+    },
     async close() {
-      await server.stop();
+      await executable.server.stop();
       await database?.drop();
     },
   };
+  return executable;
 }
