@@ -279,6 +279,27 @@ describe.each(backends)("OpenID Connect [%s]", (backend) => {
     }
   });
 
+  test("a claims request (unsupported, claims_parameter_supported false) is ignored, unknown claims included: nothing more is released", async () => {
+    const { t, c, who } = await setup();
+    const claims = JSON.stringify({ userinfo: { no_such_claim: { essential: true }, email: null }, id_token: { acr: { essential: true } } });
+    const { res, body } = await codeFlow(t, c, who, { scope: "openid", claims });
+    expect(res.status).toBe(200);
+    const [, info] = await userinfo(t, "GET", { authorization: `Bearer ${body.access_token}` });
+    expect(info).toEqual({ sub: who.userId });
+    expect(decodeJwt(body.id_token).acr).toBeUndefined();
+  });
+
+  test("login_hint says nothing of who exists: the sign-in page is the same for a user and for nobody", async () => {
+    const { t, c, who } = await setup();
+    const pageFor = async (hint: string) => {
+      const agent = new Agent(t);
+      const start = await agent.get(authorizeUrl(c, { scope: "openid", login_hint: hint }));
+      const page = await agent.get(start.location!);
+      return page.text.replace(/value="[A-Za-z0-9_-]{43}"/g, "").replaceAll(hint, "HINT").replace(/return_to" value="[^"]*"/, "");
+    };
+    expect(await pageFor(who.username)).toBe(await pageFor("nobody-by-this-name"));
+  });
+
   test("the ID token of a sign-in through the login page after the request names the new sign-in", async () => {
     const { t, c } = await setup();
     const username = `late-${crypto.randomUUID().slice(0, 8)}`;
