@@ -29,7 +29,7 @@ export function createApp(services: Services) {
     .use(observability(services))
     .use(errorPlugin(services.log))
     .use(requestLimits(config))
-    .use(cors(["/oauth/revoke", "/oauth/token", USERINFO_PATH], config.corsOrigins))
+    .use(cors({ "/oauth/revoke": ["POST"], "/oauth/token": ["POST"], [USERINFO_PATH]: ["GET", "POST"] }, config.corsOrigins))
     .use(healthEndpoints(services))
     .use(revokeEndpoint(services))
     .use(tokenEndpoint(services))

@@ -34,6 +34,9 @@ describe.each(backends)("discovery [%s]", (backend) => {
       introspection_endpoint: `${ISSUER}/oauth/introspect`,
       jwks_uri: `${ISSUER}/.well-known/jwks.json`,
       userinfo_endpoint: `${ISSUER}/oauth/userinfo`,
+      end_session_endpoint: `${ISSUER}/oauth/end-session`,
+      backchannel_logout_supported: true,
+      backchannel_logout_session_supported: true,
       // The server is an OpenID Provider: openid is always a scope of it.
       scopes_supported: ["openid", "read", "write", "admin"],
       response_types_supported: ["code"],

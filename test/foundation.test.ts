@@ -49,7 +49,8 @@ describe("configuration", () => {
 
   test("lists are comma-separated", () => {
     const config = loadConfig({ TA_SCOPES: "a, b,,c", TA_CORS_ORIGINS: "https://x.example,http://localhost:5173" });
-    expect(config.scopes).toEqual(["a", "b", "c"]);
+    // openid comes first, always (the server is an OpenID Provider).
+    expect(config.scopes).toEqual(["openid", "a", "b", "c"]);
     expect(config.corsOrigins).toEqual(["https://x.example", "http://localhost:5173"]);
   });
 });

@@ -55,7 +55,7 @@ async function userinfo(t: TestApp, method: "GET" | "POST", headers: Record<stri
 }
 
 describe.each(backends)("OpenID Connect [%s]", (backend) => {
-  const ready = useTestApp(backend, { TA_SCOPES: "profile,email,offline_access,read,write" });
+  const ready = useTestApp(backend, { TA_SCOPES: "profile,email,offline_access,read,write", TA_CORS_ORIGINS: "https://spa.example" });
 
   async function setup(kind: "confidential" | "public" = "confidential") {
     const t = await ready();
@@ -309,6 +309,19 @@ describe.each(backends)("OpenID Connect [%s]", (backend) => {
     const { payload } = await verifyIdToken(t, body.id_token);
     expect(payload.sub).toBe(userId);
     expect(payload.sid).toBeString();
+  });
+
+  test("UserInfo answers a browser client's preflight from an allowed origin for GET and POST, with the Authorization and DPoP headers", async () => {
+    const t = await ready();
+    const preflight = await t.app.handle(
+      new Request(`${t.config.issuer}/oauth/userinfo`, { method: "OPTIONS", headers: { origin: "https://spa.example", "access-control-request-method": "GET", "access-control-request-headers": "authorization" } }),
+    );
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("access-control-allow-origin")).toBe("https://spa.example");
+    expect(preflight.headers.get("access-control-allow-methods")).toBe("GET, POST");
+    expect(preflight.headers.get("access-control-allow-headers")).toContain("DPoP");
+    const other = await t.app.handle(new Request(`${t.config.issuer}/oauth/userinfo`, { method: "OPTIONS", headers: { origin: "https://evil.example", "access-control-request-method": "GET" } }));
+    expect(other.headers.get("access-control-allow-origin")).toBeNull();
   });
 
   test("Discovery: /.well-known/openid-configuration is the RFC 8414 document, with the OpenID Provider metadata", async () => {

@@ -3,12 +3,13 @@
 // these endpoints authenticate by form fields, not cookies).
 import { Elysia } from "elysia";
 
-export function cors(paths: readonly string[], origins: readonly string[]) {
+/** `methods`: each covered path and the methods a preflight allows on it. */
+export function cors(methods: Readonly<Record<string, readonly string[]>>, origins: readonly string[]) {
   const allowed = new Set(origins);
-  const covered = new Set(paths);
-  return new Elysia({ name: "cors", seed: [paths, origins] }).onRequest(({ request, set }) => {
+  return new Elysia({ name: "cors", seed: [methods, origins] }).onRequest(({ request, set }) => {
     const path = new URL(request.url).pathname;
-    if (!covered.has(path)) return;
+    const pathMethods = Object.hasOwn(methods, path) ? methods[path] : undefined;
+    if (!pathMethods) return;
     set.headers["vary"] = "Origin";
     const origin = request.headers.get("origin");
     if (!origin || !allowed.has(origin)) return;
@@ -20,7 +21,7 @@ export function cors(paths: readonly string[], origins: readonly string[]) {
         status: 204,
         headers: {
           "Access-Control-Allow-Origin": origin,
-          "Access-Control-Allow-Methods": "GET, POST",
+          "Access-Control-Allow-Methods": pathMethods.join(", "),
           // DPoP (RFC 9449 §4.1): proofs come in a header of their own.
           "Access-Control-Allow-Headers": "Authorization, Content-Type, DPoP",
           "Access-Control-Max-Age": "600",
