@@ -291,15 +291,18 @@ export function freePort(): Promise<number> {
 export async function insertCodeGrants(
   sql: postgres.Sql,
   count: number,
-  grant: { clientId: string; userId: string; redirectUri: string },
+  grant: { clientId: string; userId: string; redirectUri: string; scope?: string },
 ): Promise<{ codes: string[]; verifier: string }> {
+  const scope = grant.scope ?? "read";
+  // An OpenID grant's code carries its sign-in and nonce, as the authorization endpoint seals them.
+  const oidc = scope.split(" ").includes("openid") ? { auth_time: Math.floor(Date.now() / 1000), amr: ["pwd"], nonce: "bench" } : undefined;
   const verifier = randomBytes(32).toString("base64url");
   const challenge = createHash("sha256").update(verifier).digest("base64url");
   const [key] = await sql`select private_jwk from signing_keys where status = 'active'`;
   const sealing = await deriveSealingKey(key!.private_jwk as JWK, "code");
   // Each code names its grant (the family's sid), as the authorization endpoint's do.
   const ids = Array.from({ length: count }, () => randomUUID());
-  const codes = await Promise.all(ids.map((sid) => sealAuthorizationCode(sealing, { sub: grant.userId, scope: "read", aud: [], sid })));
+  const codes = await Promise.all(ids.map((sid) => sealAuthorizationCode(sealing, { sub: grant.userId, scope, aud: [], sid, ...(oidc ? { oidc } : {}) })));
   for (let i = 0; i < codes.length; i += 1000) {
     const rows = codes.slice(i, i + 1000).map((code, j) => ({
       id: ids[i + j]!,
@@ -309,7 +312,7 @@ export async function insertCodeGrants(
       code_challenge: challenge,
       code_challenge_method: "S256",
       redirect_uri: grant.redirectUri,
-      scope: "read",
+      scope,
       expires_at: new Date(Date.now() + 3600_000),
     }));
     await sql`insert into authorization_grants ${sql(rows)}`;
