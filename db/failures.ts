@@ -29,6 +29,8 @@ const UNAVAILABLE_CODES = new Set([
   "08004",
   "40001", // serialization_failure: retryable
   "40P01", // deadlock_detected: retryable
+  // read_only_sql_transaction: a connection that reached a replica (a primary demoted by a failover).
+  "25006",
 ]);
 
 /** SQLSTATE classes 08 (connection), 53 (resources), 57 (operator intervention), 58 (system). */

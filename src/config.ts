@@ -127,6 +127,38 @@ function url(name: string, value: string, protocols: readonly string[]): string 
   return value;
 }
 
+/** postgres.js's values of target_session_attrs (libpq's, less `any`). */
+const TARGET_SESSION_ATTRS = ["read-write", "primary", "read-only", "standby", "prefer-standby"];
+
+/**
+ * DATABASE_URL: postgres:// with one host, or several — libpq's multi-host form
+ * (`postgres://user@host1:5432,host2:5432/db?target_session_attrs=primary`), which postgres.js
+ * reads, trying the hosts in order at each connection. Several hosts need
+ * target_session_attrs=primary: the server writes, and a connection that landed on a replica
+ * would refuse every write. Not `read-write`: postgres.js 3.4 decides it from
+ * default_transaction_read_only, which a hot standby of PostgreSQL 14+ reports as off
+ * (node_modules/postgres/src/connection.js, tryNext), so it would accept a replica. Never echoed
+ * (it may hold a password).
+ */
+function checkDatabaseUrl(value: string): string {
+  const match = /^(postgres(?:ql)?:\/\/)(?:([^@/?#]*)@)?([^/?#]*)(.*)$/.exec(value);
+  if (!match) throw new ConfigError("DATABASE_URL must be a postgres:// or postgresql:// URL");
+  const [, scheme, userinfo, hostList, rest] = match;
+  const hosts = hostList!.split(",");
+  for (const host of hosts) {
+    if (host === "" || !URL.canParse(`${scheme}${userinfo ? `${userinfo}@` : ""}${host}${rest}`)) {
+      throw new ConfigError("DATABASE_URL must be a postgres:// URL with host[:port] entries separated by commas");
+    }
+  }
+  const query = rest!.indexOf("?") >= 0 ? new URLSearchParams(rest!.slice(rest!.indexOf("?") + 1).split("#")[0]) : new URLSearchParams();
+  const attrs = query.get("target_session_attrs");
+  if (attrs !== null && !TARGET_SESSION_ATTRS.includes(attrs)) throw new ConfigError(`DATABASE_URL: target_session_attrs must be one of ${TARGET_SESSION_ATTRS.join(", ")}`);
+  if (hosts.length > 1 && attrs !== "primary") {
+    throw new ConfigError("DATABASE_URL names several hosts: add target_session_attrs=primary, so that the server connects to the primary (read-write is not enough with postgres.js: see docs/high-availability.md)");
+  }
+  return value;
+}
+
 function resources(env: Env, audience: string, scopes: readonly string[]): ProtectedResource[] {
   const raw = env.TA_RESOURCES;
   if (raw === undefined || raw.trim() === "") return [{ resource: audience, scopes: [...scopes] }];
@@ -177,7 +209,7 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
   const host = overrides.host ?? (env.HOST || "127.0.0.1");
   const issuer = url("TA_ISSUER", env.TA_ISSUER || `http://localhost:${port}`, ["https:", "http:"]).replace(/\/$/, "");
   const databaseUrl = env.DATABASE_URL || undefined;
-  if (databaseUrl) url("DATABASE_URL", databaseUrl, ["postgres:", "postgresql:"]);
+  if (databaseUrl) checkDatabaseUrl(databaseUrl);
   const configured = list(env, "TA_SCOPES", ["profile", "email", "offline_access", "read", "write"]);
   // The server is an OpenID Provider: `openid` (Core §3.1.2.1) is always a scope of it, first.
   const scopes = [OPENID_SCOPE, ...configured.filter((scope) => scope !== OPENID_SCOPE)];

@@ -36,7 +36,12 @@ describe("configuration", () => {
   test.each([
     [{ PORT: "http" }, /PORT must be a whole number/],
     [{ TA_DB_POOL: "0" }, /TA_DB_POOL must be between/],
-    [{ DATABASE_URL: "mysql://x" }, /DATABASE_URL must use postgres/],
+    [{ DATABASE_URL: "mysql://x" }, /DATABASE_URL must be a postgres:\/\/ or postgresql:\/\/ URL/],
+    [{ DATABASE_URL: "postgres://db1:5432,db2:5432/ta" }, /several hosts: add target_session_attrs=primary/],
+    // postgres.js's read-write accepts a hot standby (it reads default_transaction_read_only).
+    [{ DATABASE_URL: "postgres://db1:5432,db2:5432/ta?target_session_attrs=read-write" }, /target_session_attrs=primary/],
+    [{ DATABASE_URL: "postgres://db1:5432,,db2/ta?target_session_attrs=primary" }, /host\[:port\] entries separated by commas/],
+    [{ DATABASE_URL: "postgres://db1/ta?target_session_attrs=any" }, /target_session_attrs must be one of/],
     [{ TA_CORS_ORIGINS: "*" }, /'\*' is not allowed/],
     [{ TA_CORS_ORIGINS: "https://a.example/path" }, /is not an origin/],
     [{ TA_RESOURCES: "{" }, /TA_RESOURCES must be a JSON list/],
@@ -45,6 +50,12 @@ describe("configuration", () => {
   ])("refuses bad configuration %j", (env, message) => {
     expect(() => loadConfig(env)).toThrow(ConfigError);
     expect(() => loadConfig(env)).toThrow(message);
+  });
+
+  test("takes a multi-host DATABASE_URL that targets the primary, and never echoes a DATABASE_URL (it may hold a password)", () => {
+    const url = "postgres://ta:s3cret@db1:5432,db2:5433,db3/ta?target_session_attrs=primary";
+    expect(loadConfig({ DATABASE_URL: url }).databaseUrl).toBe(url);
+    expect(() => loadConfig({ DATABASE_URL: "postgres://ta:s3cret@db1,db2/ta" })).toThrow(/^(?!.*s3cret)/);
   });
 
   test("lists are comma-separated", () => {
