@@ -319,3 +319,21 @@ export async function insertCodeGrants(
   }
   return { codes, verifier };
 }
+
+/** Merges runs of a phase: requests, time, statuses and CPU added up, percentiles over every request of them together. */
+export function merge(parts: LoadResult[]): LoadResult {
+  const requests = parts.reduce((a, p) => a + p.requests, 0);
+  const seconds = parts.reduce((a, p) => a + p.seconds, 0);
+  const statuses: Record<string, number> = {};
+  for (const p of parts) for (const [k, v] of Object.entries(p.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
+  const sum = (key: Exclude<keyof CpuShare, "load">) => round2(parts.reduce((a, p) => a + p.cpu[key], 0));
+  return {
+    requests,
+    seconds: round2(seconds),
+    rps: Math.round(requests / seconds),
+    // Percentiles of every request of the parts together (each round's p99 is reported too).
+    ...latencyStats(parts.flatMap((p) => p.latencies ?? []).sort((a, b) => a - b)),
+    statuses,
+    cpu: { server: sum("server"), database: sum("database"), loadgen: sum("loadgen"), other: sum("other"), load: parts[0]!.cpu.load },
+  };
+}

@@ -4,7 +4,8 @@
 // table; then cold start (PostgreSQL and PGlite), idle and peak RSS, and the
 // revocation-to-rejection delay (bench/revocation-delay.ts against the executable), and the
 // Shared Signals phases (bench/ssf.ts: revocation with push streams attached, with dead and slow
-// receivers, and the revocation → SET latency at push and long-poll receivers).
+// receivers, and the revocation → SET latency at push and long-poll receivers), and code exchange
+// with an ID token against without (bench/oidc.ts: codes from the authorization endpoint).
 // Writes bench/results/latest.json and latest.md.
 //
 // Sessions for refresh tokens come from a documented fixture: authorization_grants rows
@@ -22,12 +23,14 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import postgres from "postgres";
-import type { CpuShare, LoadResult, Reply } from "./lib.ts";
-import { basic, closedLoop, cpuMeter, freePort, httpClient, insertCodeGrants, latencyStats, loadAverage, peakRssMiB, rssMiB } from "./lib.ts";
+import type { LoadResult, Reply } from "./lib.ts";
+import { basic, closedLoop, cpuMeter, freePort, httpClient, insertCodeGrants, loadAverage, merge, peakRssMiB, rssMiB } from "./lib.ts";
 import { wireCounter } from "./wire-counter.ts";
 import type { SsfBenchResult } from "./ssf.ts";
 import { ssfBench } from "./ssf.ts";
 import { dpopMintRuns, proofCheckMicros } from "./dpop.ts";
+import { oidcCodeExchangeRuns } from "./oidc.ts";
+import { peersBench } from "./peers.ts";
 
 const ROOT = join(import.meta.dir, "..");
 const BINARY = join(ROOT, "dist", "token-authority");
@@ -421,6 +424,14 @@ async function signedInBrowser(base: string, username: string, password: string)
   return { send, cookie: () => [...cookies].map(([k, v]) => `${k}=${v}`).join("; ") };
 }
 
+/** Approves the authorization request at `path` on the consent page: from then on such requests answer with a code. */
+async function rememberConsent(browser: Awaited<ReturnType<typeof signedInBrowser>>, path: string) {
+  const consent = await browser.send(path);
+  if (consent.status !== 200) throw new Error(`no consent page for ${path}: ${consent.status} ${consent.text.slice(0, 300)}`);
+  const approved = await browser.send("/oauth/consent", [...formFields(consent.text, "/oauth/consent"), ["decision", "approve"]]);
+  if (approved.status !== 303 || !approved.location?.includes("code=")) throw new Error(`consent failed for ${path}`);
+}
+
 /**
  * Authorization requests by a signed-in user whose consent is remembered — a client registered
  * by an operator against one known by its client ID metadata document (cached after the first
@@ -438,12 +449,7 @@ async function authorizationPhase(
   const pathFor = (clientId: string) =>
     `/oauth/authorize?${new URLSearchParams({ response_type: "code", client_id: clientId, redirect_uri: REDIRECT_URI, scope: "read", state: "bench", code_challenge: challenge, code_challenge_method: "S256" })}`;
   // Consent once per client; remembered from then on, so each request below answers with a code.
-  for (const clientId of Object.values(clients)) {
-    const consent = await browser.send(pathFor(clientId));
-    if (consent.status !== 200) throw new Error(`no consent page for ${clientId}: ${consent.status} ${consent.text.slice(0, 300)}`);
-    const approved = await browser.send("/oauth/consent", [...formFields(consent.text, "/oauth/consent"), ["decision", "approve"]]);
-    if (approved.status !== 303 || !approved.location?.includes("code=")) throw new Error(`consent failed for ${clientId}`);
-  }
+  for (const clientId of Object.values(clients)) await rememberConsent(browser, pathFor(clientId));
   const http = httpClient(base);
   const headers = { cookie: browser.cookie() };
   const outboundBefore = documentHits();
@@ -506,6 +512,14 @@ async function main() {
     },
   });
   const documentClientId = `http://127.0.0.1:${documentHost.port}/bench-client.json`;
+  // The OpenID Connect phases' client: the bench client's grants, with openid among its scopes.
+  const oidcClient = JSON.parse(
+    await sh(
+      [BINARY, "clients", "create", "--name", "bench oidc", "--grant-type", "authorization_code", "--grant-type", "refresh_token",
+        "--redirect-uri", REDIRECT_URI, "--scope", "openid read"],
+      { env, cwd },
+    ),
+  ) as { client_id: string; client_secret: string };
   // A Shared Signals receiver, and the loopback ports its streams push to.
   const ssfReceiver = JSON.parse(
     await sh([BINARY, "clients", "create", "--name", "bench receiver", "--grant-type", "client_credentials", "--scope", "ssf"], { env, cwd }),
@@ -693,6 +707,25 @@ async function main() {
   results["authorize registered c=32"] = merge(authorization.runs.registered);
   results["authorize document c=32"] = merge(authorization.runs.document);
 
+  // OpenID Connect: code exchange with an ID token against without, codes from the authorization endpoint.
+  console.log("code exchange with ID tokens…");
+  // Not while the SSF phase's last long poll still waits: meanwhile the server keeps re-reading the
+  // revocation log, which slowed every request (and PostgreSQL's share of it) two- to threefold.
+  await ssf.lastLongPoll;
+  const oidcAuth = basic(oidcClient.client_id, oidcClient.client_secret);
+  const oidc = await oidcCodeExchangeRuns({
+    clientId: oidcClient.client_id,
+    redirectUri: REDIRECT_URI,
+    perRun: Math.floor(N / 2),
+    rounds: 2,
+    consent: (path) => rememberConsent(browser, path),
+    authorize: (path) => http.get(path, { cookie: browser.cookie() }),
+    token: (fields) => http.post("/oauth/token", fields, oidcAuth),
+    meter,
+  });
+  results["code exchange c=32, no ID token (OIDC runs)"] = merge(oidc.runs.plain);
+  results["code exchange c=32, ID token"] = merge(oidc.runs.openid);
+
   console.log("operating the running server…");
   const operating = await operatorPhase(sql, cwd, env, client.client_id);
   await server.stop();
@@ -737,6 +770,7 @@ async function main() {
   ratios["revoke with 3 push streams/without c=32"] = round2(results["revoke c=32, 3 SSF push streams"]!.rps / results["revoke c=32, no SSF stream"]!.rps);
   ratios["revoke with dead receivers/without c=32"] = round2(results["revoke c=32, a dead and a slow SSF receiver"]!.rps / results["revoke c=32, no SSF stream"]!.rps);
   ratios["authorize document/registered c=32"] = round2(results["authorize document c=32"]!.rps / results["authorize registered c=32"]!.rps);
+  ratios["code exchange ID token/without c=32"] = round2(results["code exchange c=32, ID token"]!.rps / results["code exchange c=32, no ID token (OIDC runs)"]!.rps);
   const roundDrop = round2((1 - rounds.at(-1)!.rps / rounds[0]!.rps) * 100);
   const requestPathTransactions = round2((xacts - notifyTransactions) / revocations);
   const targets = [
@@ -773,6 +807,11 @@ async function main() {
       "a DPoP client_credentials phase ≥ 70 % of the bearer phase (same run), every answer token_type DPoP",
       `${ratios["mint DPoP/bearer c=32"]} (${results["mint c=32, DPoP"]!.rps} vs ${results["mint c=32, bearer (DPoP runs)"]!.rps} req/s; runs ${dpopRuns.dpop.map((r) => r.rps).join(", ")} vs ${dpopRuns.bearer.map((r) => r.rps).join(", ")}); ${dpopRuns.notDpop} answers not DPoP; the library checks a proof in ${proofCheck.us_per_check} µs`,
       ratios["mint DPoP/bearer c=32"]! >= 0.7 && dpopRuns.notDpop === 0,
+    ),
+    target(
+      "a code exchange that also signs an ID token ≥ 85 % of one without (same run), every ID token with its request's nonce",
+      `${ratios["code exchange ID token/without c=32"]} (${results["code exchange c=32, ID token"]!.rps} vs ${results["code exchange c=32, no ID token (OIDC runs)"]!.rps} req/s; runs ${oidc.runs.openid.map((r) => r.rps).join(", ")} vs ${oidc.runs.plain.map((r) => r.rps).join(", ")}); ${oidc.wrong} answers wrong`,
+      ratios["code exchange ID token/without c=32"]! >= 0.85 && oidc.wrong === 0,
     ),
     target(
       "revocation c=32 with three SSF push streams ≥ 90 % of the rate without (same run), every SET delivered",
@@ -832,6 +871,11 @@ async function main() {
       not_dpop: dpopRuns.notDpop,
       library_proof_check_us: proofCheck.us_per_check,
     },
+    oidc: {
+      per_run: Math.floor(N / 2),
+      runs_rps: { without_id_token: oidc.runs.plain.map((r) => r.rps), id_token: oidc.runs.openid.map((r) => r.rps) },
+      wrong_answers: oidc.wrong,
+    },
     shared_signals: {
       per_run: SSF_PER_RUN,
       runs_rps: Object.fromEntries(Object.entries(ssf.runs).map(([k, v]) => [k, v.map((r) => r.rps)])),
@@ -860,22 +904,6 @@ function target(name: string, measured: string, met: boolean) {
   return { name, measured, met };
 }
 
-function merge(parts: LoadResult[]): LoadResult {
-  const requests = parts.reduce((a, p) => a + p.requests, 0);
-  const seconds = parts.reduce((a, p) => a + p.seconds, 0);
-  const statuses: Record<string, number> = {};
-  for (const p of parts) for (const [k, v] of Object.entries(p.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
-  const sum = (key: Exclude<keyof CpuShare, "load">) => round2(parts.reduce((a, p) => a + p.cpu[key], 0));
-  return {
-    requests,
-    seconds: round2(seconds),
-    rps: Math.round(requests / seconds),
-    // Percentiles of every request of the parts together (each round's p99 is reported too).
-    ...latencyStats(parts.flatMap((p) => p.latencies ?? []).sort((a, b) => a - b)),
-    statuses,
-    cpu: { server: sum("server"), database: sum("database"), loadgen: sum("loadgen"), other: sum("other"), load: parts[0]!.cpu.load },
-  };
-}
 
 function markdown(s: any): string {
   const perRequest = (seconds: number, r: LoadResult) => Math.round((seconds / r.requests) * 1e6);
@@ -913,6 +941,7 @@ function markdown(s: any): string {
     `RSS on PostgreSQL: idle ${s.rss_mb.idle} MB, after the load ${s.rss_mb.after_load} MB, peak ${s.rss_mb.peak} MB.`,
     `Revocation-to-rejection delay (feed mode, example API, PostgreSQL): p50 ${s.revocation_delay_ms.p50} ms, p99 ${s.revocation_delay_ms.p99} ms, max ${s.revocation_delay_ms.max} ms.`,
     `DPoP client_credentials (runs interleaved with bearer ones, N/2 each, twice): req/s bearer ${s.dpop.runs_rps.bearer.join(", ")}, DPoP ${s.dpop.runs_rps.dpop.join(", ")}; the resource-server library checks a proof in ${s.dpop.library_proof_check_us} µs (ES256, one after another).`,
+    `Code exchange with an ID token (codes from GET /oauth/authorize, scope "openid read" against "read", each run's minted just before it; runs of ${s.oidc.per_run} interleaved, twice each): req/s without ${s.oidc.runs_rps.without_id_token.join(", ")}, with an ID token ${s.oidc.runs_rps.id_token.join(", ")}; ${s.oidc.wrong_answers} answers wrong (not 200, or an ID token missing, unasked for or without its request's nonce).`,
     `Shared Signals (${s.shared_signals.per_run} revocations per run, runs interleaved none / 3 push streams / a dead and a slow receiver, ${s.shared_signals.runs_rps.none.length} rounds): req/s none ${s.shared_signals.runs_rps.none.join(", ")}, push ${s.shared_signals.runs_rps.push.join(", ")}, dead and slow ${s.shared_signals.runs_rps.dead.join(", ")}; the push backlog drained ${s.shared_signals.drain_seconds.join(", ")} s after the load (${s.shared_signals.delivered.join(", ")} SETs, ${s.shared_signals.duplicates} twice); revocation → SET one at a time: push p50 ${s.shared_signals.push_latency_ms.p50} / p99 ${s.shared_signals.push_latency_ms.p99} ms, long poll p50 ${s.shared_signals.poll_latency_ms.p50} / p99 ${s.shared_signals.poll_latency_ms.p99} ms.`,
     `Operating the running server (admin socket): disabling a user with ${s.operating.disable.families} live families took ${s.operating.disable.ms} ms (${s.operating.disable.sessions_revoked} sessions revoked in one transaction, ${s.operating.disable.feed_entries} feed entries); a CLI command's wall time ${s.operating.cli_ms.clients_list_median} ms for \`clients list\` against ${s.operating.cli_ms.version_median} ms for \`version\` (medians of 15).`,
     "",
@@ -923,4 +952,9 @@ function markdown(s: any): string {
   ].join("\n");
 }
 
-await main();
+// `bun run bench --peers`: only the side-by-side with node-oidc-provider (bench/peers.ts).
+if (process.argv.includes("--peers")) {
+  await peersBench({ root: ROOT, binary: BINARY, adminUrl: ADMIN_URL, n: N, pool: POOL, sh, freshDatabase, databaseName: DB_NAME, dbUrl, startServer });
+} else {
+  await main();
+}

@@ -36,6 +36,8 @@ export interface SsfBenchResult {
   duplicates: number;
   push_latency_ms: ReturnType<typeof latencyStats>;
   poll_latency_ms: ReturnType<typeof latencyStats>;
+  /** Settles when the server has answered the poll receiver's last long poll (within TA_SSF_LONG_POLL of the return). */
+  lastLongPoll: Promise<void>;
 }
 
 const sidOfToken = (token: string) => (JSON.parse(Buffer.from(token.split(".")[1]!, "base64url").toString()) as { sid: string }).sid;
@@ -160,7 +162,6 @@ export async function ssfBench(input: SsfBenchInput): Promise<SsfBenchResult> {
     stop.abort();
     // The last long poll answers by itself within TA_SSF_LONG_POLL; the stream's deletion does not wait for it.
     await deleteStream(pollStream.stream_id);
-    void polling;
 
     const sorted = (values: number[]) => values.slice().sort((a, b) => a - b);
     return {
@@ -170,6 +171,7 @@ export async function ssfBench(input: SsfBenchInput): Promise<SsfBenchResult> {
       duplicates: receivers.reduce((n, r) => n + r.duplicates(), 0),
       push_latency_ms: latencyStats(sorted(pushLatencies)),
       poll_latency_ms: latencyStats(sorted(pollLatencies)),
+      lastLongPoll: polling,
     };
   } finally {
     for (const r of receivers) r.stop();
