@@ -56,23 +56,78 @@ export function reconnectDelay(retries: number): number {
  * every statement on each connection once, so a query costs one round trip afterwards.
  * Transactions (`begin`) and savepoints get the same view of their reserved connection.
  */
-function preparing<T extends postgres.Sql | postgres.TransactionSql>(client: T): T {
+function preparing<T extends postgres.Sql | postgres.TransactionSql>(client: T, deadlineMs: number): T {
   return new Proxy(client, {
     get(target, property) {
       if (property === "unsafe") {
         return (query: string, params?: postgres.ParameterOrJSON<never>[], options?: postgres.UnsafeQueryOptions) =>
-          target.unsafe(query, params, { ...options, prepare: true });
+          withDeadline(target.unsafe(query, params, { ...options, prepare: true }), deadlineMs);
       }
       if (property === "begin" || property === "savepoint") {
         return (...args: unknown[]) => {
           const callback = args.pop() as (tx: postgres.TransactionSql) => unknown;
-          const method = Reflect.get(target, property, target) as (...a: unknown[]) => unknown;
-          return method(...args, (tx: postgres.TransactionSql) => callback(preparing(tx)));
+          const method = Reflect.get(target, property, target) as (...a: unknown[]) => Promise<unknown>;
+          if (property === "savepoint") return method(...args, (tx: postgres.TransactionSql) => callback(preparing(tx, deadlineMs)));
+          // A transaction waits for a connection of its own; past the deadline it is given up, and if
+          // the connection comes after all, it rolls back before doing anything.
+          let started = false;
+          let abandoned = false;
+          const run = method(...args, (tx: postgres.TransactionSql) => {
+            if (abandoned) throw new DatabaseWaitTimeout();
+            started = true;
+            return callback(preparing(tx, deadlineMs));
+          });
+          return new Promise((resolve, reject) => {
+            const timer = setTimeout(() => {
+              if (started) return;
+              abandoned = true;
+              reject(new DatabaseWaitTimeout());
+            }, deadlineMs);
+            run.then(resolve, reject).finally(() => clearTimeout(timer));
+          });
         };
       }
       return Reflect.get(target, property, target);
     },
   });
+}
+
+/** A query (or transaction) that found no connection, or no answer, within the deadline: the database is unavailable (503). */
+export class DatabaseWaitTimeout extends Error {
+  override name = "DatabaseWaitTimeout";
+  readonly code = "QUERY_WAIT_TIMEOUT";
+  constructor() {
+    super("no database answer within the deadline");
+  }
+}
+
+/**
+ * Bounds a query's wait: past `ms` it fails as unavailable, and is cancelled — taken out of the
+ * queue if it was not sent (it then never runs), cancelled at the server if it was. Without it
+ * a request waits for as long as no host of a multi-host DATABASE_URL is a primary (a failover:
+ * Patroni's ttl), past the HTTP server's idle timeout, and answers nothing. postgres.js runs a
+ * query when it is awaited, so the query is not touched until then: its own resolve and reject
+ * clear the timer.
+ */
+function withDeadline<Q extends { cancel(): unknown }>(query: Q, ms: number): Q {
+  const pending = query as unknown as { resolve: (value: unknown) => void; reject: (error: unknown) => void };
+  const { resolve, reject } = pending;
+  const timer = setTimeout(() => {
+    // cancel() keeps a query queued on a connection that is still connecting from ever running,
+    // but settles it only once that connection is up: the caller hears now.
+    void Promise.resolve(query.cancel()).catch(() => {});
+    reject(new DatabaseWaitTimeout());
+  }, ms);
+  timer.unref?.();
+  pending.resolve = (value) => {
+    clearTimeout(timer);
+    resolve(value);
+  };
+  pending.reject = (error) => {
+    clearTimeout(timer);
+    reject(error);
+  };
+  return query;
 }
 
 export function openPostgres(url: string, options: PostgresOptions): Database {
@@ -89,7 +144,8 @@ export function openPostgres(url: string, options: PostgresOptions): Database {
       idle_in_transaction_session_timeout: options.statementTimeout * 4 * 1000,
     },
   });
-  const db = drizzlePostgres(preparing(client), { schema }) as unknown as Db;
+  // A little past statement_timeout: a statement that runs too long is cancelled by the server first.
+  const db = drizzlePostgres(preparing(client, options.statementTimeout * 1000 + 1000), { schema }) as unknown as Db;
   return {
     kind: "postgres",
     db,

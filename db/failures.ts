@@ -16,6 +16,7 @@ const UNAVAILABLE_CODES = new Set([
   "CONNECTION_CLOSED",
   "CONNECTION_ENDED",
   "CONNECTION_DESTROYED",
+  "QUERY_WAIT_TIMEOUT", // db/client.ts: no connection or answer within the deadline (a failover)
   "57014", // query_canceled (statement_timeout)
   "55P03", // lock_not_available (lock_timeout)
   "57P01", // admin_shutdown

@@ -6,12 +6,12 @@ import { join } from "node:path";
 import postgres from "postgres";
 import { freePort } from "./binary.ts";
 
-const PG_BIN = process.env.TA_PG_BIN || "/usr/lib/postgresql/15/bin";
+export const PG_BIN = process.env.TA_PG_BIN || "/usr/lib/postgresql/15/bin";
 
 /** PostgreSQL refuses to run as root: as root, its commands run as the `postgres` OS user. */
-const asRoot = process.getuid?.() === 0;
+export const asRoot = process.getuid?.() === 0;
 
-function postgresUid(): { uid: number; gid: number } | undefined {
+export function postgresUid(): { uid: number; gid: number } | undefined {
   const proc = Bun.spawnSync(["id", "-u", "postgres"]);
   const gidProc = Bun.spawnSync(["id", "-g", "postgres"]);
   if (proc.exitCode !== 0 || gidProc.exitCode !== 0) return undefined;
