@@ -74,7 +74,8 @@ describe("the CLI beside a running embedded server", () => {
       expect({ code: unknown.code, stderr: unknown.stderr }).toEqual({ code: 2, stderr: "token-authority: no such user\n" });
       const bad = await runCli(dir, ["clients", "create", "--name", "x", "--scope", "admin"]);
       expect({ code: bad.code, stderr: bad.stderr }).toEqual({ code: 2, stderr: 'token-authority: scope "admin" is not supported\n' });
-      const active_key = await runCli(dir, ["keys", "revoke", JSON.parse((await runCli(dir, ["keys", "list"])).stdout).items[0].kid]);
+      // `--`: a kid (an RFC 7638 thumbprint, base64url) may begin with "-".
+      const active_key = await runCli(dir, ["keys", "revoke", "--", JSON.parse((await runCli(dir, ["keys", "list"])).stdout).items[0].kid]);
       expect(active_key.code).toBe(2);
       expect(active_key.stderr).toContain("rotate first");
 
