@@ -6,7 +6,7 @@
 // not what the request must get), and then the targets of issue #20: no error, the last minute's
 // throughput within 5 % of the second's, RSS growth after the second minute under 10 MB.
 //
-// Knobs (environment): SOAK_MINUTES (10), SOAK_CONCURRENCY (32), TA_DB_POOL (4),
+// Knobs (environment): SOAK_MINUTES (10), SOAK_CONCURRENCY (32), SOAK_SUBSCRIBERS (4), TA_DB_POOL (4),
 // BENCH_DATABASE_URL (postgres://postgres@127.0.0.1:5432/postgres). Writes bench/results/soak.md
 // and soak.json.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -25,7 +25,7 @@ const MINUTES = Number(process.env.SOAK_MINUTES ?? 10);
 const CONCURRENCY = Number(process.env.SOAK_CONCURRENCY ?? 32);
 const POOL = process.env.TA_DB_POOL ?? "4";
 const REDIRECT_URI = "http://127.0.0.1/callback";
-const SUBSCRIBERS = 4;
+const SUBSCRIBERS = Number(process.env.SOAK_SUBSCRIBERS ?? 4);
 /** Codes made ahead for each minute (more than a minute's exchanges need at this machine's speed). */
 const CODES_PER_MINUTE = 20_000;
 
@@ -83,6 +83,8 @@ interface Minute {
   rss_mb: number;
   errors: number;
   feed_events: number;
+  /** Mean latency (ms) of each operation in the minute: which one slows down. */
+  mean_ms_by_operation: Record<string, number>;
 }
 
 async function main() {
@@ -220,16 +222,19 @@ async function main() {
   const began = performance.now();
   const end = began + MINUTES * 60_000;
   let latencies: number[] = [];
+  let byOperation: Record<string, { n: number; ms: number }> = {};
   let errors = 0;
   let errorSamples: string[] = [];
   let feedAtMinute = 0;
   const closeMinute = async (index: number, seconds: number) => {
     const sorted = latencies.sort((a, b) => a - b);
-    const minute = { minute: index, seconds: Math.round(seconds), requests: sorted.length, rps: Math.round(sorted.length / seconds), p99_ms: percentile(sorted, 99), rss_mb: Math.round(rssMiB(server.pid) * 1.048576 * 10) / 10, errors, feed_events: feedEvents - feedAtMinute };
+    const mean = Object.fromEntries(Object.entries(byOperation).map(([name, { n, ms }]) => [name, Math.round((ms / n) * 100) / 100]));
+    const minute = { minute: index, seconds: Math.round(seconds), requests: sorted.length, rps: Math.round(sorted.length / seconds), p99_ms: percentile(sorted, 99), rss_mb: Math.round(rssMiB(server.pid) * 1.048576 * 10) / 10, errors, feed_events: feedEvents - feedAtMinute, mean_ms_by_operation: mean };
     minutes.push(minute);
     console.log(JSON.stringify(minute), errorSamples.length ? errorSamples.slice(0, 3) : "");
     feedAtMinute = feedEvents;
     latencies = [];
+    byOperation = {};
     errors = 0;
     errorSamples = [];
     await refill();
@@ -255,7 +260,11 @@ async function main() {
           ok = false;
           errorSamples.push(`${operation}: ${(error as Error).message}`);
         }
-        latencies.push(performance.now() - t0);
+        const took = performance.now() - t0;
+        latencies.push(took);
+        const stats = (byOperation[operation] ??= { n: 0, ms: 0 });
+        stats.n++;
+        stats.ms += took;
         if (!ok) {
           errors++;
           if (errorSamples.length < 3) errorSamples.push(operation);
