@@ -55,6 +55,13 @@ describe.each(backends)("OpenID Connect interoperability at the executable [%s]"
     return { url, verifier, nonce, state };
   }
 
+  /** Signs the user in through the pages for `config`'s client and redeems the code with the library's checks (state, nonce, ID token). */
+  async function signInWith(config: oidc.Configuration, agent: Agent) {
+    const request = await authorizationRequest(config);
+    const callback = await authorizeAs(agent, request.url.toString(), USERNAME, redirect);
+    return oidc.authorizationCodeGrant(config, callback, { pkceCodeVerifier: request.verifier, expectedNonce: request.nonce, expectedState: request.state });
+  }
+
   beforeAll(async () => {
     executable = await startExecutable(backend, { TA_OUTBOUND_ALLOW_HOSTS: receiver.host });
     receiver.trust(executable.issuer);
@@ -164,12 +171,7 @@ describe.each(backends)("OpenID Connect interoperability at the executable [%s]"
 
     // A browser that signed in and approved once gets a code without any page, for the same sign-in.
     const agent = new Agent(issuer);
-    const interactive = await authorizationRequest(config);
-    const first = await oidc.authorizationCodeGrant(config, await authorizeAs(agent, interactive.url.toString(), USERNAME, redirect), {
-      pkceCodeVerifier: interactive.verifier,
-      expectedNonce: interactive.nonce,
-      expectedState: interactive.state,
-    });
+    const first = await signInWith(config, agent);
     const quiet = await authorizationRequest(config, { prompt: "none" });
     const page = await agent.get(quiet.url.toString());
     expect(page.location).toStartWith(redirect);
@@ -192,9 +194,7 @@ describe.each(backends)("OpenID Connect interoperability at the executable [%s]"
     });
     expect(config.serverMetadata()).toMatchObject({ end_session_endpoint: `${issuer}/oauth/end-session`, backchannel_logout_supported: true, backchannel_logout_session_supported: true });
     const agent = new Agent(issuer);
-    const request = await authorizationRequest(config);
-    const callback = await authorizeAs(agent, request.url.toString(), USERNAME, redirect);
-    const tokens = await oidc.authorizationCodeGrant(config, callback, { pkceCodeVerifier: request.verifier, expectedNonce: request.nonce, expectedState: request.state });
+    const tokens = await signInWith(config, agent);
     const { sid } = tokens.claims()!;
     expect(sid).toBeString();
     // The receiver is down for the first attempt: the delivery is retried from the committed entry.
@@ -218,12 +218,7 @@ describe.each(backends)("OpenID Connect interoperability at the executable [%s]"
     ]);
     const config = await oidc.discovery(new URL(issuer), rp.client_id, rp.client_secret, oidc.ClientSecretBasic(rp.client_secret), { execute: [oidc.allowInsecureRequests] });
     const agent = new Agent(issuer);
-    const request = await authorizationRequest(config);
-    const tokens = await oidc.authorizationCodeGrant(config, await authorizeAs(agent, request.url.toString(), USERNAME, redirect), {
-      pkceCodeVerifier: request.verifier,
-      expectedNonce: request.nonce,
-      expectedState: request.state,
-    });
+    const tokens = await signInWith(config, agent);
     receiver.failNext(1_000);
     const failuresBefore = receiver.failures;
     const page = await agent.get("/account/sessions");
