@@ -5,6 +5,7 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { createServer } from "node:net";
+import { join } from "node:path";
 import type { JWK } from "jose";
 import type postgres from "postgres";
 import { hashAuthorizationCode, sealAuthorizationCode } from "../src/oauth/authorization-codes.ts";
@@ -336,4 +337,15 @@ export function merge(parts: LoadResult[]): LoadResult {
     statuses,
     cpu: { server: sum("server"), database: sum("database"), loadgen: sum("loadgen"), other: sum("other"), load: parts[0]!.cpu.load },
   };
+}
+
+/** The executable `bun run build` makes, and the PostgreSQL the benchmarks make their databases on (BENCH_DATABASE_URL). */
+export const BINARY = join(import.meta.dir, "..", "dist", "token-authority");
+export const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+
+/** The URL of database `name` on ADMIN_URL's server. */
+export function dbUrl(name: string): string {
+  const url = new URL(ADMIN_URL);
+  url.pathname = `/${name}`;
+  return url.toString();
 }

@@ -24,7 +24,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import postgres from "postgres";
 import type { LoadResult, Reply } from "./lib.ts";
-import { basic, closedLoop, cpuMeter, freePort, httpClient, insertCodeGrants, loadAverage, merge, peakRssMiB, rssMiB } from "./lib.ts";
+import { ADMIN_URL, basic, BINARY, closedLoop, cpuMeter, dbUrl, freePort, httpClient, insertCodeGrants, loadAverage, merge, peakRssMiB, rssMiB } from "./lib.ts";
 import { wireCounter } from "./wire-counter.ts";
 import type { SsfBenchResult } from "./ssf.ts";
 import { ssfBench } from "./ssf.ts";
@@ -33,8 +33,6 @@ import { oidcCodeExchangeRuns } from "./oidc.ts";
 import { peersBench } from "./peers.ts";
 
 const ROOT = join(import.meta.dir, "..");
-const BINARY = join(ROOT, "dist", "token-authority");
-const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const DB_NAME = "ta_bench";
 const N = Number(process.env.BENCH_N ?? 10000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 4);
@@ -54,11 +52,6 @@ const SSF_LATENCY_SAMPLES = Number(process.env.BENCH_SSF_LATENCY_COUNT ?? 500);
 const round2 = (x: number) => Math.round(x * 100) / 100;
 const mb = (mib: number) => Math.round(mib * 1.048576 * 10) / 10;
 
-function dbUrl(name: string) {
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
 
 async function sh(cmd: string[], opts: { env?: Record<string, string>; stdin?: string; cwd?: string } = {}) {
   const proc = Bun.spawn(cmd, {

@@ -14,12 +14,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import postgres from "postgres";
 import type { Reply } from "./lib.ts";
-import { basic, freePort, httpClient, insertCodeGrants, percentile, rssMiB } from "./lib.ts";
+import { ADMIN_URL, basic, BINARY, dbUrl, freePort, httpClient, insertCodeGrants, percentile, rssMiB } from "./lib.ts";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 
 const ROOT = join(import.meta.dir, "..");
-const BINARY = join(ROOT, "dist", "token-authority");
-const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const DB_NAME = "ta_soak";
 const MINUTES = Number(process.env.SOAK_MINUTES ?? 10);
 const CONCURRENCY = Number(process.env.SOAK_CONCURRENCY ?? 32);
@@ -42,11 +40,6 @@ const MIX = [
 ] as const;
 type Operation = (typeof MIX)[number][0];
 
-function dbUrl(name: string) {
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
 
 async function sh(cmd: string[], env: Record<string, string>, stdin?: string): Promise<string> {
   const proc = Bun.spawn(cmd, { env: { PATH: process.env.PATH!, ...env }, stdin: stdin ? new TextEncoder().encode(stdin) : "ignore", stdout: "pipe", stderr: "pipe" });
