@@ -349,3 +349,22 @@ describe.each(backends)("OpenID Connect [%s]", (backend) => {
 function decodeJwtHeaderKid(jwt: string): string {
   return JSON.parse(Buffer.from(jwt.split(".")[0]!, "base64url").toString()).kid;
 }
+
+describe.each(backends)("OpenID Connect behind a trusted sign-in proxy [%s]", (backend) => {
+  const ready = useTestApp(backend, { TA_TRUSTED_USER_HEADER: "X-Forwarded-User" });
+
+  test("the ID token says the proxy authenticated the request: auth_time is its time, no sid, no amr", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential", { scope: "openid read" });
+    const agent = new Agent(t, { "x-forwarded-user": `proxied-${crypto.randomUUID().slice(0, 8)}` });
+    const { verifier, challenge } = pkce();
+    const before = Math.floor(Date.now() / 1000);
+    const back = await authorizeAs(agent, authorizeUrl(c, { scope: "openid", code_challenge: challenge, nonce: "n-proxy" }), "unused", REDIRECT);
+    const [, body] = await post(t, "/oauth/token", { grant_type: "authorization_code", code: back.searchParams.get("code")!, redirect_uri: REDIRECT, code_verifier: verifier }, c.auth.headers);
+    const { payload } = await verifyIdToken(t, body.id_token);
+    expect(payload.nonce).toBe("n-proxy");
+    expect(payload.auth_time).toBeWithin(before, Math.floor(Date.now() / 1000) + 1);
+    expect(payload.sid).toBeUndefined();
+    expect(payload.amr).toBeUndefined();
+  });
+});

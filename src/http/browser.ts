@@ -132,8 +132,11 @@ export class Browser {
   private readonly sessionCookie: string;
   private readonly csrfCookie: string;
 
-  constructor(services: Pick<Services, "config" | "accounts" | "browserSessions">) {
+  private readonly now: () => number;
+
+  constructor(services: Pick<Services, "config" | "accounts" | "browserSessions" | "now">) {
     const { config } = services;
+    this.now = services.now;
     this.accounts = services.accounts;
     this.sessions = services.browserSessions;
     const issuer = new URL(config.issuer);
@@ -179,7 +182,7 @@ export class Browser {
       const name = request.headers.get(this.trustedUserHeader)?.trim();
       const user = name ? await this.accounts.fromTrustedHeader(name) : undefined;
       // The proxy authenticates every request it forwards: as of now.
-      return user ? { user, source: "header", authTime: Math.floor(Date.now() / 1000) } : undefined;
+      return user ? { user, source: "header", authTime: Math.floor(this.now() / 1000) } : undefined;
     }
     const signedIn = await this.sessions.find(readCookies(request.headers.get("cookie")).get(this.sessionCookie));
     return signedIn

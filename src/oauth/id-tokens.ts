@@ -109,7 +109,7 @@ export class IdTokens {
       return undefined;
     }
     if (typeof claims !== "object" || claims === null || claims.iss !== this.issuer || typeof claims.sub !== "string") return undefined;
-    // An access or refresh token signed by the same key has another typ; an ID token has at_hash and aud.
+    // (Access and refresh tokens of the same key were refused by their typ above.)
     if (typeof claims.aud !== "string" && !Array.isArray(claims.aud)) return undefined;
     return claims;
   }
