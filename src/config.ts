@@ -45,6 +45,11 @@ export interface Config {
   readonly maxBodyBytes: number;
   /** Seconds between two runs of the pruning job; 0 = no periodic pruning. */
   readonly pruneInterval: number;
+  /**
+   * Seconds between two checks of the tables' statistics; where PostgreSQL runs no autovacuum the
+   * server analyzes and vacuums its tables itself (src/oauth/pruning.ts startUpkeep). 0 = never.
+   */
+  readonly upkeepInterval: number;
   /** Seconds between two reloads of the signing keys (picks up `keys rotate` from another process). */
   readonly keyReloadInterval: number;
   /** Failed client authentications per client id, then per IP, before 429 (per instance). */
@@ -261,6 +266,7 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     logLevel,
     maxBodyBytes: integer(env, "TA_MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
     pruneInterval: integer(env, "TA_PRUNE_INTERVAL", 0, 0, 7 * 24 * 3600),
+    upkeepInterval: integer(env, "TA_UPKEEP_INTERVAL", 10, 0, 24 * 3600),
     keyReloadInterval: integer(env, "TA_KEY_RELOAD_INTERVAL", 10, 1, 3600),
     authFailureLimit: integer(env, "TA_AUTH_FAILURE_LIMIT", 10, 1, 1_000_000),
     authFailureIpLimit: integer(env, "TA_AUTH_FAILURE_IP_LIMIT", 100, 1, 1_000_000),

@@ -9,7 +9,7 @@ import { createApp } from "./app.ts";
 import type { Config } from "./config.ts";
 import type { Logger } from "./log.ts";
 import { errorForLog } from "./log.ts";
-import { startPruning } from "./oauth/pruning.ts";
+import { startPruning, startUpkeep } from "./oauth/pruning.ts";
 import { createServices } from "./services.ts";
 import { VERSION } from "./version.ts";
 
@@ -40,6 +40,7 @@ export async function startServer(config: Config, log: Logger, options: { migrat
     const services = await createServices({ config, database, log });
     const app = createApp(services);
     const pruning = config.pruneInterval > 0 ? startPruning(services, config.pruneInterval, { unusedClientTtl: config.unusedClientTtl, eventRetention: config.ssfRetention }) : undefined;
+    const upkeep = config.upkeepInterval > 0 ? startUpkeep(services, config.upkeepInterval) : undefined;
     const keyReload = services.keys.startReloading(config.keyReloadInterval, (error) =>
       log.warn("keys.reload_failed", { error: errorForLog(error) }),
     );
@@ -107,6 +108,7 @@ export async function startServer(config: Config, log: Logger, options: { migrat
           const timeout = new Promise<"timeout">((resolve) => setTimeout(() => resolve("timeout"), 10_000).unref());
           if ((await Promise.race([drained, timeout])) === "timeout") await server.stop(true);
           await pruning?.stop();
+          await upkeep?.stop();
           await keyReload.stop();
           await services.introspectionCache?.close();
           await services.invalidation.close();

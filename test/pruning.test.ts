@@ -5,7 +5,7 @@ import { describe, expect, setDefaultTimeout, test } from "bun:test";
 import { randomUUID } from "node:crypto";
 import { eq, sql } from "drizzle-orm";
 import { authorizationGrants, clients, revocationEvents, sessions } from "../db/schema.ts";
-import { prune, startPruning } from "../src/oauth/pruning.ts";
+import { prune, startPruning, startUpkeep } from "../src/oauth/pruning.ts";
 import { createClient, mintCodeSession, useTestApp, rotateSession } from "./helpers/app.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
 import { backends } from "./helpers/db.ts";
@@ -240,6 +240,48 @@ describe.each(backends)("pruning [%s]", (backend) => {
   });
 });
 
+describe.each(backends)("table upkeep [%s]", (backend) => {
+  const ready = useTestApp(backend);
+
+  test("where no autovacuum runs, analyzes and vacuums the tables that changed; never on PGlite", async () => {
+    const t = await ready();
+    const c = await createClient(t, "confidential");
+    const job = startUpkeep(t.services, 3600);
+    try {
+      if (backend === "pglite") {
+        expect(await job.runOnce()).toBeUndefined();
+        return;
+      }
+      const [row] = await t.database.rows<{ launcher: boolean }>(
+        sql`select exists (select 1 from pg_stat_activity where backend_type = 'autovacuum launcher') as launcher`,
+      );
+      const launcher = row?.launcher === true;
+      const rows = Array.from({ length: 400 }, () => ({ clientId: c.client.clientId, subject: "user-u", accessTokenJti: randomUUID(), accessExpiresAt: ahead(HOUR) }));
+      await t.database.db.insert(sessions).values(rows);
+      await t.database.db.update(sessions).set({ status: "revoked" }).where(eq(sessions.subject, "user-u"));
+      // The statistics reach pg_stat_user_tables within a second of the commit (PostgreSQL 15).
+      const stats = async () =>
+        (await t.database.rows<{ dead: number; changed: number; analyzed: boolean }>(sql`
+          select n_dead_tup::int as dead, n_mod_since_analyze::int as changed, last_analyze is not null as analyzed
+            from pg_stat_user_tables where relname = 'sessions' and schemaname = current_schema()`))[0]!;
+      for (const deadline = Date.now() + 10_000; (await stats()).dead < 400 && Date.now() < deadline; ) await Bun.sleep(100);
+      expect((await stats()).dead).toBeGreaterThanOrEqual(400);
+      const counts = await job.runOnce();
+      if (launcher) {
+        expect(counts).toBeUndefined(); // autovacuum's job, not ours
+        return;
+      }
+      expect(counts?.vacuumed).toContain("sessions");
+      const after = await stats();
+      expect(after).toMatchObject({ dead: 0, changed: 0, analyzed: true });
+      expect(t.logs.some((line) => JSON.parse(line).event === "maintenance.upkeep.completed")).toBe(true);
+      expect((await job.runOnce())?.vacuumed).not.toContain("sessions"); // nothing changed since
+    } finally {
+      await job.stop();
+    }
+  });
+});
+
 describe("sessions prune command", () => {
   test("prunes the configured database and prints the counts as JSON", async () => {
     const { mkdtempSync, rmSync } = await import("node:fs");
@@ -265,5 +307,12 @@ describe("TA_PRUNE_INTERVAL", () => {
     expect(loadConfig({}).pruneInterval).toBe(0);
     expect(loadConfig({ TA_PRUNE_INTERVAL: "600" }).pruneInterval).toBe(600);
     expect(() => loadConfig({ TA_PRUNE_INTERVAL: "-1" })).toThrow(ConfigError);
+  });
+
+  test("TA_UPKEEP_INTERVAL is 10 seconds by default, 0 turns it off", async () => {
+    const { loadConfig, ConfigError } = await import("../src/config.ts");
+    expect(loadConfig({}).upkeepInterval).toBe(10);
+    expect(loadConfig({ TA_UPKEEP_INTERVAL: "0" }).upkeepInterval).toBe(0);
+    expect(() => loadConfig({ TA_UPKEEP_INTERVAL: "soon" })).toThrow(ConfigError);
   });
 });

@@ -146,3 +146,44 @@ export async function prune(database: Database, options: PruneOptions = {}): Pro
   return counts;
 }
 
+
+/** What one upkeep pass did: the tables it vacuumed (with ANALYZE) and the ones it only analyzed. */
+export interface UpkeepCounts {
+  vacuumed: string[];
+  analyzed: string[];
+}
+
+/**
+ * Whether upkeep() is this server's to do: on PostgreSQL where no autovacuum launcher runs
+ * (autovacuum off). Not on PGlite: its single-user backend has no autovacuum, but its
+ * `pg_stat_user_tables` counters do not move either, so there is nothing to go by.
+ */
+export async function upkeepNeeded(database: Database): Promise<boolean> {
+  if (database.kind === "pglite") return false;
+  const [row] = await database.rows<{ runs: boolean }>(
+    sql`select exists (select 1 from pg_stat_activity where backend_type = 'autovacuum launcher') as runs`,
+  );
+  return row?.runs === false;
+}
+
+/**
+ * What autovacuum would do with its default thresholds (PostgreSQL's autovacuum_* settings:
+ * vacuum past 50 + 20 % dead rows, analyze past 50 + 10 % rows changed since the last ANALYZE),
+ * done now for this schema's tables. Without it, statements prepared while a table was nearly
+ * empty keep plans made for an empty table (an ANALYZE is what invalidates them), and updated
+ * rows' dead versions pile up. SKIP_LOCKED: a table another instance is vacuuming is left to it.
+ */
+export async function upkeep(database: Database): Promise<UpkeepCounts> {
+  const due = await database.rows<{ relname: string; vacuum: boolean }>(sql`
+    select s.relname, s.n_dead_tup > 50 + 0.2 * greatest(c.reltuples, 0) as vacuum
+      from pg_stat_user_tables s join pg_class c on c.oid = s.relid
+     where s.schemaname = current_schema()
+       and (s.n_dead_tup > 50 + 0.2 * greatest(c.reltuples, 0) or s.n_mod_since_analyze > 50 + 0.1 * greatest(c.reltuples, 0))
+     order by s.relname`);
+  const counts: UpkeepCounts = { vacuumed: [], analyzed: [] };
+  for (const { relname, vacuum } of due) {
+    await database.rows(vacuum ? sql`vacuum (analyze, skip_locked) ${sql.identifier(relname)}` : sql`analyze (skip_locked) ${sql.identifier(relname)}`);
+    (vacuum ? counts.vacuumed : counts.analyzed).push(relname);
+  }
+  return counts;
+}
