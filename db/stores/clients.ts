@@ -1,7 +1,9 @@
 // The storage port of registered clients, with a short read-through cache in process: client
 // authentication must not cost a round trip on the hot path.
-import { and, desc, eq, lt, or, sql } from "drizzle-orm";
+import { desc, eq, sql } from "drizzle-orm";
 import type { Database } from "../client.ts";
+import type { PageAfter } from "./paging.ts";
+import { olderThan } from "./paging.ts";
 import type { Client } from "../schema.ts";
 import { clients } from "../schema.ts";
 
@@ -57,10 +59,8 @@ export class ClientStore {
   }
 
   /** Clients, the newest first; paged with `limit` and the cursor of the previous page. */
-  list(page: { limit?: number; after?: { createdAt: Date; id: string } } = {}): Promise<Client[]> {
-    const after = page.after
-      ? or(lt(clients.createdAt, page.after.createdAt), and(eq(clients.createdAt, page.after.createdAt), lt(clients.id, page.after.id)))
-      : undefined;
+  list(page: { limit?: number; after?: PageAfter } = {}): Promise<Client[]> {
+    const after = page.after && olderThan(clients, sql`select c.created_at from clients c where c.id = ${page.after.id}::uuid`, page.after);
     const query = this.database.db.select().from(clients).where(after).orderBy(desc(clients.createdAt), desc(clients.id));
     return page.limit === undefined ? query : query.limit(page.limit);
   }

@@ -8,6 +8,8 @@ import type { PgColumn } from "drizzle-orm/pg-core";
 import type { BatcherOptions } from "../batcher.ts";
 import { Batcher } from "../batcher.ts";
 import type { Database } from "../client.ts";
+import type { PageAfter } from "./paging.ts";
+import { olderThan } from "./paging.ts";
 import { isConnectionFailure } from "../failures.ts";
 import type { Session, TokenKind } from "../schema.ts";
 import { authorizationGrants, sessions } from "../schema.ts";
@@ -311,12 +313,14 @@ export class SessionStore {
    * Token families, newest first: of a user or of a client (or both), `limit` at most, after the
    * cursor of the previous page (the last family's `createdAt` and `sessionId`).
    */
-  async families(filter: { userId?: string; clientId?: string }, page: { limit: number; after?: { createdAt: Date; id: string } }): Promise<FamilyRow[]> {
+  async families(filter: { userId?: string; clientId?: string }, page: { limit: number; after?: PageAfter }): Promise<FamilyRow[]> {
     const where = [
       filter.userId === undefined ? sql`true` : sql`s.subject = ${filter.userId}`,
       filter.clientId === undefined ? sql`true` : sql`s.client_id = ${filter.clientId}`,
     ];
-    const after = page.after ? sql`(f.created_at, f.family) < (${page.after.createdAt.toISOString()}::timestamptz, ${page.after.id}::uuid)` : sql`true`;
+    const after = page.after
+      ? olderThan({ createdAt: sql`f.created_at`, id: sql`f.family` }, sql`select min(s.created_at) from sessions s where s.grant_id = ${page.after.id}::uuid or (s.grant_id is null and s.id = ${page.after.id}::uuid)`, page.after)
+      : sql`true`;
     const rows = await this.database.rows<{
       family: string; session_id: string; grant_id: string | null; client_id: string; subject: string; status: FamilyRow["status"]; scope: string;
       created_at: string | Date; last_refresh_at: string | Date | null; revoked_at: string | Date | null; revocation_reason: string | null;

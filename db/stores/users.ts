@@ -1,7 +1,9 @@
 // The storage port of the people who sign in (built-in accounts and users named by a trusted
 // upstream header).
-import { and, desc, eq, lt, or } from "drizzle-orm";
+import { desc, eq, sql } from "drizzle-orm";
 import type { Database } from "../client.ts";
+import type { PageAfter } from "./paging.ts";
+import { olderThan } from "./paging.ts";
 import type { User } from "../schema.ts";
 import { users } from "../schema.ts";
 
@@ -21,10 +23,8 @@ export class UserStore {
   }
 
   /** Users, the newest first, `limit` at most, after the cursor of the previous page. */
-  list(page: { limit: number; after?: { createdAt: Date; id: string } }): Promise<User[]> {
-    const after = page.after
-      ? or(lt(users.createdAt, page.after.createdAt), and(eq(users.createdAt, page.after.createdAt), lt(users.id, page.after.id)))
-      : undefined;
+  list(page: { limit: number; after?: PageAfter }): Promise<User[]> {
+    const after = page.after && olderThan(users, sql`select u.created_at from users u where u.id = ${page.after.id}::uuid`, page.after);
     return this.database.db.select().from(users).where(after).orderBy(desc(users.createdAt), desc(users.id)).limit(page.limit);
   }
 
