@@ -38,6 +38,12 @@ export interface PostgresOptions {
   poolSize: number;
   connectTimeout: number;
   statementTimeout: number;
+  /**
+   * remote_apply: a commit returns once every synchronous standby has replayed it, so a read
+   * there sees it (what reads from replicas need: src/oauth/replica-reads.ts). Default: the
+   * server's setting.
+   */
+  synchronousCommit?: "remote_apply";
 }
 
 /**
@@ -142,6 +148,7 @@ export function openPostgres(url: string, options: PostgresOptions): Database {
       statement_timeout: options.statementTimeout * 1000,
       lock_timeout: options.statementTimeout * 1000,
       idle_in_transaction_session_timeout: options.statementTimeout * 4 * 1000,
+      ...(options.synchronousCommit ? { synchronous_commit: options.synchronousCommit } : {}),
     },
   });
   // A little past statement_timeout: a statement that runs too long is cancelled by the server first.

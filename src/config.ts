@@ -21,6 +21,13 @@ export interface Config {
   readonly issuer: string;
   /** postgres:// URL; absent means the embedded PGlite in `dataDir`. */
   readonly databaseUrl: string | undefined;
+  /**
+   * postgres:// URL of replicas that session lookups (introspection, verification) may be
+   * answered from (src/oauth/replica-reads.ts); absent = the primary answers them all.
+   */
+  readonly databaseReadUrl: string | undefined;
+  /** Seconds (fractions allowed) a replica may be behind the primary and still be read. */
+  readonly readMaxLag: number;
   readonly dbPoolSize: number;
   readonly dbConnectTimeout: number;
   readonly dbStatementTimeout: number;
@@ -146,21 +153,47 @@ const TARGET_SESSION_ATTRS = ["read-write", "primary", "read-only", "standby", "
  * (it may hold a password).
  */
 function checkDatabaseUrl(value: string): string {
+  const { hosts, attrs } = postgresUrl("DATABASE_URL", value);
+  if (hosts > 1 && attrs !== "primary") {
+    throw new ConfigError("DATABASE_URL names several hosts: add target_session_attrs=primary, so that the server connects to the primary (read-write is not enough with postgres.js: see docs/high-availability.md)");
+  }
+  return value;
+}
+
+/**
+ * TA_DATABASE_READ_URL: one replica, or several with target_session_attrs=standby or
+ * prefer-standby (postgres.js then spreads nothing: each connection takes the first that
+ * qualifies). A primary there is harmless — the lookup asks the primary whenever the host is
+ * not replaying WAL (db/stores/sessions.ts) — but reads nothing off it.
+ */
+function checkReadUrl(value: string): void {
+  const { hosts, attrs } = postgresUrl("TA_DATABASE_READ_URL", value);
+  if (hosts > 1 && attrs !== "standby" && attrs !== "prefer-standby") {
+    throw new ConfigError("TA_DATABASE_READ_URL names several hosts: add target_session_attrs=standby (or prefer-standby), so that the server reads a replica");
+  }
+}
+
+/** A postgres:// URL of one host or several: how many, and its target_session_attrs. Never echoed (it may hold a password). */
+function postgresUrl(name: string, value: string): { hosts: number; attrs: string | null } {
   const match = /^(postgres(?:ql)?:\/\/)(?:([^@/?#]*)@)?([^/?#]*)(.*)$/.exec(value);
-  if (!match) throw new ConfigError("DATABASE_URL must be a postgres:// or postgresql:// URL");
+  if (!match) throw new ConfigError(`${name} must be a postgres:// or postgresql:// URL`);
   const [, scheme, userinfo, hostList, rest] = match;
   const hosts = hostList!.split(",");
   for (const host of hosts) {
     if (host === "" || !URL.canParse(`${scheme}${userinfo ? `${userinfo}@` : ""}${host}${rest}`)) {
-      throw new ConfigError("DATABASE_URL must be a postgres:// URL with host[:port] entries separated by commas");
+      throw new ConfigError(`${name} must be a postgres:// URL with host[:port] entries separated by commas`);
     }
   }
   const query = rest!.indexOf("?") >= 0 ? new URLSearchParams(rest!.slice(rest!.indexOf("?") + 1).split("#")[0]) : new URLSearchParams();
   const attrs = query.get("target_session_attrs");
-  if (attrs !== null && !TARGET_SESSION_ATTRS.includes(attrs)) throw new ConfigError(`DATABASE_URL: target_session_attrs must be one of ${TARGET_SESSION_ATTRS.join(", ")}`);
-  if (hosts.length > 1 && attrs !== "primary") {
-    throw new ConfigError("DATABASE_URL names several hosts: add target_session_attrs=primary, so that the server connects to the primary (read-write is not enough with postgres.js: see docs/high-availability.md)");
-  }
+  if (attrs !== null && !TARGET_SESSION_ATTRS.includes(attrs)) throw new ConfigError(`${name}: target_session_attrs must be one of ${TARGET_SESSION_ATTRS.join(", ")}`);
+  return { hosts: hosts.length, attrs };
+}
+
+/** TA_READ_MAX_LAG: seconds, at least 0.02 (the floor is read again every half of it). */
+function readMaxLag(env: Env): number {
+  const value = seconds(env, "TA_READ_MAX_LAG", 1, 60);
+  if (value < 0.02) throw new ConfigError(`TA_READ_MAX_LAG must be between 0.02 and 60, got ${value}`);
   return value;
 }
 
@@ -215,6 +248,11 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
   const issuer = url("TA_ISSUER", env.TA_ISSUER || `http://localhost:${port}`, ["https:", "http:"]).replace(/\/$/, "");
   const databaseUrl = env.DATABASE_URL || undefined;
   if (databaseUrl) checkDatabaseUrl(databaseUrl);
+  const databaseReadUrl = env.TA_DATABASE_READ_URL || undefined;
+  if (databaseReadUrl) {
+    if (!databaseUrl) throw new ConfigError("TA_DATABASE_READ_URL needs DATABASE_URL: replicas are read beside a PostgreSQL primary, never beside the embedded database");
+    checkReadUrl(databaseReadUrl);
+  }
   const configured = list(env, "TA_SCOPES", ["profile", "email", "offline_access", "read", "write"]);
   // The server is an OpenID Provider: `openid` (Core §3.1.2.1) is always a scope of it, first.
   const scopes = [OPENID_SCOPE, ...configured.filter((scope) => scope !== OPENID_SCOPE)];
@@ -243,6 +281,8 @@ export function loadConfig(env: Env = process.env, overrides: ConfigOverrides = 
     host,
     issuer,
     databaseUrl,
+    databaseReadUrl,
+    readMaxLag: readMaxLag(env),
     // 4: on 2 cores, revocation at c=32 ran 4300 req/s with 4 connections, 3500 with 10 and
     // 3000 with 16 (bench/profile.ts --plain): fewer connections pipeline more per round trip.
     dbPoolSize: integer(env, "TA_DB_POOL", 4, 1, 1000),

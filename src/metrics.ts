@@ -37,6 +37,8 @@ export interface Metrics {
   readonly ssfEventsDropped: Counter<"stream_id">;
   /** Back-Channel Logout attempts by result: delivered, retried (the receiver failed, tried again later), failed (refused or out of attempts). */
   readonly backchannelLogouts: Counter<"result">;
+  /** Session lookups by jti (introspection, verification) by where they were answered, with TA_DATABASE_READ_URL: replica, primary. */
+  readonly sessionLookups: Counter<"source">;
   /** Where the per-stream queue depth and delivery lag are read from at scrape (set by the SSF services). */
   ssfBacklog: (() => Promise<Array<{ streamId: string; status: string; depth: number; lagSeconds: number }>>) | undefined;
   /** HTTP requests being handled now: what background work yields to, and ta_http_requests_in_flight at scrape. */
@@ -195,6 +197,12 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
       name: "ta_backchannel_logouts_total",
       help: "OpenID Connect Back-Channel Logout attempts by result: delivered, retried, failed",
       labelNames: ["result"],
+      registers,
+    }),
+    sessionLookups: new Counter({
+      name: "ta_session_lookups_total",
+      help: "Session lookups by jti (introspection, verification) by where they were answered when a read URL is set: replica, primary",
+      labelNames: ["source"],
       registers,
     }),
     ssfBacklog: undefined,

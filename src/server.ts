@@ -1,7 +1,7 @@
 // Runs the app on Bun.serve, with graceful shutdown on SIGTERM and
 // SIGINT (stop accepting, let in-flight requests finish, then close the database).
 import type { Database } from "../db/client.ts";
-import { openDatabase } from "../db/client.ts";
+import { openDatabase, openPostgres } from "../db/client.ts";
 import { migrate } from "../db/migrate.ts";
 import { openAdminSocket } from "./admin-socket.ts";
 import type { AdminSocket } from "./admin-socket.ts";
@@ -25,19 +25,22 @@ export interface RunningServer {
 
 export async function startServer(config: Config, log: Logger, options: { migrate: boolean }): Promise<RunningServer> {
   const startedAt = performance.now();
-  const database: Database = await openDatabase({
-    databaseUrl: config.databaseUrl,
-    dataDir: config.dataDir,
+  const postgresOptions = {
     poolSize: config.dbPoolSize,
     connectTimeout: config.dbConnectTimeout,
     statementTimeout: config.dbStatementTimeout,
-  });
+    // A revocation answered 200 is already replayed on every synchronous standby (src/oauth/replica-reads.ts).
+    ...(config.databaseReadUrl ? { synchronousCommit: "remote_apply" as const } : {}),
+  };
+  const database: Database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, ...postgresOptions });
+  // postgres.js connects when first asked: a replica that is down costs nothing until then.
+  const replica = config.databaseReadUrl ? openPostgres(config.databaseReadUrl, postgresOptions) : undefined;
   try {
     if (options.migrate) {
       const { applied } = await migrate(database);
       if (applied.length > 0) log.info("db.migrated", { applied: applied.join(",") });
     }
-    const services = await createServices({ config, database, log });
+    const services = await createServices({ config, database, log, replica });
     const app = createApp(services);
     const pruning = config.pruneInterval > 0 ? startPruning(services, config.pruneInterval, { unusedClientTtl: config.unusedClientTtl, eventRetention: config.ssfRetention }) : undefined;
     const upkeep = config.upkeepInterval > 0 ? startUpkeep(services, config.upkeepInterval) : undefined;
@@ -89,6 +92,7 @@ export async function startServer(config: Config, log: Logger, options: { migrat
       url,
       issuer: config.issuer,
       database: database.kind,
+      read_replica: replica !== undefined,
       admin_socket: adminSocket?.path ?? null,
       startup_ms: Math.round(performance.now() - startedAt),
     });
@@ -111,8 +115,10 @@ export async function startServer(config: Config, log: Logger, options: { migrat
           await upkeep?.stop();
           await keyReload.stop();
           await services.introspectionCache?.close();
+          await services.replicaReads?.close();
           await services.invalidation.close();
           await services.notifier.flush();
+          await replica?.close();
           await database.close();
           log.info("server.stopped", {});
         })();
@@ -120,6 +126,7 @@ export async function startServer(config: Config, log: Logger, options: { migrat
       },
     };
   } catch (error) {
+    await replica?.close();
     await database.close();
     throw error;
   }

@@ -22,6 +22,7 @@ import { Resources } from "./oauth/resources.ts";
 import { RevocationService } from "./oauth/revocation.ts";
 import { RevocationFeed } from "./oauth/revocation-feed.ts";
 import { RevocationNotifier } from "./oauth/revocation-notifier.ts";
+import { ReplicaReads } from "./oauth/replica-reads.ts";
 import { SessionService } from "./oauth/sessions.ts";
 import { TokenPipeline } from "./oauth/token-pipeline.ts";
 import { BackchannelLogout } from "./oauth/backchannel-logout.ts";
@@ -45,9 +46,13 @@ export interface Deps {
   now?: () => number;
   /** Prometheus metrics; created (with pool figures of `database`) when not given. */
   metrics?: Metrics;
+  /** Replicas session lookups may be answered from (TA_DATABASE_READ_URL); absent = the primary only. */
+  replica?: Database;
 }
 
-export interface Services extends Required<Deps> {
+export interface Services extends Required<Omit<Deps, "replica">> {
+  /** Reads from replicas (TA_DATABASE_READ_URL): started by the server; absent without one. */
+  replicaReads: ReplicaReads | undefined;
   /** The storage ports (db/stores): the only place SQL is built. */
   stores: Stores;
   keys: KeyStore;
@@ -97,7 +102,9 @@ export async function createServices(deps: Deps): Promise<Services> {
   const { config, database, log } = deps;
   const now = deps.now ?? Date.now;
   const metrics = deps.metrics ?? createMetrics({ database, poolSize: config.dbPoolSize });
-  const stores = createStores(database, { clientCacheTtl: config.clientCacheTtl, eventRetention: config.ssfRetention });
+  const notifier = new RevocationNotifier(database, log);
+  const replicaReads = deps.replica && new ReplicaReads(deps.replica, database, notifier, log, metrics, { maxLagMs: config.readMaxLag * 1000 });
+  const stores = createStores(database, { clientCacheTtl: config.clientCacheTtl, eventRetention: config.ssfRetention, replica: replicaReads });
   const keys = await KeyStore.open(stores.signingKeys, {
     // The longest lifetime of any token this server may have signed: how long a retired key verifies.
     maxTokenLifetime: async () => Math.max(config.accessTokenTtl, config.refreshTokenTtl, await stores.clients.longestTokenTtl()),
@@ -111,7 +118,6 @@ export async function createServices(deps: Deps): Promise<Services> {
   const clientAuthGuard = new ClientAuthGuard(config, now);
   const tokens = createTokenService(keys, config.issuer, now);
   const pipeline = new TokenPipeline(tokens, stores.sessions, now);
-  const notifier = new RevocationNotifier(database, log);
   const codes = new AuthorizationCodes(stores.sessions, keys, config.defaultAudience);
   const resources = new Resources(stores.resources, config);
   const idTokens = new IdTokens(keys, config.issuer, config.accessTokenTtl, now);
@@ -145,6 +151,7 @@ export async function createServices(deps: Deps): Promise<Services> {
     backchannelLogout: new BackchannelLogout({ store: stores.logoutDeliveries, keys, outbound, issuer: config.issuer, log, metrics, now }),
     config, database, log, now, metrics, stores, keys, outbound, clientDocuments, clients, accounts, browserSessions, clientAuthGuard, tokens, idTokens, pipeline, codes,
     resources, sessions, consents, revocation, notifier, introspection, introspectionCache, feed, admin, localAdmin: new WeakSet(), invalidation,
+    replicaReads,
   };
 }
 

@@ -42,6 +42,10 @@ describe("configuration", () => {
     [{ DATABASE_URL: "postgres://db1:5432,db2:5432/ta?target_session_attrs=read-write" }, /target_session_attrs=primary/],
     [{ DATABASE_URL: "postgres://db1:5432,,db2/ta?target_session_attrs=primary" }, /host\[:port\] entries separated by commas/],
     [{ DATABASE_URL: "postgres://db1/ta?target_session_attrs=any" }, /target_session_attrs must be one of/],
+    [{ TA_DATABASE_READ_URL: "postgres://db2/ta" }, /TA_DATABASE_READ_URL needs DATABASE_URL/],
+    [{ DATABASE_URL: "postgres://db1/ta", TA_DATABASE_READ_URL: "postgres://db2:5432,db3:5432/ta" }, /several hosts: add target_session_attrs=standby/],
+    [{ DATABASE_URL: "postgres://db1/ta", TA_DATABASE_READ_URL: "http://db2/ta" }, /TA_DATABASE_READ_URL must be a postgres:\/\/ or postgresql:\/\/ URL/],
+    [{ DATABASE_URL: "postgres://db1/ta", TA_READ_MAX_LAG: "0" }, /TA_READ_MAX_LAG must be between 0.02 and 60/],
     [{ TA_CORS_ORIGINS: "*" }, /'\*' is not allowed/],
     [{ TA_CORS_ORIGINS: "https://a.example/path" }, /is not an origin/],
     [{ TA_RESOURCES: "{" }, /TA_RESOURCES must be a JSON list/],
@@ -56,6 +60,14 @@ describe("configuration", () => {
     const url = "postgres://ta:s3cret@db1:5432,db2:5433,db3/ta?target_session_attrs=primary";
     expect(loadConfig({ DATABASE_URL: url }).databaseUrl).toBe(url);
     expect(() => loadConfig({ DATABASE_URL: "postgres://ta:s3cret@db1,db2/ta" })).toThrow(/^(?!.*s3cret)/);
+  });
+
+  test("takes a read URL of replicas beside a DATABASE_URL, and never echoes it", () => {
+    const read = "postgres://ta:s3cret@db2:5432,db3:5432/ta?target_session_attrs=standby";
+    const config = loadConfig({ DATABASE_URL: "postgres://db1/ta", TA_DATABASE_READ_URL: read, TA_READ_MAX_LAG: "0.5" });
+    expect([config.databaseReadUrl, config.readMaxLag]).toEqual([read, 0.5]);
+    expect(loadConfig({}).readMaxLag).toBe(1);
+    expect(() => loadConfig({ DATABASE_URL: "postgres://db1/ta", TA_DATABASE_READ_URL: "postgres://ta:s3cret@db2,db3/ta" })).toThrow(/^(?!.*s3cret)/);
   });
 
   test("lists are comma-separated", () => {

@@ -9,7 +9,8 @@ import { LifecycleStore } from "./lifecycle.ts";
 import { LogoutDeliveryStore } from "./logout-deliveries.ts";
 import { ResourceStore } from "./resources.ts";
 import { RevocationEventStore } from "./revocation-events.ts";
-import { SessionStore } from "./sessions.ts";
+import type { SessionReplica } from "./sessions.ts";
+import { SESSION_BATCHING, SessionStore } from "./sessions.ts";
 import { SigningKeyStore } from "./signing-keys.ts";
 import { SsfStore } from "./ssf.ts";
 import { UserStore } from "./users.ts";
@@ -29,9 +30,9 @@ export interface Stores {
   logoutDeliveries: LogoutDeliveryStore;
 }
 
-export function createStores(database: Database, options: { clientCacheTtl: number; eventRetention: number }): Stores {
+export function createStores(database: Database, options: { clientCacheTtl: number; eventRetention: number; replica?: SessionReplica }): Stores {
   return {
-    sessions: new SessionStore(database),
+    sessions: new SessionStore(database, SESSION_BATCHING, options.replica),
     clients: new ClientStore(database, options.clientCacheTtl),
     users: new UserStore(database),
     consents: new ConsentStore(database),

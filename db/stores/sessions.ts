@@ -248,6 +248,21 @@ export const SESSION_BATCHING: BatcherOptions = {
   retrySeparately: (error: unknown) => !isConnectionFailure(error),
 };
 
+/**
+ * A replica the lookups by jti may be answered from (#21 item 4; src/oauth/replica-reads.ts says
+ * when its answers can be trusted). A session it holds is used only if the replica has replayed
+ * the primary's WAL up to `floor()`; anything it does not answer so is asked of the primary.
+ */
+export interface SessionReplica {
+  readonly database: Database;
+  /** The primary's WAL position the replica must have replayed; undefined: ask the primary. */
+  floor(): string | undefined;
+  /** The replica failed to answer (the primary is asked instead). */
+  failed(error: unknown): void;
+  /** How many lookups the replica and the primary answered. */
+  answered(replica: number, primary: number): void;
+}
+
 export class SessionStore {
   private readonly finders: Record<TokenKind, Batcher<string, FoundSession | undefined>>;
   private readonly revocations: Batcher<RevokeItem, RevokeRow>;
@@ -258,6 +273,7 @@ export class SessionStore {
   constructor(
     private readonly database: Database,
     batching: BatcherOptions = SESSION_BATCHING,
+    private readonly replica?: SessionReplica,
   ) {
     this.finders = { access_token: this.finder("access_token", batching), refresh_token: this.finder("refresh_token", batching) };
     // Each item gets what the function gives it alone; the items at the database at the same
@@ -398,14 +414,29 @@ export class SessionStore {
     const column: PgColumn = sessions[key];
     // Built once and prepared: drizzle would otherwise rebuild the SQL text on every lookup, a
     // tenth of an introspection's CPU.
-    const query = this.database.db
+    const byJtis = sql`${column} = any(array(select jsonb_array_elements_text(${sql.placeholder("jtis")}::jsonb)))`;
+    const query = this.database.db.select(FOUND_COLUMNS).from(sessions).where(byJtis).prepare(`sessions_by_${kind}`);
+    const replica = this.replica;
+    // On a replica, the rows only if it has replayed the floor (on a primary, or a standby
+    // promoted since, pg_last_wal_replay_lsn() is null: no rows, the primary is asked).
+    const onReplica = replica?.database.db
       .select(FOUND_COLUMNS)
       .from(sessions)
-      .where(sql`${column} = any(array(select jsonb_array_elements_text(${sql.placeholder("jtis")}::jsonb)))`)
-      .prepare(`sessions_by_${kind}`);
+      .where(sql`${byJtis} and pg_last_wal_replay_lsn() >= ${sql.placeholder("floor")}::pg_lsn`)
+      .prepare(`replica_sessions_by_${kind}`);
     return new Batcher<string, FoundSession | undefined>(async (jtis) => {
-      const rows = await query.execute({ jtis: JSON.stringify(jtis) });
-      const byJti = new Map(rows.map((row) => [row[key], row]));
+      const byJti = new Map<string, FoundSession>();
+      const floor = replica?.floor();
+      if (floor !== undefined) {
+        try {
+          for (const row of await onReplica!.execute({ jtis: JSON.stringify(jtis), floor })) byJti.set(row[key]!, row);
+        } catch (error) {
+          replica!.failed(error);
+        }
+      }
+      const missing = byJti.size === 0 ? jtis : byJti.size === jtis.length ? [] : jtis.filter((jti) => !byJti.has(jti));
+      replica?.answered(byJti.size, missing.length);
+      if (missing.length > 0) for (const row of await query.execute({ jtis: JSON.stringify(missing) })) byJti.set(row[key]!, row);
       return jtis.map((jti) => byJti.get(jti));
     }, batching);
   }

@@ -34,7 +34,7 @@ export interface TestApp {
 export async function createTestApp(
   backend: Backend,
   env: Record<string, string> = {},
-  options: { database?: Database } = {},
+  options: { database?: Database; replica?: Database } = {},
 ): Promise<TestApp> {
   const config = loadConfig({ TA_ISSUER: "http://localhost", TA_LOG_LEVEL: "debug", ...env });
   const database = options.database ?? (await openTestDatabase(backend));
@@ -43,7 +43,7 @@ export async function createTestApp(
     logs.push(line);
     allLogLines.push(line);
   });
-  const services = await createServices({ config, database, log });
+  const services = await createServices({ config, database, log, replica: options.replica });
   const create = services.clients.create.bind(services.clients);
   services.clients.create = async (input) => {
     const created = await create(input);
@@ -60,6 +60,8 @@ export async function createTestApp(
     logs,
     close: async () => {
       await services.introspectionCache?.close();
+      await services.replicaReads?.close();
+      await options.replica?.close();
       await database.close();
     },
   };
