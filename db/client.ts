@@ -75,21 +75,30 @@ function preparing<T extends postgres.Sql | postgres.TransactionSql>(client: T, 
           const method = Reflect.get(target, property, target) as (...a: unknown[]) => Promise<unknown>;
           if (property === "savepoint") return method(...args, (tx: postgres.TransactionSql) => callback(preparing(tx, deadlineMs)));
           // A transaction waits for a connection of its own; past the deadline it is given up, and if
-          // the connection comes after all, it rolls back before doing anything.
-          let started = false;
-          let abandoned = false;
-          const run = method(...args, (tx: postgres.TransactionSql) => {
-            if (abandoned) throw new DatabaseWaitTimeout();
-            started = true;
-            return callback(preparing(tx, deadlineMs));
-          });
+          // the connection comes after all, it rolls back before doing anything. Its statements
+          // have their own deadlines; its COMMIT, which postgres.js sends, gets one too: past it
+          // the outcome is unknown (a 503), never a success reported late by a cancelled wait for
+          // the synchronous standby.
           return new Promise((resolve, reject) => {
+            let started = false;
+            let abandoned = false;
+            let committing: ReturnType<typeof setTimeout> | undefined;
             const timer = setTimeout(() => {
               if (started) return;
               abandoned = true;
               reject(new DatabaseWaitTimeout());
             }, deadlineMs);
-            run.then(resolve, reject).finally(() => clearTimeout(timer));
+            const run = method(...args, async (tx: postgres.TransactionSql) => {
+              if (abandoned) throw new DatabaseWaitTimeout();
+              started = true;
+              const result = await callback(preparing(tx, deadlineMs));
+              committing = setTimeout(() => reject(new DatabaseWaitTimeout()), deadlineMs);
+              return result;
+            });
+            run.then(resolve, reject).finally(() => {
+              clearTimeout(timer);
+              clearTimeout(committing);
+            });
           });
         };
       }
@@ -108,20 +117,25 @@ export class DatabaseWaitTimeout extends Error {
 }
 
 /**
- * Bounds a query's wait: past `ms` it fails as unavailable, and is cancelled — taken out of the
- * queue if it was not sent (it then never runs), cancelled at the server if it was. Without it
+ * Bounds a query's wait: past `ms` it fails as unavailable, and if it was not sent it is taken
+ * out of the queue (it then never runs). One that was sent is left to finish, never cancelled:
+ * PostgreSQL reports a commit whose wait for the synchronous standby was cancelled as committed
+ * (with only a WARNING), and a cancel request that arrives late — a primary that hung, then woke
+ * up — cancels whatever its backend runs then, a later query's commit wait: a success no standby
+ * holds, answered 200 and lost at the failover (test/cluster-faults.test.ts). PostgreSQL's
+ * statement_timeout, a second longer, ends a sent statement that runs away. Without it
  * a request waits for as long as no host of a multi-host DATABASE_URL is a primary (a failover:
  * Patroni's ttl), past the HTTP server's idle timeout, and answers nothing. postgres.js runs a
  * query when it is awaited, so the query is not touched until then: its own resolve and reject
  * clear the timer.
  */
 function withDeadline<Q extends { cancel(): unknown }>(query: Q, ms: number): Q {
-  const pending = query as unknown as { resolve: (value: unknown) => void; reject: (error: unknown) => void };
+  const pending = query as unknown as { resolve: (value: unknown) => void; reject: (error: unknown) => void; state: unknown };
   const { resolve, reject } = pending;
   const timer = setTimeout(() => {
-    // cancel() keeps a query queued on a connection that is still connecting from ever running,
-    // but settles it only once that connection is up: the caller hears now.
-    void Promise.resolve(query.cancel()).catch(() => {});
+    // postgres.js sets `state` (the backend's key) when it hands the query to a connection that
+    // is up. Before, cancel() only takes it out of the queue, or off the connection still connecting.
+    if (!pending.state) void Promise.resolve(query.cancel()).catch(() => {});
     reject(new DatabaseWaitTimeout());
   }, ms);
   timer.unref?.();
@@ -145,14 +159,17 @@ export function openPostgres(url: string, options: PostgresOptions): Database {
     onnotice: () => {},
     connection: {
       application_name: "token-authority",
-      statement_timeout: options.statementTimeout * 1000,
+      // A second past the client's deadline (below): the client gives up first. Server first, a
+      // commit waiting for its synchronous standby would be cancelled by statement_timeout and
+      // reported committed (with only a WARNING) though no standby has it — a 200 that a
+      // failover loses (the split of test/cluster-faults.test.ts).
+      statement_timeout: options.statementTimeout * 1000 + 1000,
       lock_timeout: options.statementTimeout * 1000,
       idle_in_transaction_session_timeout: options.statementTimeout * 4 * 1000,
       ...(options.synchronousCommit ? { synchronous_commit: options.synchronousCommit } : {}),
     },
   });
-  // A little past statement_timeout: a statement that runs too long is cancelled by the server first.
-  const db = drizzlePostgres(preparing(client, options.statementTimeout * 1000 + 1000), { schema }) as unknown as Db;
+  const db = drizzlePostgres(preparing(client, options.statementTimeout * 1000), { schema }) as unknown as Db;
   return {
     kind: "postgres",
     db,

@@ -16,6 +16,11 @@
 --     the rows they share in the same order. Two families locked in opposite orders by two
 --     batches is a deadlock PostgreSQL detects and breaks: the server then runs the items of
 --     the failed batch one by one.
+--   * Every batch takes a transaction id, so its commit is a WAL record that waits for the
+--     synchronous standby even when no item changed anything (unknown, already revoked, another
+--     client's): an old primary that hung and woke up, not yet demoted, would otherwise answer
+--     200 from what it holds — "already revoked" by a commit no standby has, or "unknown" for a
+--     session minted on the new primary (test/cluster-faults.test.ts, the split).
 CREATE OR REPLACE FUNCTION public.ta_revoke_tokens(p_items jsonb)
  RETURNS TABLE(i integer, outcome text, session_id uuid, revoked_count integer)
  LANGUAGE plpgsql
@@ -28,6 +33,7 @@ DECLARE
   v_done integer[];
   v_ids uuid[];
 BEGIN
+  PERFORM pg_current_xact_id();
   WITH items AS (
     SELECT DISTINCT ON (x.jti) x.i, x.jti, x.client_id, x.reason, x.sha256
       FROM jsonb_to_recordset(p_items) AS x(i integer, kind text, jti text, client_id text, reason text, sha256 text)

@@ -18,6 +18,7 @@ import m15 from "./0015_dpop.sql" with { type: "text" };
 import m16 from "./0016_user_profiles.sql" with { type: "text" };
 import m17 from "./0017_oidc_sign_ins.sql" with { type: "text" };
 import m18 from "./0018_backchannel_logout.sql" with { type: "text" };
+import m19 from "./0019_revocation_waits_for_standby.sql" with { type: "text" };
 
 export interface EmbeddedMigration {
   tag: string;
@@ -46,4 +47,5 @@ export const migrations: readonly EmbeddedMigration[] = [
   { tag: "0016_user_profiles", when: 1796310248733, breakpoints: true, sql: m16 },
   { tag: "0017_oidc_sign_ins", when: 1796315943435, breakpoints: true, sql: m17 },
   { tag: "0018_backchannel_logout", when: 1796316464074, breakpoints: true, sql: m18 },
+  { tag: "0019_revocation_waits_for_standby", when: 1796597902711, breakpoints: true, sql: m19 },
 ];

@@ -313,8 +313,12 @@ function patroniConfig(state: ClusterState, node: NodeState, options: PatroniClu
     scope: "ta",
     name: node.name,
     restapi: { listen: address(node.restApiPort), connect_address: address(node.restApiPort) },
-    // The v3 API (etcd 3.4 serves v2 only with --enable-v2).
-    etcd3: { host: address(state.etcd.clientPort) },
+    // etcd's v2 API, not v3: Patroni 3.0.2 (Debian 12's) on v3 lets a primary that hung past its
+    // lease, then woke up, overwrite the new leader's key unconditionally (fixed in 3.0.3 by
+    // patroni/patroni#2689): the new primary demotes, and what it committed — answered 200 —
+    // is lost (test/cluster-faults.test.ts, the split). On v2 the key is updated by
+    // compare-and-swap on its value, and the old primary, failing it, demotes itself.
+    etcd: { host: address(state.etcd.clientPort) },
     bootstrap: {
       dcs: {
         ...TIMING,
@@ -375,6 +379,7 @@ function etcdCommand(state: ClusterState): string[] {
     ...["--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer],
     ...["--initial-cluster", `ta=${peer}`, "--initial-cluster-state", "new"],
     ...["--logger", "zap", "--log-level", "warn"],
+    "--enable-v2=true",
   ];
 }
 
