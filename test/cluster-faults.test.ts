@@ -19,7 +19,7 @@ import { join } from "node:path";
 import { decodeJwt } from "jose";
 import postgres from "postgres";
 import type { Executable } from "./helpers/binary.ts";
-import { startExecutable } from "./helpers/binary.ts";
+import { startExecutableOnCluster } from "./helpers/binary.ts";
 import type { PatroniCluster, PatroniNode } from "./helpers/patroni.ts";
 import { patroniUnavailableReason, startPatroniCluster } from "./helpers/patroni.ts";
 
@@ -37,10 +37,7 @@ describe.skipIf(unavailable !== undefined)("faults of the whole Patroni cluster"
 
   beforeAll(async () => {
     cluster = await startPatroniCluster({ timeoutMs: 120_000 });
-    const admin = postgres(cluster.url("postgres"), { max: 1, onnotice: () => {} });
-    await admin.unsafe("create database ta");
-    await admin.end();
-    executable = await startExecutable("pglite", { DATABASE_URL: cluster.url("ta"), TA_DB_CONNECT_TIMEOUT: "2" });
+    executable = await startExecutableOnCluster(cluster);
     cc = await executable.cli(["clients", "create", "--name", "faults", "--grant-type", "client_credentials", "--scope", "read"]);
     auth = `Basic ${Buffer.from(`${cc.client_id}:${cc.client_secret}`).toString("base64")}`;
   }, 240_000);

@@ -12,7 +12,7 @@ import { decodeJwt } from "jose";
 import postgres from "postgres";
 import { insertCodeGrants } from "../bench/lib.ts";
 import type { Executable } from "./helpers/binary.ts";
-import { startExecutable } from "./helpers/binary.ts";
+import { startExecutableOnCluster } from "./helpers/binary.ts";
 import type { PatroniCluster } from "./helpers/patroni.ts";
 import { patroniUnavailableReason, startPatroniCluster } from "./helpers/patroni.ts";
 
@@ -36,11 +36,7 @@ describe.skipIf(unavailable !== undefined)("failover under load on a Patroni clu
 
   beforeAll(async () => {
     cluster = await startPatroniCluster({ timeoutMs: 120_000 });
-    const admin = postgres(cluster.url("postgres"), { max: 1, onnotice: () => {} });
-    await admin.unsafe("create database ta");
-    await admin.end();
-    // Short connect timeout: a connection attempt to the dead primary fails fast and the next host is tried.
-    executable = await startExecutable("pglite", { DATABASE_URL: cluster.url("ta"), TA_DB_CONNECT_TIMEOUT: "2" });
+    executable = await startExecutableOnCluster(cluster);
     cc = await executable.cli(["clients", "create", "--name", "load", "--grant-type", "client_credentials", "--scope", "read"]);
     web = await executable.cli(["clients", "create", "--name", "web", "--redirect-uri", REDIRECT, "--grant-type", "authorization_code", "--grant-type", "refresh_token", "--scope", "read"]);
     ({ id: userId } = await executable.cli(["users", "create", "failover-user", "--password-stdin"], "a long password here\n"));

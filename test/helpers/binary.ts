@@ -2,6 +2,7 @@
 import { copyFileSync, existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import postgres from "postgres";
 import type { Backend } from "./db.ts";
 import { createPostgresDatabase } from "./db.ts";
 
@@ -149,4 +150,16 @@ export async function startExecutable(backend: Backend, extraEnv: Record<string,
     },
   };
   return executable;
+}
+
+/**
+ * The executable on a Patroni cluster (test/helpers/patroni.ts): a database `ta` created there,
+ * served through the multi-host URL, with a short connect timeout so that a connection attempt
+ * to a dead primary fails fast and the next host is tried.
+ */
+export async function startExecutableOnCluster(cluster: { url(database?: string): string }): Promise<Executable> {
+  const admin = postgres(cluster.url("postgres"), { max: 1, onnotice: () => {} });
+  await admin.unsafe("create database ta");
+  await admin.end();
+  return startExecutable("pglite", { DATABASE_URL: cluster.url("ta"), TA_DB_CONNECT_TIMEOUT: "2" });
 }
