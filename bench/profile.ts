@@ -1,4 +1,4 @@
-// Profiles one phase of the benchmark: `bun bench/profile.ts revoke|introspect|mint|code [count] [--plain]`.
+// Profiles one phase of the benchmark: `bun bench/profile.ts revoke|introspect|mint|dpop|code [count] [--plain]`.
 // Tokens are minted by one server; a second, started from source under `bun --cpu-prof`,
 // serves only the phase, so its profile (bench/results/profile/*.cpuprofile and .md) shows
 // nothing else. With --plain the second server runs without the profiler and the phase's
@@ -7,6 +7,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import postgres from "postgres";
 import type { Reply } from "./lib.ts";
 import { basic, closedLoop, cpuMeter, freePort, httpClient, insertCodeGrants } from "./lib.ts";
@@ -76,6 +77,17 @@ if (phase === "code") {
 }
 const { codes, verifier } = fixture;
 
+// DPoP proofs for the dpop phase, one per request, made before the run as bench/dpop.ts makes them.
+const proofs: string[] = [];
+if (phase === "dpop") {
+  const { publicKey, privateKey } = await generateKeyPair("ES256");
+  const jwk = await exportJWK(publicKey);
+  const htu = `${env.TA_ISSUER}/oauth/token`;
+  for (let i = 0; i < count; i++) {
+    proofs.push(await new SignJWT({ jti: crypto.randomUUID(), iat: Math.floor(Date.now() / 1000), htm: "POST", htu }).setProtectedHeader({ alg: "ES256", typ: "dpop+jwt", jwk }).sign(privateKey));
+  }
+}
+
 const server = await serve(!plain);
 const http = httpClient(server.url);
 const databasePids = async () =>
@@ -84,9 +96,10 @@ const send: Record<string, (token: string) => Promise<Reply>> = {
   revoke: (token) => http.post("/oauth/revoke", { token, token_type_hint: "access_token" }, auth),
   introspect: (token) => http.post("/oauth/introspect", { token, token_type_hint: "access_token" }, auth),
   mint: () => http.post("/oauth/token", { grant_type: "client_credentials", scope: "read" }, auth),
+  dpop: (proof) => http.post("/oauth/token", { grant_type: "client_credentials", scope: "read" }, auth, { DPoP: proof }),
   code: (code) => http.post("/oauth/token", { grant_type: "authorization_code", code, code_verifier: verifier, redirect_uri: REDIRECT_URI }, auth),
 };
-const result = await closedLoop(phase === "code" ? codes : tokens, 32, send[phase]!, { meter: plain ? () => cpuMeter([server.pid], databasePids) : noMeter });
+const result = await closedLoop(phase === "code" ? codes : phase === "dpop" ? proofs : tokens, 32, send[phase]!, { meter: plain ? () => cpuMeter([server.pid], databasePids) : noMeter });
 await server.stop();
 const perRequest = (seconds: number) => Math.round((seconds / result.requests) * 1e6);
 console.log(phase, result.rps, "req/s, p99", result.p99, "ms, statuses", JSON.stringify(result.statuses));
