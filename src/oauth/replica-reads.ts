@@ -54,7 +54,6 @@ export class ReplicaReads implements SessionReplica {
     // The floor is read again each period (half the bound), with the heartbeat.
     this.watch = new RevocationWatch(primary, log, "db.replica", Math.max(options.maxLagMs / 2, 10), {
       revoked: () => this.changed(),
-      heard: () => {},
       listening: () => this.changed(),
       tick: () => this.refresh(),
     });
@@ -84,8 +83,7 @@ export class ReplicaReads implements SessionReplica {
 
   /** Whether the replica may answer now (tests wait for it). */
   get ready(): boolean {
-    const now = performance.now();
-    return this.watch.use() && this.current && now - this.takenAt <= this.options.maxLagMs && now >= this.failedUntil;
+    return this.floor() !== undefined;
   }
 
   async close(): Promise<void> {

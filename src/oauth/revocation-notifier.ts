@@ -71,7 +71,7 @@ export interface RevocationWatchHooks {
   /** A revocation was announced (by any instance, or the CLI). */
   revoked(): void;
   /** Its own heartbeat came back; `late` when more than two periods after the last one (notifications may have been lost). */
-  heard(late: boolean): void;
+  heard?(late: boolean): void;
   /** Listening began (notifications before it were missed). */
   listening(): void;
   /** Each period while in use, and once listening began, besides the heartbeat. */
@@ -120,7 +120,7 @@ export class RevocationWatch {
       .listen(REVOCATION_CHANNEL, (payload) => {
         if (payload === this.beat) {
           const now = performance.now();
-          this.hooks.heard(now - this.heardAt > 2 * this.periodMs);
+          this.hooks.heard?.(now - this.heardAt > 2 * this.periodMs);
           this.heardAt = now;
         } else if (!payload.startsWith(HEARTBEAT_PREFIX)) {
           this.hooks.revoked();
