@@ -13,10 +13,10 @@
 //
 // Knobs (environment): BENCH_CLUSTER_N (10 000 tokens per run), BENCH_CLUSTER_ROUNDS (2),
 // TA_DB_POOL (4), BENCH_DATABASE_URL. Writes bench/results/cluster.md and cluster.json.
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import postgres from "postgres";
-import { patroniUnavailableReason, startPatroniCluster } from "../test/helpers/patroni.ts";
+import { patroniUnavailableReason, postgresProcesses, startPatroniCluster } from "../test/helpers/patroni.ts";
 import type { LoadResult } from "./lib.ts";
 import { ADMIN_URL, basic, BINARY, closedLoop, cpuMeter, freePort, httpClient } from "./lib.ts";
 
@@ -90,13 +90,6 @@ const brief = (r: LoadResult) => ({
   other_cpu_s: r.cpu.other,
 });
 
-/** A PostgreSQL node's processes: its postmaster and every child (backends, WAL senders, the startup process, …). */
-function nodeProcesses(dataDir: string): number[] {
-  const postmaster = Number(readFileSync(join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
-  const children = Bun.spawnSync(["pgrep", "-P", String(postmaster)]).stdout.toString().split("\n").filter(Boolean).map(Number);
-  return [postmaster, ...children];
-}
-
 /** Session lookups answered by the replica and by the primary so far (ta_session_lookups_total). */
 async function lookups(target: Served): Promise<{ replica: number; primary: number }> {
   const text = (await target.http.get("/metrics")).body;
@@ -164,7 +157,7 @@ async function main() {
     const syncName = (await cluster.members()).find((m) => m.role === "sync_standby")?.name;
     const standby = cluster.nodes.find((n) => n !== primary && n.name === syncName)!;
     await freshDatabase(cluster.url("postgres"));
-    const clusterPids = { primary: () => nodeProcesses(primary.dataDir), replica: () => nodeProcesses(standby.dataDir) };
+    const clusterPids = { primary: () => postgresProcesses(primary), replica: () => postgresProcesses(standby) };
     servers["Patroni cluster"] = await serve(cluster.url(DB_NAME), clusterPids);
     servers["cluster, standby reads"] = await serve(cluster.url(DB_NAME), clusterPids, { TA_DATABASE_READ_URL: standby.url(DB_NAME) });
     type Run = { round: number; target: Target; mint: ReturnType<typeof brief>; introspect: ReturnType<typeof brief> & { answered: { replica: number; primary: number }; replica_us_per_request: number }; revoke: ReturnType<typeof brief> };

@@ -434,6 +434,12 @@ function runs(pid: number | undefined, argument: string): pid is number {
   }
 }
 
+/** A node's PostgreSQL processes: its postmaster and every descendant (backends, WAL senders, the startup process, …). */
+export function postgresProcesses(node: Pick<PatroniNode, "dataDir">): number[] {
+  const postmaster = postmasterPid(node.dataDir);
+  return postmaster === undefined ? [] : [postmaster, ...descendantsOf([postmaster])];
+}
+
 /** The pid of the postmaster running on `dataDir` (from its postmaster.pid, checked against /proc). */
 function postmasterPid(dataDir: string): number | undefined {
   let pid: number;
