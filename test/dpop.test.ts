@@ -5,7 +5,8 @@
 import { describe, expect, test } from "bun:test";
 import { decodeJwt } from "jose";
 import { count, eq } from "drizzle-orm";
-import { sessions } from "../db/schema.ts";
+import { dpopProofs, sessions } from "../db/schema.ts";
+import { SessionStore } from "../db/stores/sessions.ts";
 import type { TestApp, TestClient } from "./helpers/app.ts";
 import { admin, basic, createClient, createTestApp, introspect, post, request, useTestApp } from "./helpers/app.ts";
 import { backends, createPostgresDatabase, TEST_DATABASE_URL } from "./helpers/db.ts";
@@ -219,6 +220,73 @@ describe.each(backends)("DPoP at the token endpoint [%s]", (backend) => {
       const before = await sessionCount(t, c);
       const [again, body] = await tokenWith(t, c, { grant_type: "client_credentials" }, proof);
       expect([again.status, body.error]).toEqual([400, "invalid_dpop_proof"]);
+      expect(await sessionCount(t, c)).toBe(before);
+    });
+
+    test("one proof sent several times at once: one token, the rest refused, one session", async () => {
+      const t = await ready();
+      const c = await createClient(t, "confidential");
+      const proof = await (await dpopKey()).proof({ htu: tokenUrl(t) });
+      const answers = await Promise.all(Array.from({ length: 6 }, () => tokenWith(t, c, { grant_type: "client_credentials" }, proof)));
+      expect(answers.map(([res, body]) => `${res.status} ${body.token_type ?? body.error}`).sort()).toEqual([
+        "200 DPoP",
+        ...Array<string>(5).fill("400 invalid_dpop_proof"),
+      ]);
+      expect(await sessionCount(t, c)).toBe(1);
+    });
+
+    test("two sessions with one proof in one INSERT: one is inserted, the other is not, and the proof is recorded", async () => {
+      const t = await ready();
+      const c = await createClient(t, "confidential");
+      const store = new SessionStore(t.database);
+      const session = (n: number) => ({
+        id: crypto.randomUUID(),
+        grantId: null,
+        clientId: c.client.clientId,
+        subject: c.client.clientId,
+        scope: "read",
+        audience: ["https://api.example"],
+        accessTokenJti: `jti-${n}-${crypto.randomUUID()}`,
+        refreshTokenJti: null,
+        accessTokenSha256: `digest-${n}`,
+        refreshTokenSha256: null,
+        accessExpiresAt: new Date(Date.now() + 60_000),
+        refreshExpiresAt: null,
+        signingKid: "kid",
+        dpopProof: { id: `proof-${crypto.randomUUID()}`, ttl: 360 },
+      });
+      const first = session(1);
+      const second = { ...session(2), dpopProof: first.dpopProof };
+      const bearer = { ...session(3), dpopProof: null };
+      // Submitted in one turn of the event loop: one batch, one statement.
+      const ids = await Promise.all([store.insert(first), store.insert(second), store.insert(bearer)]);
+      // Exactly one of the two that share the proof is inserted (either: they came together).
+      expect([ids[0] === first.id, ids[1] === second.id].filter(Boolean)).toHaveLength(1);
+      expect(ids.slice(0, 2).filter((id) => id === undefined)).toHaveLength(1);
+      expect(ids[2]).toBe(bearer.id);
+      expect(await store.insert({ ...session(4), dpopProof: first.dpopProof })).toBeUndefined();
+      expect(await sessionCount(t, c)).toBe(2);
+      const recorded = await t.database.db.select({ n: count() }).from(dpopProofs).where(eq(dpopProofs.id, first.dpopProof.id));
+      expect(Number(recorded[0]!.n)).toBe(1);
+    });
+
+    test("a proof used at client_credentials is a replay at the code exchange, and one used there a replay at client_credentials", async () => {
+      const t = await ready();
+      const c = await createClient(t, "confidential");
+      const key = await dpopKey();
+      const code = await issueCode(t, c);
+      const exchange = { grant_type: "authorization_code", code: code.code, code_verifier: code.verifier, redirect_uri: code.redirectUri };
+      const minted = await key.proof({ htu: tokenUrl(t) });
+      expect((await tokenWith(t, c, { grant_type: "client_credentials" }, minted))[0].status).toBe(200);
+      const [replayed, replayedBody] = await tokenWith(t, c, exchange, minted);
+      expect([replayed.status, replayedBody.error]).toEqual([400, "invalid_dpop_proof"]);
+      // The code was not spent by the refusal.
+      const exchanged = await key.proof({ htu: tokenUrl(t) });
+      const [ok, tokens] = await tokenWith(t, c, exchange, exchanged);
+      expect([ok.status, tokens.token_type]).toEqual([200, "DPoP"]);
+      const before = await sessionCount(t, c);
+      const [again, againBody] = await tokenWith(t, c, { grant_type: "client_credentials" }, exchanged);
+      expect([again.status, againBody.error]).toEqual([400, "invalid_dpop_proof"]);
       expect(await sessionCount(t, c)).toBe(before);
     });
   });

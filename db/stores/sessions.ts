@@ -178,6 +178,11 @@ export interface NewSession {
   refreshExpiresAt: Date | null;
   /** The key its tokens were signed with. */
   signingKid: string;
+  /**
+   * The DPoP proof of the request (RFC 9449 §11.1), recorded in dpop_proofs by the same
+   * statement: the session is inserted only if the proof's row was not there before.
+   */
+  dpopProof: { id: string; ttl: number } | null;
 }
 
 /** An authorization grant as the authorization endpoint creates it (RFC 6749 §4.1.2). */
@@ -268,7 +273,7 @@ export class SessionStore {
   private readonly revocations: Batcher<RevokeItem, RevokeRow>;
   private readonly rotations: Batcher<RotateItem, RotateRow>;
   private readonly redemptions: Batcher<RedeemItem, RedeemRow>;
-  private readonly inserts: Batcher<NewSession, string>;
+  private readonly inserts: Batcher<NewSession, string | undefined>;
 
   constructor(
     private readonly database: Database,
@@ -308,8 +313,11 @@ export class SessionStore {
     return this.redemptions.submit(item);
   }
 
-  /** Inserts a session; concurrent inserts share one multi-row INSERT. Answers its id. */
-  insert(row: NewSession): Promise<string> {
+  /**
+   * Inserts a session; concurrent inserts share one multi-row INSERT. Answers its id, or
+   * undefined when its DPoP proof was recorded before (a replay: nothing was inserted).
+   */
+  insert(row: NewSession): Promise<string | undefined> {
     return this.inserts.submit(row);
   }
 
@@ -457,8 +465,13 @@ export class SessionStore {
     }, batching);
   }
 
-  /** One multi-row INSERT; each session's id comes back by its access-token jti (unique). */
-  private async insertAll(rows: readonly NewSession[]): Promise<string[]> {
+  /**
+   * One multi-row INSERT; each session's id comes back by its access-token jti (unique). The
+   * DPoP proofs of the batch are recorded by the same statement (dpop_proofs, RFC 9449 §11.1): a
+   * session whose proof was there already is not inserted, nor all but one of the batch's
+   * sessions that share a proof.
+   */
+  private async insertAll(rows: readonly NewSession[]): Promise<(string | undefined)[]> {
     const json = JSON.stringify(
       rows.map((row) => ({
         id: row.id,
@@ -474,22 +487,41 @@ export class SessionStore {
         access_expires_at: row.accessExpiresAt.toISOString(),
         refresh_expires_at: row.refreshExpiresAt?.toISOString() ?? null,
         signing_kid: row.signingKid,
+        proof_id: row.dpopProof?.id ?? null,
+        proof_ttl: row.dpopProof?.ttl ?? null,
       })),
     );
+    const withProofs = rows.some((row) => row.dpopProof !== null);
     const inserted = await this.database.rows<{ id: string; access_token_jti: string }>(sql`
+      with x as (
+        select * from jsonb_to_recordset(${json}::jsonb) as x(id uuid, grant_id uuid, client_id text, subject text,
+               scope text, audience jsonb, access_token_jti text, refresh_token_jti text, access_token_sha256 text,
+               refresh_token_sha256 text, access_expires_at timestamptz, refresh_expires_at timestamptz, signing_kid text,
+               proof_id text, proof_ttl int)
+      )${
+        withProofs
+          ? sql`, first_uses as (
+        select distinct on (x.proof_id) x.proof_id, x.proof_ttl, x.access_token_jti from x where x.proof_id is not null
+      ), recorded as (
+        insert into dpop_proofs (id, expires_at)
+        select f.proof_id, now() + make_interval(secs => f.proof_ttl) from first_uses f
+        on conflict (id) do nothing
+        returning id
+      )`
+          : sql``
+      }
       insert into sessions (id, grant_id, client_id, subject, scope, audience, access_token_jti, refresh_token_jti,
                             access_token_sha256, refresh_token_sha256, access_expires_at, refresh_expires_at, signing_kid)
       select x.id, x.grant_id, x.client_id, x.subject, x.scope, array(select jsonb_array_elements_text(x.audience)),
              x.access_token_jti, x.refresh_token_jti, x.access_token_sha256, x.refresh_token_sha256,
              x.access_expires_at, x.refresh_expires_at, x.signing_kid
-        from jsonb_to_recordset(${json}::jsonb) as x(id uuid, grant_id uuid, client_id text, subject text, scope text,
-             audience jsonb, access_token_jti text, refresh_token_jti text, access_token_sha256 text,
-             refresh_token_sha256 text, access_expires_at timestamptz, refresh_expires_at timestamptz, signing_kid text)
+        from x
+       ${withProofs ? sql`where x.proof_id is null or x.access_token_jti in (select f.access_token_jti from first_uses f join recorded r on r.id = f.proof_id)` : sql``}
       returning id, access_token_jti`);
     const ids = new Map(inserted.map((row) => [row.access_token_jti, row.id]));
     return rows.map((row) => {
       const id = ids.get(row.accessTokenJti);
-      if (id === undefined) throw new Error("a session INSERT of the batch returned no id");
+      if (id === undefined && row.dpopProof === null) throw new Error("a session INSERT of the batch returned no id");
       return id;
     });
   }

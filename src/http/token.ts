@@ -56,7 +56,7 @@ export function tokenEndpoint(services: Services) {
         const dpop =
           proofs.length === 0
             ? undefined
-            : await services.dpop.check({ headers: proofs, method: "POST", url: `${services.config.issuer}/oauth/token`, nonceRequired });
+            : await services.dpop.verify({ headers: proofs, method: "POST", url: `${services.config.issuer}/oauth/token`, nonceRequired });
         // RFC 9449 §5.2: "the authorization server MUST reject token requests from this client that do not contain the DPoP header".
         if (!dpop && client.metadata.dpop_bound_access_tokens === true) {
           throw new OAuthError("invalid_dpop_proof", "this client registered dpop_bound_access_tokens: a DPoP proof is required");

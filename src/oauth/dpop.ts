@@ -39,9 +39,30 @@ export interface CheckedProof {
   jkt: string;
 }
 
+/**
+ * A proof that passed every check but the replay one (§11.1): `record` it, or hand `replay` to a
+ * statement that records it with what the request writes (a mint's session INSERT), so that a
+ * token request makes one commit.
+ */
+export interface VerifiedProof extends CheckedProof {
+  replay: ProofRecord;
+}
+
+/** A proof's row in the replay store: the digest of its key and jti, kept while it could pass the iat check. */
+export interface ProofRecord {
+  id: string;
+  /** Seconds. */
+  ttl: number;
+}
+
 /** The error a proof earns: invalid_dpop_proof, or use_dpop_nonce with a fresh nonce (§8). */
 export function dpopError(code: "invalid_dpop_proof" | "use_dpop_nonce", description: string, nonce?: string): OAuthError {
   return new OAuthError(code, description, nonce ? { "DPoP-Nonce": nonce } : {});
+}
+
+/** §11.1: the answer to a proof seen before, here or at another instance. */
+export function replayedProof(): OAuthError {
+  return dpopError("invalid_dpop_proof", "the proof was used before (jti)");
 }
 
 /** RFC 3986 §6.2.2–6.2.3 normalisation of an htu, without query and fragment. */
@@ -67,8 +88,20 @@ export class DpopVerifier {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Checks the request's proof (§4.3); throws invalid_dpop_proof or use_dpop_nonce. */
+  /** Checks the request's proof (§4.3) and records it (§11.1); throws invalid_dpop_proof or use_dpop_nonce. */
   async check(request: ProofRequest): Promise<CheckedProof> {
+    const proof = await this.verify(request);
+    await this.record(proof);
+    return { jkt: proof.jkt };
+  }
+
+  /** §11.1: a proof is used once, at whichever instance sees it first. */
+  async record(proof: VerifiedProof): Promise<void> {
+    if (!(await this.proofs.firstSeen(proof.replay.id, proof.replay.ttl))) throw replayedProof();
+  }
+
+  /** Every check of §4.3 but the replay one, which the caller makes (`record`, or in its own statement). */
+  async verify(request: ProofRequest): Promise<VerifiedProof> {
     // §4.3 check 1: "There is not more than one DPoP HTTP request header field."
     if (request.headers.length !== 1) throw dpopError("invalid_dpop_proof", "exactly one DPoP header is allowed");
     const proof = request.headers[0]!;
@@ -124,10 +157,9 @@ export class DpopVerifier {
       if (typeof nonce !== "string") throw dpopError("use_dpop_nonce", "a DPoP nonce is required", await this.nonce());
       if (!(await this.nonceHolds(nonce))) throw dpopError("use_dpop_nonce", "the DPoP nonce is stale", await this.nonce());
     }
-    // §11.1: a proof is used once, at whichever instance sees it first.
+    // §11.1: what the replay store keeps of it, while it could pass the iat check above.
     const id = Bun.CryptoHasher.hash("sha256", `${jkt}.${jti}`, "base64url") as string;
-    if (!(await this.proofs.firstSeen(id, PROOF_MAX_AGE + PROOF_MAX_AHEAD))) throw dpopError("invalid_dpop_proof", "the proof was used before (jti)");
-    return { jkt };
+    return { jkt, replay: { id, ttl: PROOF_MAX_AGE + PROOF_MAX_AHEAD } };
   }
 
   /** The imported key and RFC 7638 thumbprint of a proof's jwk (cached by the thumbprint's input). */

@@ -6,6 +6,8 @@ import { randomUUID } from "node:crypto";
 import type { Client } from "../../db/schema.ts";
 import type { RedeemOutcome, RotateOutcome, SessionFilter, SessionStore } from "../../db/stores/sessions.ts";
 import type { AuthorizationCodes, CodeRedemption, OidcGrant } from "./authorization-codes.ts";
+import type { ProofRecord } from "./dpop.ts";
+import { replayedProof } from "./dpop.ts";
 import type { Authentication, IdTokens } from "./id-tokens.ts";
 import { parseScope } from "./scopes.ts";
 import type { Metrics } from "../metrics.ts";
@@ -31,6 +33,8 @@ export interface MintRequest {
   withRefreshToken: boolean;
   /** The DPoP binding (RFC 9449 §6): the access token's, and the refresh token's if it is bound too. */
   binding?: Binding;
+  /** The DPoP proof to record against replay (RFC 9449 §11.1) in the session's INSERT. */
+  proof?: ProofRecord;
 }
 
 /** The DPoP key thumbprint tokens are bound to: always the access token, the refresh token when `refresh`. */
@@ -154,7 +158,10 @@ export class SessionService {
       accessExpiresAt: new Date((iat + accessTtl) * 1000),
       refreshExpiresAt: refreshJti ? new Date((iat + refreshTtl) * 1000) : null,
       signingKid: kid,
+      dpopProof: request.proof ?? null,
     });
+    // RFC 9449 §11.1: the proof's record was there already, so no session was inserted.
+    if (sessionId === undefined) throw replayedProof();
     return { sessionId, tokenType: tokenTypeOf(request.binding), accessToken, refreshToken, expiresIn: accessTtl, scope };
   }
 

@@ -10,6 +10,8 @@ import { resourceParam, scopeParam } from "./params.ts";
 export const clientCredentialsGrant = defineGrant({
   name: "client_credentials",
   params: t.Object({ scope: scopeParam, resource: resourceParam }),
+  // The proof's replay record goes in the session's INSERT: one commit for the request.
+  recordsProof: true,
   async handle(params, context) {
     const { services, client } = context;
     const { config, resources } = services;
@@ -22,6 +24,14 @@ export const clientCredentialsGrant = defineGrant({
         ? [config.defaultAudience]
         : narrowAudience(params.resource, [config.defaultAudience, ...(await resources.all()).map((r) => r.resource)]);
     // RFC 6749 §4.4.3: "A refresh token SHOULD NOT be included."
-    return services.sessions.mint({ client, subject: client.clientId, scope, audience, withRefreshToken: false, binding: bindingOf(context) });
+    return services.sessions.mint({
+      client,
+      subject: client.clientId,
+      scope,
+      audience,
+      withRefreshToken: false,
+      binding: bindingOf(context),
+      ...(context.dpop ? { proof: context.dpop.replay } : {}),
+    });
   },
 });

@@ -5,6 +5,7 @@ import type { Config } from "../../config.ts";
 import type { Logger } from "../../log.ts";
 import type { Metrics } from "../../metrics.ts";
 import type { Client, GrantType } from "../clients.ts";
+import type { DpopVerifier, VerifiedProof } from "../dpop.ts";
 import type { Resources } from "../resources.ts";
 import type { Binding, IssuedTokens, SessionService } from "../sessions.ts";
 import type { TokenPipeline } from "../token-pipeline.ts";
@@ -17,14 +18,18 @@ export interface GrantDeps {
   metrics: Pick<Metrics, "refreshReuse">;
   sessions: SessionService;
   pipeline: TokenPipeline;
+  dpop: Pick<DpopVerifier, "record">;
 }
 
 export interface GrantContext {
   services: GrantDeps;
   /** The client authenticated by the token endpoint. */
   client: Client;
-  /** The key of the request's DPoP proof, checked (RFC 9449 §4.3); absent without one. */
-  dpop?: { jkt: string };
+  /**
+   * The request's DPoP proof, checked (RFC 9449 §4.3); absent without one. It is recorded against
+   * replay (§11.1) before the grant runs, or by the grant's own statement (`recordsProof`).
+   */
+  dpop?: VerifiedProof;
 }
 
 /**
@@ -42,6 +47,8 @@ export interface Grant<S extends TSchema = TSchema> {
   /** The grant's own form parameters (client credentials are handled by the endpoint). */
   readonly params: S;
   handle(params: Static<S>, context: GrantContext): Promise<IssuedTokens>;
+  /** The grant records `context.dpop` against replay in the statement that issues its tokens. */
+  readonly recordsProof?: true;
 }
 
 /** Declares a grant; the identity function exists so `handle` gets its params typed. */

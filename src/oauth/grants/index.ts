@@ -27,9 +27,10 @@ export const SUPPORTED_GRANT_TYPES: readonly string[] = GRANTS.map((g) => g.name
 /**
  * Runs the grant named by `grant_type`: unsupported_grant_type if there is none,
  * unauthorized_client if the client is not registered for it (RFC 6749 §5.2),
- * invalid_request naming the first bad parameter.
+ * invalid_request naming the first bad parameter. The request's DPoP proof is recorded against
+ * replay first, unless the grant records it itself.
  */
-export function runGrant(grantType: string, params: Record<string, unknown>, context: GrantContext): Promise<IssuedTokens> {
+export async function runGrant(grantType: string, params: Record<string, unknown>, context: GrantContext): Promise<IssuedTokens> {
   const entry = registry.get(grantType);
   if (!entry) throw OAuthError.unsupportedGrantType(`grant_type "${grantType.slice(0, 40)}" is not supported`);
   if (!context.client.grantTypes.includes(grantType)) {
@@ -39,5 +40,7 @@ export function runGrant(grantType: string, params: Record<string, unknown>, con
     const first = entry.check.Errors(params).First();
     throw OAuthError.invalidRequest(`invalid or missing parameter: ${first?.path.replace(/^\//, "") || "unknown"}`);
   }
+  // RFC 9449 §11.1: a proof is used once (here, or in the grant's own statement).
+  if (context.dpop && !entry.grant.recordsProof) await context.services.dpop.record(context.dpop);
   return entry.grant.handle(params, context);
 }
