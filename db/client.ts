@@ -150,6 +150,9 @@ function withDeadline<Q extends { cancel(): unknown }>(query: Q, ms: number): Q 
   return query;
 }
 
+/** The server's lock_timeout: 80 % of the client's deadline (both from TA_DB_STATEMENT_TIMEOUT, seconds). */
+export const lockTimeoutMs = (statementTimeout: number) => Math.round(statementTimeout * 800);
+
 export function openPostgres(url: string, options: PostgresOptions): Database {
   const client = postgres(url, {
     max: options.poolSize,
@@ -164,7 +167,11 @@ export function openPostgres(url: string, options: PostgresOptions): Database {
       // reported committed (with only a WARNING) though no standby has it — a 200 that a
       // failover loses (the split of test/cluster-faults.test.ts).
       statement_timeout: options.statementTimeout * 1000 + 1000,
-      lock_timeout: options.statementTimeout * 1000,
+      // Before the client's deadline: a statement waiting on a row lock held elsewhere ends with
+      // lock_not_available (nothing changed, a 503) before the client gives up on it. At the
+      // deadline itself, a lock released in between would let the statement go on and commit
+      // after the client had answered 503 (test/lock-timeout.test.ts).
+      lock_timeout: lockTimeoutMs(options.statementTimeout),
       idle_in_transaction_session_timeout: options.statementTimeout * 4 * 1000,
       ...(options.synchronousCommit ? { synchronous_commit: options.synchronousCommit } : {}),
     },
