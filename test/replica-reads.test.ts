@@ -14,7 +14,7 @@ import type { TestApp, TestClient } from "./helpers/app.ts";
 import { createClient, createTestApp, introspect, mintClientSession, revoke } from "./helpers/app.ts";
 import { openTestDatabase, TEST_DATABASE_URL, testDatabaseUrl } from "./helpers/db.ts";
 import type { PatroniCluster, PatroniNode } from "./helpers/patroni.ts";
-import { patroniUnavailableReason, startPatroniCluster } from "./helpers/patroni.ts";
+import { createClusterDatabase, patroniUnavailableReason, startPatroniCluster } from "./helpers/patroni.ts";
 
 setDefaultTimeout(60_000);
 
@@ -105,9 +105,7 @@ describe.skipIf(unavailable !== undefined)("reads from replicas on a Patroni clu
 
   beforeAll(async () => {
     cluster = await startPatroniCluster({ synchronousCommit: "remote_apply", timeoutMs: 120_000 });
-    const admin = postgres(cluster.url("postgres"), { max: 1, onnotice: () => {} });
-    await admin.unsafe("create database ta");
-    await admin.end();
+    await createClusterDatabase(cluster, "ta");
     const migrating = openPostgres(cluster.url("ta"), OPTIONS);
     await migrate(migrating);
     await migrating.close();

@@ -2,9 +2,10 @@
 import { copyFileSync, existsSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import postgres from "postgres";
 import type { Backend } from "./db.ts";
 import { createPostgresDatabase } from "./db.ts";
+import type { PatroniCluster } from "./patroni.ts";
+import { createClusterDatabase } from "./patroni.ts";
 
 const ROOT = join(import.meta.dir, "..", "..");
 export const BINARY = join(ROOT, "dist", "token-authority");
@@ -157,9 +158,7 @@ export async function startExecutable(backend: Backend, extraEnv: Record<string,
  * served through the multi-host URL, with a short connect timeout so that a connection attempt
  * to a dead primary fails fast and the next host is tried.
  */
-export async function startExecutableOnCluster(cluster: { url(database?: string): string }): Promise<Executable> {
-  const admin = postgres(cluster.url("postgres"), { max: 1, onnotice: () => {} });
-  await admin.unsafe("create database ta");
-  await admin.end();
+export async function startExecutableOnCluster(cluster: Pick<PatroniCluster, "url" | "nodes">): Promise<Executable> {
+  await createClusterDatabase(cluster, "ta");
   return startExecutable("pglite", { DATABASE_URL: cluster.url("ta"), TA_DB_CONNECT_TIMEOUT: "2" });
 }

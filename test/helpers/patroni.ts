@@ -4,6 +4,7 @@
 import { chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import postgres from "postgres";
 import { freePort } from "./binary.ts";
 import { asRoot, PG_BIN, postgresUid } from "./postgres-cluster.ts";
 
@@ -163,6 +164,32 @@ export async function startPatroniCluster(options: PatroniClusterOptions = {}): 
     const logs = logTails(state);
     await cluster.stop();
     throw new Error(`${(error as Error).message}\n${logs}`);
+  }
+}
+
+/**
+ * Creates database `name` at the primary and waits until every node accepts connections to it.
+ * A standby that has not replayed the CREATE DATABASE yet refuses them (FATAL 3D000), and a
+ * connection through the multi-host URL failed with that instead of trying the next host (seen
+ * by the suite's replica-reads setup on 2026-12-07).
+ */
+export async function createClusterDatabase(cluster: Pick<PatroniCluster, "url" | "nodes">, name: string): Promise<void> {
+  const admin = postgres(cluster.url("postgres"), { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`create database ${name}`);
+  } finally {
+    await admin.end();
+  }
+  for (const node of cluster.nodes) {
+    await until(`database ${name} on ${node.name}`, Date.now() + 30_000, async () => {
+      const sql = postgres(node.url(name), { max: 1, onnotice: () => {}, connect_timeout: 2 });
+      try {
+        await sql`select 1`;
+        return true;
+      } finally {
+        await sql.end({ timeout: 1 });
+      }
+    });
   }
 }
 
