@@ -151,7 +151,7 @@ function withDeadline<Q extends { cancel(): unknown }>(query: Q, ms: number): Q 
 }
 
 /** The server's lock_timeout: 80 % of the client's deadline (both from TA_DB_STATEMENT_TIMEOUT, seconds). */
-export const lockTimeoutMs = (statementTimeout: number) => Math.round(statementTimeout * 800);
+const lockTimeoutMs = (statementTimeout: number) => Math.round(statementTimeout * 800);
 
 export function openPostgres(url: string, options: PostgresOptions): Database {
   const client = postgres(url, {

@@ -43,6 +43,6 @@ export function createStores(database: Database, options: { clientCacheTtl: numb
     resources: new ResourceStore(database),
     logoutDeliveries: new LogoutDeliveryStore(database),
     ssf: new SsfStore(database),
-    dpopProofs: new DpopProofStore(database),
+    dpopProofs: new DpopProofStore(database, SESSION_BATCHING),
   };
 }

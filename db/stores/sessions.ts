@@ -10,6 +10,7 @@ import { Batcher } from "../batcher.ts";
 import type { Database } from "../client.ts";
 import type { PageAfter } from "./paging.ts";
 import { olderThan } from "./paging.ts";
+import { recordProofs } from "./dpop.ts";
 import { isConnectionFailure } from "../failures.ts";
 import type { Session, TokenKind } from "../schema.ts";
 import { authorizationGrants, sessions } from "../schema.ts";
@@ -501,13 +502,8 @@ export class SessionStore {
       )${
         withProofs
           ? sql`, first_uses as (
-        select distinct on (x.proof_id) x.proof_id, x.proof_ttl, x.access_token_jti from x where x.proof_id is not null
-      ), recorded as (
-        insert into dpop_proofs (id, expires_at)
-        select f.proof_id, now() + make_interval(secs => f.proof_ttl) from first_uses f
-        on conflict (id) do nothing
-        returning id
-      )`
+        select distinct on (x.proof_id) x.proof_id as id, x.proof_ttl as ttl, x.access_token_jti from x where x.proof_id is not null
+      ), recorded as (${recordProofs(sql`first_uses p`)})`
           : sql``
       }
       insert into sessions (id, grant_id, client_id, subject, scope, audience, access_token_jti, refresh_token_jti,
@@ -516,7 +512,7 @@ export class SessionStore {
              x.access_token_jti, x.refresh_token_jti, x.access_token_sha256, x.refresh_token_sha256,
              x.access_expires_at, x.refresh_expires_at, x.signing_kid
         from x
-       ${withProofs ? sql`where x.proof_id is null or x.access_token_jti in (select f.access_token_jti from first_uses f join recorded r on r.id = f.proof_id)` : sql``}
+       ${withProofs ? sql`where x.proof_id is null or x.access_token_jti in (select f.access_token_jti from first_uses f join recorded r on r.id = f.id)` : sql``}
       returning id, access_token_jti`);
     const ids = new Map(inserted.map((row) => [row.access_token_jti, row.id]));
     return rows.map((row) => {

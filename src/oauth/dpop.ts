@@ -92,7 +92,7 @@ export class DpopVerifier {
   async check(request: ProofRequest): Promise<CheckedProof> {
     const proof = await this.verify(request);
     await this.record(proof);
-    return { jkt: proof.jkt };
+    return proof;
   }
 
   /** §11.1: a proof is used once, at whichever instance sees it first. */
