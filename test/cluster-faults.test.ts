@@ -143,50 +143,62 @@ describe.skipIf(unavailable !== undefined)("faults of the whole Patroni cluster"
       await Promise.all(work);
     }
 
-    expect(answers.slice(promotedAt).some((a) => a.status === 200)).toBe(true); // served through the wake-up
-    for (const failure of answers.filter((a) => a.status !== 200)) expect({ status: failure.status, retryAfter: failure.retryAfter }).toEqual({ status: 503, retryAfter: "1" });
-    const revoked = [...new Set(answers.filter((a) => a.op === "revoke" && a.status === 200).map((a) => decodeJwt(a.token).jti as string))];
-    const minted = answers.filter((a) => a.op === "mint" && a.status === 200).map((a) => decodeJwt(a.token).jti as string);
-    expect(revoked.length).toBeGreaterThan(0);
-    const onPrimary = postgres(cluster.url("ta"), { max: 1, onnotice: () => {} });
-    const onOld = postgres(old.url("ta"), { max: 1, onnotice: () => {} });
     try {
-      const [where] = await onPrimary<{ port: number }[]>`select inet_server_port() as port`;
-      expect(where!.port).toBe(leader.port);
-      const inForce = await onPrimary<{ jti: string }[]>`select access_token_jti as jti from sessions where access_token_jti = any(${revoked}) and status = 'revoked'`;
-      // Each revocation answered 200 but not in force, with its session's status there and every answer its token got.
-      const revokedThere = new Set(inForce.map((row) => row.jti));
-      const notInForce = await Promise.all(
-        revoked
-          .filter((jti) => !revokedThere.has(jti))
-          .map(async (jti) => {
-            const [row] = await onPrimary<{ status: string }[]>`select status from sessions where access_token_jti = ${jti}`;
-            const history = answers.filter((a) => a.token && decodeJwt(a.token).jti === jti).map((a) => `${a.op} ${a.status} (${a.phase})`);
-            return `${jti}: ${row?.status ?? "no session"}; ${history.join(", ")}`;
-          }),
-      );
-      expect(notInForce).toEqual([]);
-      // …and every token answered 200 exists there (no 200 without effect).
-      const issued = await onPrimary<{ n: number }[]>`select count(*)::int as n from sessions where access_token_jti = any(${minted})`;
-      expect(issued[0]!.n).toBe(minted.length);
-      // The old primary is a replica of the new one, on its timeline, and holds the same revocations.
-      const [state] = await onOld<{ standby: boolean }[]>`select pg_is_in_recovery() as standby`;
-      expect(state!.standby).toBe(true);
-      const primaryTimeline = (await cluster.members()).find((m) => m.name === leader.name)!.timeline;
-      for (const deadline = Date.now() + 30_000; ; ) {
-        const [replicated] = await onOld<{ n: number }[]>`select count(*)::int as n from sessions where access_token_jti = any(${revoked}) and status = 'revoked'`;
-        if (replicated!.n === revoked.length) break;
-        if (Date.now() > deadline) throw new Error(`the old primary holds ${replicated!.n} of ${revoked.length} revocations`);
-        await Bun.sleep(200);
+      expect(answers.slice(promotedAt).some((a) => a.status === 200)).toBe(true); // served through the wake-up
+      for (const failure of answers.filter((a) => a.status !== 200)) expect({ status: failure.status, retryAfter: failure.retryAfter }).toEqual({ status: 503, retryAfter: "1" });
+      const revoked = [...new Set(answers.filter((a) => a.op === "revoke" && a.status === 200).map((a) => decodeJwt(a.token).jti as string))];
+      const minted = answers.filter((a) => a.op === "mint" && a.status === 200).map((a) => decodeJwt(a.token).jti as string);
+      expect(revoked.length).toBeGreaterThan(0);
+      const onPrimary = postgres(cluster.url("ta"), { max: 1, onnotice: () => {} });
+      const onOld = postgres(old.url("ta"), { max: 1, onnotice: () => {} });
+      try {
+        const [where] = await onPrimary<{ port: number }[]>`select inet_server_port() as port`;
+        expect(where!.port).toBe(leader.port);
+        const inForce = await onPrimary<{ jti: string }[]>`select access_token_jti as jti from sessions where access_token_jti = any(${revoked}) and status = 'revoked'`;
+        // Each revocation answered 200 but not in force, with its session's status there and every answer its token got.
+        const revokedThere = new Set(inForce.map((row) => row.jti));
+        const notInForce = await Promise.all(
+          revoked
+            .filter((jti) => !revokedThere.has(jti))
+            .map(async (jti) => {
+              const [row] = await onPrimary<{ status: string }[]>`select status from sessions where access_token_jti = ${jti}`;
+              const history = answers.filter((a) => a.token && decodeJwt(a.token).jti === jti).map((a) => `${a.op} ${a.status} (${a.phase})`);
+              return `${jti}: ${row?.status ?? "no session"}; ${history.join(", ")}`;
+            }),
+        );
+        expect(notInForce).toEqual([]);
+        // …and every token answered 200 exists there (no 200 without effect).
+        const issued = await onPrimary<{ n: number }[]>`select count(*)::int as n from sessions where access_token_jti = any(${minted})`;
+        expect(issued[0]!.n).toBe(minted.length);
+        // The old primary is a replica of the new one, on its timeline, and holds the same revocations.
+        const [state] = await onOld<{ standby: boolean }[]>`select pg_is_in_recovery() as standby`;
+        expect(state!.standby).toBe(true);
+        const primaryTimeline = (await cluster.members()).find((m) => m.name === leader.name)!.timeline;
+        for (const deadline = Date.now() + 30_000; ; ) {
+          const [replicated] = await onOld<{ n: number }[]>`select count(*)::int as n from sessions where access_token_jti = any(${revoked}) and status = 'revoked'`;
+          if (replicated!.n === revoked.length) break;
+          if (Date.now() > deadline) throw new Error(`the old primary holds ${replicated!.n} of ${revoked.length} revocations`);
+          await Bun.sleep(200);
+        }
+        const [oldTimeline] = await onOld<{ tl: number }[]>`select received_tli as tl from pg_stat_wal_receiver`;
+        expect(oldTimeline!.tl).toBe(primaryTimeline!);
+      } finally {
+        await onPrimary.end();
+        await onOld.end();
       }
-      const [oldTimeline] = await onOld<{ tl: number }[]>`select received_tli as tl from pg_stat_wal_receiver`;
-      expect(oldTimeline!.tl).toBe(primaryTimeline!);
-    } finally {
-      await onPrimary.end();
-      await onOld.end();
+      // Through the server too.
+      for (const a of answers.filter((x) => x.op === "revoke" && x.status === 200).slice(-50)) expect((await introspect(a.token)).body.active).toBe(false);
+      console.log(`split: ${answers.length} requests, ${revoked.length} revocations and ${minted.length} mints answered 200, ${answers.filter((a) => a.status !== 200).length} answered 503`);
+    } catch (error) {
+      // For a failure's report (CI keeps only its output): what the server logged at warn and
+      // above, and what each node's Patroni and PostgreSQL said last.
+      const serverLines = executable.server.lines.filter((l) => /"level":"(warn|error|fatal)"/.test(l));
+      console.log(`the server's warnings and errors (last 30 of ${serverLines.length}):\n${serverLines.slice(-30).join("\n")}`);
+      for (const node of cluster.nodes) {
+        const lines = readFileSync(join(node.dir, "patroni.log"), "utf8").split("\n").filter((l) => /^\d{4}-/.test(l) && !/waiting for WAL|no action|Lock owner|accepting connections/.test(l));
+        console.log(`${node.name}${node === old ? " (the old primary)" : ""}${node === leader ? " (the new primary)" : ""}:\n${lines.slice(-60).join("\n")}`);
+      }
+      throw error;
     }
-    // Through the server too.
-    for (const a of answers.filter((x) => x.op === "revoke" && x.status === 200).slice(-50)) expect((await introspect(a.token)).body.active).toBe(false);
-    console.log(`split: ${answers.length} requests, ${revoked.length} revocations and ${minted.length} mints answered 200, ${answers.filter((a) => a.status !== 200).length} answered 503`);
   });
 });
