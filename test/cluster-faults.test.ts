@@ -116,8 +116,21 @@ describe.skipIf(unavailable !== undefined)("faults of the whole Patroni cluster"
         await Bun.sleep(minted.status === 200 ? 20 : 100);
       }
     });
-    let leader: PatroniNode;
+    let leader: PatroniNode | undefined;
     let promotedAt: number;
+    /**
+     * For a failure's report (CI keeps only its output): what the server logged at warn and
+     * above, and each node's last Patroni and PostgreSQL lines (their quiet loop lines and
+     * tracebacks left out).
+     */
+    const report = () => {
+      const serverLines = executable.server.lines.filter((l) => /"level":"(warn|error|fatal)"/.test(l));
+      console.log(`the server's warnings and errors (last 30 of ${serverLines.length}):\n${serverLines.slice(-30).join("\n")}`);
+      for (const node of cluster.nodes) {
+        const lines = readFileSync(join(node.dir, "patroni.log"), "utf8").split("\n").filter((l) => /^\d{4}-/.test(l) && !/waiting for WAL|no action|Lock owner|accepting connections/.test(l));
+        console.log(`${node.name}${node === old ? " (the old primary)" : ""}${node === leader ? " (the new primary)" : ""}:\n${lines.slice(-60).join("\n")}`);
+      }
+    };
     try {
       await Bun.sleep(500);
       await cluster.kill(old, "SIGSTOP");
@@ -130,11 +143,7 @@ describe.skipIf(unavailable !== undefined)("faults of the whole Patroni cluster"
       await cluster.kill(old, "SIGCONT");
       phase = "woken";
       await cluster.waitForReplicas(120_000).catch((error) => {
-        // What each Patroni did, for the failure report (its quiet loop lines left out).
-        for (const node of cluster.nodes) {
-          const lines = readFileSync(join(node.dir, "patroni.log"), "utf8").split("\n").filter((l) => !/waiting for WAL|no action|Lock owner/.test(l));
-          console.log(`${node.name}${node === old ? " (the old primary)" : ""}${node === leader ? " (the new primary)" : ""}:\n${lines.slice(-40).join("\n")}`);
-        }
+        report();
         throw error;
       });
       await Bun.sleep(2000);
@@ -190,14 +199,7 @@ describe.skipIf(unavailable !== undefined)("faults of the whole Patroni cluster"
       for (const a of answers.filter((x) => x.op === "revoke" && x.status === 200).slice(-50)) expect((await introspect(a.token)).body.active).toBe(false);
       console.log(`split: ${answers.length} requests, ${revoked.length} revocations and ${minted.length} mints answered 200, ${answers.filter((a) => a.status !== 200).length} answered 503`);
     } catch (error) {
-      // For a failure's report (CI keeps only its output): what the server logged at warn and
-      // above, and what each node's Patroni and PostgreSQL said last.
-      const serverLines = executable.server.lines.filter((l) => /"level":"(warn|error|fatal)"/.test(l));
-      console.log(`the server's warnings and errors (last 30 of ${serverLines.length}):\n${serverLines.slice(-30).join("\n")}`);
-      for (const node of cluster.nodes) {
-        const lines = readFileSync(join(node.dir, "patroni.log"), "utf8").split("\n").filter((l) => /^\d{4}-/.test(l) && !/waiting for WAL|no action|Lock owner|accepting connections/.test(l));
-        console.log(`${node.name}${node === old ? " (the old primary)" : ""}${node === leader ? " (the new primary)" : ""}:\n${lines.slice(-60).join("\n")}`);
-      }
+      report();
       throw error;
     }
   });
