@@ -6,8 +6,10 @@
 // server's connections to it open — where nothing answered 200 is lost, nothing answered 500,
 // and the old primary rejoins as a replica of the new one. What this test found, and what now
 // holds against it: postgres.js gave a cancelled pipelined query's answer to the next query (an
-// INSERT got a SELECT's rows; patches/postgres@3.4.9.patch); a cancelled wait for the
-// synchronous standby is reported committed (db/client.ts no longer cancels a sent query, and
+// INSERT got a SELECT's rows; patches/postgres@3.4.9.patch); it answered an INSERT as committed
+// with the rows the woken old primary sent just before its demotion killed the connection, by
+// taking the query along to the next host (test/postgres-first-query.test.ts); a cancelled wait
+// for the synchronous standby is reported committed (db/client.ts no longer cancels a sent query, and
 // gives up before statement_timeout); a revocation that changed nothing committed without
 // waiting for the standby, so the woken old primary answered it (ta_revoke_tokens takes a
 // transaction id); and Patroni 3.0.2 on etcd's v3 API let the woken old primary take the leader
