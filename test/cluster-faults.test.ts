@@ -21,7 +21,7 @@ import { join } from "node:path";
 import { decodeJwt } from "jose";
 import postgres from "postgres";
 import type { Executable } from "./helpers/binary.ts";
-import { startExecutableOnCluster } from "./helpers/binary.ts";
+import { serverProblems, startExecutableOnCluster } from "./helpers/binary.ts";
 import type { PatroniCluster, PatroniNode } from "./helpers/patroni.ts";
 import { patroniUnavailableReason, startPatroniCluster } from "./helpers/patroni.ts";
 
@@ -126,8 +126,7 @@ describe.skipIf(unavailable !== undefined)("faults of the whole Patroni cluster"
      * tracebacks left out).
      */
     const report = () => {
-      const serverLines = executable.server.lines.filter((l) => /"level":"(warn|error|fatal)"/.test(l));
-      console.log(`the server's warnings and errors (last 30 of ${serverLines.length}):\n${serverLines.slice(-30).join("\n")}`);
+      console.log(serverProblems(executable.server));
       for (const node of cluster.nodes) {
         const lines = readFileSync(join(node.dir, "patroni.log"), "utf8").split("\n").filter((l) => /^\d{4}-/.test(l) && !/waiting for WAL|no action|Lock owner|accepting connections/.test(l));
         console.log(`${node.name}${node === old ? " (the old primary)" : ""}${node === leader ? " (the new primary)" : ""}:\n${lines.slice(-60).join("\n")}`);

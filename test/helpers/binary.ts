@@ -57,6 +57,16 @@ export interface ServerProcess {
   stop(signal?: NodeJS.Signals): Promise<number>;
 }
 
+/**
+ * For a failure's report (CI keeps only the output): the server's last `n` log lines at warn and
+ * above, but for the requests answered 503 (`db.unavailable`), which are only counted.
+ */
+export function serverProblems(server: ServerProcess, n = 30): string {
+  const problems = server.lines.filter((line) => /"level":"(warn|error|fatal)"/.test(line));
+  const others = problems.filter((line) => !line.includes('"event":"db.unavailable"'));
+  return `the server's warnings and errors: ${problems.length - others.length} db.unavailable, and the last ${Math.min(n, others.length)} of ${others.length} others:\n${others.slice(-n).join("\n")}`;
+}
+
 /** A TCP port on 127.0.0.1 that was free a moment ago (for a server whose issuer names its port). */
 export function freePort(): number {
   const probe = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
