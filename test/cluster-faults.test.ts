@@ -121,9 +121,9 @@ describe.skipIf(unavailable !== undefined)("faults of the whole Patroni cluster"
     let leader: PatroniNode | undefined;
     let promotedAt: number;
     /**
-     * For a failure's report (CI keeps only its output): what the server logged at warn and
-     * above, and each node's last Patroni and PostgreSQL lines (their quiet loop lines and
-     * tracebacks left out).
+     * For a failure's report, whether the fault or a check failed (CI keeps only its output):
+     * what the server logged at warn and above, and each node's last Patroni and PostgreSQL lines
+     * (their quiet loop lines and tracebacks left out).
      */
     const report = () => {
       console.log(serverProblems(executable.server));
@@ -133,27 +133,24 @@ describe.skipIf(unavailable !== undefined)("faults of the whole Patroni cluster"
       }
     };
     try {
-      await Bun.sleep(500);
-      await cluster.kill(old, "SIGSTOP");
-      phase = "hung";
-      leader = await cluster.waitForLeader(60_000, { not: old });
-      phase = "promoted";
-      promotedAt = answers.length;
-      // The old primary wakes up: its PostgreSQL still runs as a primary until its Patroni, finding
-      // the lock taken, demotes it; the server's connections to it are still open.
-      await cluster.kill(old, "SIGCONT");
-      phase = "woken";
-      await cluster.waitForReplicas(120_000).catch((error) => {
-        report();
-        throw error;
-      });
-      await Bun.sleep(2000);
-    } finally {
-      stop = true;
-      await Promise.all(work);
-    }
+      try {
+        await Bun.sleep(500);
+        await cluster.kill(old, "SIGSTOP");
+        phase = "hung";
+        leader = await cluster.waitForLeader(60_000, { not: old });
+        phase = "promoted";
+        promotedAt = answers.length;
+        // The old primary wakes up: its PostgreSQL still runs as a primary until its Patroni, finding
+        // the lock taken, demotes it; the server's connections to it are still open.
+        await cluster.kill(old, "SIGCONT");
+        phase = "woken";
+        await cluster.waitForReplicas(120_000);
+        await Bun.sleep(2000);
+      } finally {
+        stop = true;
+        await Promise.all(work);
+      }
 
-    try {
       expect(answers.slice(promotedAt).some((a) => a.status === 200)).toBe(true); // served through the wake-up
       for (const failure of answers.filter((a) => a.status !== 200)) expect({ status: failure.status, retryAfter: failure.retryAfter }).toEqual({ status: 503, retryAfter: "1" });
       const revoked = [...new Set(answers.filter((a) => a.op === "revoke" && a.status === 200).map((a) => decodeJwt(a.token).jti as string))];
@@ -183,7 +180,8 @@ describe.skipIf(unavailable !== undefined)("faults of the whole Patroni cluster"
         // The old primary is a replica of the new one, on its timeline, and holds the same revocations.
         const [state] = await onOld<{ standby: boolean }[]>`select pg_is_in_recovery() as standby`;
         expect(state!.standby).toBe(true);
-        const primaryTimeline = (await cluster.members()).find((m) => m.name === leader.name)!.timeline;
+        const leaderName = leader.name;
+        const primaryTimeline = (await cluster.members()).find((m) => m.name === leaderName)!.timeline;
         for (const deadline = Date.now() + 30_000; ; ) {
           const [replicated] = await onOld<{ n: number }[]>`select count(*)::int as n from sessions where access_token_jti = any(${revoked}) and status = 'revoked'`;
           if (replicated!.n === revoked.length) break;
